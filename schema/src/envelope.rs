@@ -1,0 +1,164 @@
+//! What travels through Redis streams between processes: one version byte,
+//! then bincode 2 (standard config). A reader rejects an unknown version or a
+//! body that does not decode, rather than guessing.
+//!
+//! - [`LogEvent`]: gateway -> worker, on the log shards. What the worker persists.
+//! - [`Relay`]: anyone -> a gateway node's inbox. A frame already rendered as
+//!   JSON once, delivered as-is to the local sockets of its audience.
+
+use serde::{Deserialize, Serialize};
+
+use crate::frames::{CustomerRef, Emoji, MessageKind, ReplyRef, Side, UserRef};
+
+/// Current envelope version. Bump it when a type below changes shape.
+pub const ENVELOPE_VERSION: u8 = 1;
+/// Largest envelope a reader accepts.
+pub const MAX_ENVELOPE_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("empty envelope")]
+    Empty,
+    #[error("unknown envelope version {0}")]
+    Version(u8),
+    #[error("envelope larger than {MAX_ENVELOPE_BYTES} bytes")]
+    TooLarge,
+    #[error("envelope does not decode: {0}")]
+    Decode(String),
+}
+
+/// An event the worker persists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LogEvent {
+    Message {
+        conversation: String,
+        customer: CustomerRef,
+        seq: u64,
+        ts: i64,
+        kind: MessageKind,
+        author: Option<UserRef>,
+        text: String,
+        reply_to: Option<ReplyRef>,
+        client_id: Option<String>,
+        /// Order card payload (JSON text) for `kind == Order`.
+        order_json: Option<String>,
+    },
+    Edit { conversation: String, pos: u64, seq: u64, text: String, edited_at: i64, by: UserRef },
+    Delete { conversation: String, pos: u64, seq: u64, ts: i64, by: UserRef },
+    React { conversation: String, pos: u64, seq: u64, emoji: Emoji, on: bool, by: UserRef, ts: i64 },
+    /// `side` has received (`delivered`) or read (`seen`) up to these positions.
+    Read { conversation: String, side: Side, delivered: u64, seen: u64, ts: i64 },
+}
+
+impl LogEvent {
+    pub fn conversation(&self) -> &str {
+        match self {
+            LogEvent::Message { conversation, .. }
+            | LogEvent::Edit { conversation, .. }
+            | LogEvent::Delete { conversation, .. }
+            | LogEvent::React { conversation, .. }
+            | LogEvent::Read { conversation, .. } => conversation,
+        }
+    }
+}
+
+/// Who on a node receives a relayed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Audience {
+    /// Every agent socket on the node.
+    Staff,
+    /// The sockets of the conversation's customer.
+    Customer,
+    /// Both.
+    Both,
+}
+
+impl Audience {
+    /// The side that must not receive a frame about its own action (typing).
+    pub fn to_side(side: Side) -> Audience {
+        match side {
+            Side::Staff => Audience::Staff,
+            Side::Customer => Audience::Customer,
+        }
+    }
+}
+
+/// A frame for the local sockets of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Relay {
+    pub audience: Audience,
+    /// The conversation the frame is about (needed for `Customer` audiences).
+    pub conversation: Option<String>,
+    /// The event's position in the conversation (0: not a positioned event).
+    pub pos: u64,
+    /// The rendered JSON text frame.
+    pub frame: String,
+}
+
+fn config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<MAX_ENVELOPE_BYTES>> {
+    bincode::config::standard().with_limit::<MAX_ENVELOPE_BYTES>()
+}
+
+/// Encodes `value` behind the version byte.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![ENVELOPE_VERSION];
+    // Encoding plain owned data into a Vec cannot fail except over the size
+    // limit, which callers rule out by validating texts first.
+    match bincode::serde::encode_to_vec(value, config()) {
+        Ok(body) => out.extend_from_slice(&body),
+        Err(_) => out.clear(),
+    }
+    out
+}
+
+/// Decodes an envelope written by [`encode`]; untrusted bytes are safe here.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
+    let (&v, body) = bytes.split_first().ok_or(EnvelopeError::Empty)?;
+    if v != ENVELOPE_VERSION {
+        return Err(EnvelopeError::Version(v));
+    }
+    if body.len() > MAX_ENVELOPE_BYTES {
+        return Err(EnvelopeError::TooLarge);
+    }
+    let (value, used) = bincode::serde::decode_from_slice(body, config()).map_err(|e| EnvelopeError::Decode(e.to_string()))?;
+    if used != body.len() {
+        return Err(EnvelopeError::Decode("trailing bytes".into()));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::UserKind;
+
+    #[test]
+    fn round_trip() {
+        let e = LogEvent::Message {
+            conversation: "c1".into(),
+            customer: CustomerRef { id: "c1".into(), username: "ann".into(), avatar_url: None },
+            seq: 7,
+            ts: 1,
+            kind: MessageKind::Customer,
+            author: Some(UserRef { kind: UserKind::Customer, id: "c1".into(), username: "ann".into() }),
+            text: "héllo".into(),
+            reply_to: Some(ReplyRef { seq: 3, excerpt: "x".into() }),
+            client_id: None,
+            order_json: None,
+        };
+        let b = encode(&e);
+        assert_eq!(b[0], ENVELOPE_VERSION);
+        assert_eq!(decode::<LogEvent>(&b).unwrap(), e);
+        let r = Relay { audience: Audience::Both, conversation: Some("c1".into()), pos: 3, frame: "{}".into() };
+        assert_eq!(decode::<Relay>(&encode(&r)).unwrap(), r);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(decode::<LogEvent>(&[]), Err(EnvelopeError::Empty));
+        assert_eq!(decode::<LogEvent>(&[9, 1, 2]), Err(EnvelopeError::Version(9)));
+        assert!(decode::<LogEvent>(&[ENVELOPE_VERSION, 200, 200, 200]).is_err());
+        // A length prefix claiming a huge string must not allocate it.
+        assert!(decode::<Relay>(&[ENVELOPE_VERSION, 0, 0, 0, 0xfc, 0xff, 0xff, 0xff, 0x7f]).is_err());
+    }
+}

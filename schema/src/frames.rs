@@ -1,0 +1,552 @@
+//! The client wire protocol: JSON text frames, each an object with `"type"`.
+//!
+//! Client frames are parsed in two steps: [`RawFrame`] accepts any object with
+//! the known field types (so the `rid` can be echoed even when a field is
+//! missing), then [`RawFrame::into_frame`] checks each type's fields and limits
+//! and names what is wrong.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{valid_client_id, valid_id};
+use crate::limits::MAX_TEXT_CHARS;
+
+/// Error codes a client sees. Stable: clients switch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Invalid,
+    Forbidden,
+    NotFound,
+    TooLarge,
+    RateLimited,
+    Unavailable,
+    Unauthorized,
+    Conflict,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Conflict => "conflict",
+        }
+    }
+}
+
+/// A frame that could not be accepted: the code and a plain message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl FrameError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Invalid, message)
+    }
+}
+
+/// The six reactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Emoji {
+    ThumbsUp,
+    Heart,
+    Laughing,
+    Surprised,
+    Sad,
+    Fire,
+}
+
+impl Emoji {
+    pub const ALL: [Emoji; 6] =
+        [Emoji::ThumbsUp, Emoji::Heart, Emoji::Laughing, Emoji::Surprised, Emoji::Sad, Emoji::Fire];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Emoji::ThumbsUp => "thumbs_up",
+            Emoji::Heart => "heart",
+            Emoji::Laughing => "laughing",
+            Emoji::Surprised => "surprised",
+            Emoji::Sad => "sad",
+            Emoji::Fire => "fire",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Emoji> {
+        Emoji::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// Which side of a conversation someone is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Customer,
+    Staff,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Customer => "customer",
+            Side::Staff => "staff",
+        }
+    }
+    pub fn other(self) -> Side {
+        match self {
+            Side::Customer => Side::Staff,
+            Side::Staff => Side::Customer,
+        }
+    }
+}
+
+/// Kind of a connected user, as the `hello` frame names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserKind {
+    Agent,
+    Customer,
+}
+
+impl UserKind {
+    pub fn side(self) -> Side {
+        match self {
+            UserKind::Agent => Side::Staff,
+            UserKind::Customer => Side::Customer,
+        }
+    }
+}
+
+/// Who did something: `{kind, id, username}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRef {
+    pub kind: UserKind,
+    pub id: String,
+    pub username: String,
+}
+
+// ---------------------------------------------------------------- client -> server
+
+/// Every field any client frame may carry; unknown fields are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFrame {
+    #[serde(rename = "type")]
+    pub ty: Option<String>,
+    pub rid: Option<String>,
+    pub conversation: Option<String>,
+    pub client_id: Option<String>,
+    pub text: Option<String>,
+    pub reply_to: Option<u64>,
+    pub seq: Option<u64>,
+    pub emoji: Option<String>,
+    pub on: Option<bool>,
+    pub positions: Option<HashMap<String, u64>>,
+}
+
+/// A validated client frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    Send { conversation: String, client_id: String, text: String, reply_to: Option<u64> },
+    Edit { conversation: String, seq: u64, text: String },
+    Delete { conversation: String, seq: u64 },
+    React { conversation: String, seq: u64, emoji: Emoji, on: bool },
+    Typing { conversation: String },
+    Delivered { conversation: String, seq: u64 },
+    Seen { conversation: String, seq: u64 },
+    Resume { positions: Vec<(String, u64)> },
+    Ping,
+}
+
+impl ClientFrame {
+    /// The frame's `type`, for metrics labels (a bounded set).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Send { .. } => "send",
+            ClientFrame::Edit { .. } => "edit",
+            ClientFrame::Delete { .. } => "delete",
+            ClientFrame::React { .. } => "react",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::Delivered { .. } => "delivered",
+            ClientFrame::Seen { .. } => "seen",
+            ClientFrame::Resume { .. } => "resume",
+            ClientFrame::Ping => "ping",
+        }
+    }
+}
+
+/// Most conversations one `resume` may name.
+pub const MAX_RESUME_POSITIONS: usize = 1000;
+/// Longest `rid` echoed back.
+pub const MAX_RID_LEN: usize = 64;
+
+/// Parses one text frame. On failure returns the `rid` (when readable) with the error.
+pub fn parse_client_frame(bytes: &[u8]) -> Result<(Option<String>, ClientFrame), (Option<String>, FrameError)> {
+    let raw: RawFrame = match serde_json::from_slice(bytes) {
+        Ok(raw) => raw,
+        Err(e) => {
+            // A field of the wrong type still leaves a readable rid: try once more loosely.
+            let rid = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|v| v.get("rid").and_then(|r| r.as_str()).map(str::to_string))
+                .filter(|r| r.len() <= MAX_RID_LEN);
+            let msg = if e.is_syntax() || e.is_eof() {
+                "malformed JSON: expected an object with a \"type\"".to_string()
+            } else {
+                format!("bad field: {e}")
+            };
+            return Err((rid, FrameError::invalid(msg)));
+        }
+    };
+    let rid = raw.rid.clone();
+    if rid.as_ref().is_some_and(|r| r.len() > MAX_RID_LEN) {
+        return Err((None, FrameError::invalid(format!("rid longer than {MAX_RID_LEN} characters"))));
+    }
+    raw.into_frame().map(|f| (rid.clone(), f)).map_err(|e| (rid, e))
+}
+
+fn need<T>(v: Option<T>, ty: &str, field: &str) -> Result<T, FrameError> {
+    v.ok_or_else(|| FrameError::invalid(format!("{ty}: missing field `{field}`")))
+}
+
+fn conversation(v: Option<String>, ty: &str) -> Result<String, FrameError> {
+    let c = need(v, ty, "conversation")?;
+    if !valid_id(&c) {
+        return Err(FrameError::invalid(format!("{ty}: `conversation` is not a valid id")));
+    }
+    Ok(c)
+}
+
+fn seq(v: Option<u64>, ty: &str) -> Result<u64, FrameError> {
+    let s = need(v, ty, "seq")?;
+    if s == 0 {
+        return Err(FrameError::invalid(format!("{ty}: `seq` starts at 1")));
+    }
+    Ok(s)
+}
+
+/// Checks a message text: 1..=4000 characters, not only whitespace.
+pub fn check_text(text: &str, ty: &str) -> Result<(), FrameError> {
+    if text.trim().is_empty() {
+        return Err(FrameError::invalid(format!("{ty}: `text` is empty")));
+    }
+    let n = text.chars().count();
+    if n > MAX_TEXT_CHARS {
+        return Err(FrameError::new(
+            ErrorCode::TooLarge,
+            format!("{ty}: `text` has {n} characters, the limit is {MAX_TEXT_CHARS}"),
+        ));
+    }
+    Ok(())
+}
+
+impl RawFrame {
+    pub fn into_frame(self) -> Result<ClientFrame, FrameError> {
+        let ty = self.ty.ok_or_else(|| FrameError::invalid("missing field `type`"))?;
+        let t = ty.as_str();
+        Ok(match t {
+            "send" => {
+                let conversation = conversation(self.conversation, t)?;
+                let client_id = need(self.client_id, t, "client_id")?;
+                if !valid_client_id(&client_id) {
+                    return Err(FrameError::invalid("send: `client_id` must be a UUID"));
+                }
+                let text = need(self.text, t, "text")?;
+                check_text(&text, t)?;
+                if self.reply_to == Some(0) {
+                    return Err(FrameError::invalid("send: `reply_to` starts at 1"));
+                }
+                ClientFrame::Send { conversation, client_id, text, reply_to: self.reply_to }
+            }
+            "edit" => {
+                let conversation = conversation(self.conversation, t)?;
+                let seq = seq(self.seq, t)?;
+                let text = need(self.text, t, "text")?;
+                check_text(&text, t)?;
+                ClientFrame::Edit { conversation, seq, text }
+            }
+            "delete" => ClientFrame::Delete { conversation: conversation(self.conversation, t)?, seq: seq(self.seq, t)? },
+            "react" => {
+                let conversation = conversation(self.conversation, t)?;
+                let seq = seq(self.seq, t)?;
+                let e = need(self.emoji, t, "emoji")?;
+                let emoji = Emoji::parse(&e).ok_or_else(|| {
+                    FrameError::invalid("react: `emoji` must be one of thumbs_up, heart, laughing, surprised, sad, fire")
+                })?;
+                let on = need(self.on, t, "on")?;
+                ClientFrame::React { conversation, seq, emoji, on }
+            }
+            "typing" => ClientFrame::Typing { conversation: conversation(self.conversation, t)? },
+            "delivered" => ClientFrame::Delivered { conversation: conversation(self.conversation, t)?, seq: seq(self.seq, t)? },
+            "seen" => ClientFrame::Seen { conversation: conversation(self.conversation, t)?, seq: seq(self.seq, t)? },
+            "resume" => {
+                let positions = need(self.positions, t, "positions")?;
+                if positions.len() > MAX_RESUME_POSITIONS {
+                    return Err(FrameError::new(
+                        ErrorCode::TooLarge,
+                        format!("resume: at most {MAX_RESUME_POSITIONS} conversations"),
+                    ));
+                }
+                if let Some(bad) = positions.keys().find(|k| !valid_id(k)) {
+                    return Err(FrameError::invalid(format!("resume: `{}` is not a valid conversation id", crate::excerpt(bad, 64))));
+                }
+                let mut positions: Vec<_> = positions.into_iter().collect();
+                positions.sort();
+                ClientFrame::Resume { positions }
+            }
+            "ping" => ClientFrame::Ping,
+            other => {
+                return Err(FrameError::invalid(format!(
+                    "unknown frame type `{}`",
+                    crate::excerpt(other, 32)
+                )))
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------- server -> client
+
+/// A quoted message in a reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyRef {
+    pub seq: u64,
+    pub excerpt: String,
+}
+
+/// Kind of a message in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Customer,
+    Staff,
+    System,
+    Order,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Customer => "customer",
+            MessageKind::Staff => "staff",
+            MessageKind::System => "system",
+            MessageKind::Order => "order",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "customer" => MessageKind::Customer,
+            "staff" => MessageKind::Staff,
+            "system" => MessageKind::System,
+            "order" => MessageKind::Order,
+            _ => return None,
+        })
+    }
+}
+
+/// A message as clients see it (live and in history pages).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub seq: u64,
+    pub kind: MessageKind,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub author: Option<UserRef>,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reply_to: Option<ReplyRef>,
+    pub ts: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
+    pub reactions: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub order: Option<serde_json::Value>,
+    /// The author's `client_id`, so the sender's other tabs can match their outbox.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_id: Option<String>,
+}
+
+/// A customer as a chat-list row shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRef {
+    pub id: String,
+    pub username: String,
+    // Always written (null when absent): this type also travels in bincode
+    // envelopes, which cannot skip fields.
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+}
+
+/// A chat-list row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRow {
+    pub id: String,
+    pub customer: CustomerRef,
+    pub preview: String,
+    pub last_ts: i64,
+    pub unread: u64,
+    /// Position of the last event, for resume.
+    #[serde(default)]
+    pub last_seq: u64,
+}
+
+/// Frames the server sends. `pos` is the event's position in the
+/// conversation's event sequence (the same counter as message `seq`); a client
+/// keeps the highest `pos` it holds per conversation and sends it in `resume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Hello {
+        user: UserRef,
+        epoch: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        conversation: Option<String>,
+        /// Which gateway node holds this socket (for operators and tests).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        node: Option<String>,
+    },
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        rid: Option<String>,
+        conversation: String,
+        seq: u64,
+        ts: i64,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pos: Option<u64>,
+        #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+        duplicate: bool,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        rid: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
+    Message {
+        conversation: String,
+        pos: u64,
+        message: Message,
+    },
+    Edited {
+        conversation: String,
+        pos: u64,
+        seq: u64,
+        text: String,
+        edited_at: i64,
+    },
+    Deleted {
+        conversation: String,
+        pos: u64,
+        seq: u64,
+    },
+    Reactions {
+        conversation: String,
+        pos: u64,
+        seq: u64,
+        reactions: BTreeMap<String, u64>,
+        by: UserRef,
+        emoji: Emoji,
+        on: bool,
+    },
+    Typing {
+        conversation: String,
+        who: UserRef,
+        expires_in_ms: u64,
+    },
+    Receipt {
+        conversation: String,
+        delivered_seq: u64,
+        seen_seq: u64,
+    },
+    Presence {
+        customer: String,
+        online: bool,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        last_seen: Option<i64>,
+    },
+    Conversation(ConversationRow),
+    Points {
+        customer: String,
+        balance: i64,
+    },
+    Replay {
+        conversation: String,
+        from_seq: u64,
+        complete: bool,
+        /// Highest position the replay brought (absent when nothing was missed).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        to_seq: Option<u64>,
+    },
+    Pong,
+}
+
+impl ServerFrame {
+    pub fn error(rid: Option<String>, e: FrameError) -> Self {
+        ServerFrame::Error { rid, code: e.code, message: e.message }
+    }
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: no maps with non-string keys, no floats.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\",\"code\":\"unavailable\",\"message\":\"encoding\"}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ClientFrame, FrameError> {
+        parse_client_frame(s.as_bytes()).map(|(_, f)| f).map_err(|(_, e)| e)
+    }
+
+    #[test]
+    fn send_ok() {
+        let f = parse(r#"{"type":"send","rid":"1","conversation":"c1","client_id":"0f8fad5b-d9cb-469f-a165-70867728950e","text":"hi","extra":1}"#).unwrap();
+        assert!(matches!(f, ClientFrame::Send { ref text, .. } if text == "hi"));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = parse(r#"{"type":"send","conversation":"c1","text":"hi"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Invalid);
+        assert!(e.message.contains("client_id"), "{}", e.message);
+        let e = parse("{not json").unwrap_err();
+        assert!(e.message.contains("malformed"));
+        let e = parse(r#"{"type":"nope"}"#).unwrap_err();
+        assert!(e.message.contains("unknown frame type"));
+        let long = "x".repeat(4001);
+        let e = parse(&format!(r#"{{"type":"edit","conversation":"c","seq":1,"text":"{long}"}}"#)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooLarge);
+        let e = parse(r#"{"type":"react","conversation":"c","seq":1,"emoji":"poop","on":true}"#).unwrap_err();
+        assert!(e.message.contains("emoji"));
+    }
+
+    #[test]
+    fn rid_survives_bad_field_types() {
+        let (rid, e) = parse_client_frame(br#"{"type":"seen","rid":"r9","conversation":"c","seq":"x"}"#).unwrap_err();
+        assert_eq!(rid.as_deref(), Some("r9"));
+        assert_eq!(e.code, ErrorCode::Invalid);
+    }
+
+    #[test]
+    fn text_limit_counts_chars_not_bytes() {
+        assert!(check_text(&"é".repeat(4000), "send").is_ok());
+        assert!(check_text(&"é".repeat(4001), "send").is_err());
+    }
+
+    #[test]
+    fn server_frames_are_tagged() {
+        let j = ServerFrame::Pong.to_json();
+        assert_eq!(j, r#"{"type":"pong"}"#);
+        let j = ServerFrame::Receipt { conversation: "c".into(), delivered_seq: 2, seen_seq: 1 }.to_json();
+        assert!(j.contains(r#""type":"receipt""#));
+    }
+}

@@ -1,0 +1,145 @@
+//! The Redis key layout, in one place.
+//!
+//! Every key starts with a configurable prefix (tests isolate themselves with
+//! one). A conversation's keys carry the hash tag `{c:<id>}` so that the send
+//! script, which touches several of them, stays in one Redis Cluster slot.
+//! Global keys (chat-list indexes, node registry) are single-key operations.
+
+/// Consumer group the workers share on every log shard.
+pub const WORKER_GROUP: &str = "workers";
+/// Field name of the envelope in every stream entry.
+pub const FIELD: &str = "e";
+
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    fn conv(&self, conv: &str, suffix: &str) -> String {
+        format!("{}{{c:{}}}:{}", self.prefix, conv, suffix)
+    }
+
+    // ---- per conversation (one slot)
+    /// INCR counter: the conversation's event positions (message seqs included).
+    pub fn seq(&self, conv: &str) -> String {
+        self.conv(conv, "seq")
+    }
+    /// Stream of rendered frames, entry id `<pos>-0`, capped: what `resume` replays.
+    pub fn replay(&self, conv: &str) -> String {
+        self.conv(conv, "replay")
+    }
+    /// String key per `client_id` (with a TTL) -> "seq:ts" of the message it produced.
+    pub fn dedupe(&self, conv: &str, client_id: &str) -> String {
+        self.conv(conv, &format!("dd:{client_id}"))
+    }
+    /// Hash seq -> "side|deleted|excerpt": who may edit it, and what a reply quotes.
+    pub fn meta(&self, conv: &str) -> String {
+        self.conv(conv, "meta")
+    }
+    /// Hash emoji -> count for one message.
+    pub fn reactions(&self, conv: &str, seq: u64) -> String {
+        self.conv(conv, &format!("rx:{seq}"))
+    }
+    /// Set of "kind:id:emoji" who reacted to one message (makes toggles idempotent).
+    pub fn reactors(&self, conv: &str, seq: u64) -> String {
+        self.conv(conv, &format!("rxw:{seq}"))
+    }
+    /// Hash of read state: customer_delivered, customer_seen, staff_delivered, staff_seen.
+    pub fn read_state(&self, conv: &str) -> String {
+        self.conv(conv, "rs")
+    }
+    /// Set of gateway node ids holding a socket of the conversation's customer.
+    pub fn customer_nodes(&self, conv: &str) -> String {
+        self.conv(conv, "nodes")
+    }
+    /// Hash: the chat-list row (customer_id, username, avatar_url, preview,
+    /// last_ts, last_seq, unread), written by the worker.
+    pub fn row(&self, conv: &str) -> String {
+        self.conv(conv, "row")
+    }
+    /// Hash: the customer's profile and presence (username, avatar_url, last_seen).
+    pub fn customer(&self, conv: &str) -> String {
+        self.conv(conv, "cust")
+    }
+    /// Rate gate for relaying typing indicators of one person (key with a short TTL).
+    pub fn typing_gate(&self, conv: &str, who: &str) -> String {
+        self.conv(conv, &format!("ty:{who}"))
+    }
+
+    // ---- global
+    /// Random id that changes when Redis loses its state.
+    pub fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+    /// ZSET conversation id -> last activity (ms): the chat list.
+    pub fn chats_all(&self) -> String {
+        format!("{}chats:all", self.prefix)
+    }
+    /// ZSET of conversations with unread customer messages, by last activity.
+    pub fn chats_unread(&self) -> String {
+        format!("{}chats:unread", self.prefix)
+    }
+    /// ZSET (all scores 0) of "lowercase username\0conversation id", for prefix search.
+    pub fn chats_names(&self) -> String {
+        format!("{}chats:names", self.prefix)
+    }
+    /// Log shard `n` (stream), read by the worker group.
+    pub fn log(&self, shard: u32) -> String {
+        format!("{}log:{}", self.prefix, shard)
+    }
+    /// A gateway node's inbox (stream).
+    pub fn inbox(&self, node: &str) -> String {
+        format!("{}inbox:{}", self.prefix, node)
+    }
+    /// ZSET node id -> last heartbeat (ms), nodes that hold at least one agent socket.
+    pub fn staff_nodes(&self) -> String {
+        format!("{}staff_nodes", self.prefix)
+    }
+    /// Agent session token -> agent JSON, with a TTL.
+    pub fn session(&self, token_hash: &str) -> String {
+        format!("{}sess:{}", self.prefix, token_hash)
+    }
+    /// Single-use WebSocket ticket -> identity JSON, 30 s TTL.
+    pub fn ticket(&self, ticket: &str) -> String {
+        format!("{}ticket:{}", self.prefix, ticket)
+    }
+    /// Counter for login attempts of one username or address, with a TTL.
+    pub fn login_attempts(&self, who: &str) -> String {
+        format!("{}rl:login:{}", self.prefix, who)
+    }
+}
+
+/// Log shard of a conversation: a stable hash (FNV-1a) so every process agrees.
+pub fn shard_of(conv: &str, shards: u32) -> u32 {
+    let mut h: u32 = 0x811c9dc5;
+    for b in conv.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x01000193);
+    }
+    h % shards.max(1)
+}
+
+/// Redis stream id of the replay entry for position `pos`.
+pub fn replay_id(pos: u64) -> String {
+    format!("{pos}-0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn layout() {
+        let k = Keys::new("t1:");
+        assert_eq!(k.seq("42"), "t1:{c:42}:seq");
+        assert_eq!(k.replay("42"), "t1:{c:42}:replay");
+        assert_eq!(shard_of("42", 4), shard_of("42", 4));
+        assert!(shard_of("x", 4) < 4);
+    }
+}
