@@ -1,0 +1,130 @@
+//! Schema migrations: one list, the same logical schema for both backends.
+//!
+//! Every statement sticks to the SQL both SQLite and PostgreSQL accept
+//! (`TEXT`, `BIGINT`, `ON CONFLICT`), so there is one list to review. Booleans
+//! are `BIGINT` 0/1 because the `Any` driver maps them the same on both.
+//!
+//! Two processes may start against the same fresh database (gateway and
+//! worker): the whole run happens under one lock, `BEGIN IMMEDIATE` on SQLite
+//! (the write lock, waited for through `busy_timeout`) and a transaction-scoped
+//! advisory lock on PostgreSQL; the loser then sees the versions the winner
+//! recorded and applies nothing.
+
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::{Backend, Result, StoreError};
+
+/// `(version, statements)`, applied in order; never edit a released entry,
+/// append a new one.
+const MIGRATIONS: &[(i64, &[&str])] = &[(
+    1,
+    &[
+        "CREATE TABLE IF NOT EXISTS agents (
+            id TEXT PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            display_name TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+        // profile_ts: time of the newest profile written, so an older replayed
+        // message cannot overwrite a newer username or avatar.
+        "CREATE TABLE IF NOT EXISTS customers (
+            id TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            avatar_url TEXT,
+            created_at BIGINT NOT NULL,
+            profile_ts BIGINT NOT NULL DEFAULT 0
+        )",
+        "CREATE INDEX IF NOT EXISTS customers_username ON customers (username)",
+        // No foreign key to customers: a read receipt may be persisted before
+        // the conversation's first message names the customer.
+        "CREATE TABLE IF NOT EXISTS conversations (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            preview TEXT NOT NULL DEFAULT '',
+            last_ts BIGINT NOT NULL DEFAULT 0,
+            last_pos BIGINT NOT NULL DEFAULT 0,
+            unread BIGINT NOT NULL DEFAULT 0,
+            staff_delivered BIGINT NOT NULL DEFAULT 0,
+            staff_seen BIGINT NOT NULL DEFAULT 0,
+            customer_delivered BIGINT NOT NULL DEFAULT 0,
+            customer_seen BIGINT NOT NULL DEFAULT 0,
+            created_at BIGINT NOT NULL DEFAULT 0
+        )",
+        // stub = 1: an edit or delete arrived before its message (out-of-order
+        // redelivery); the row holds that outcome until the message fills it.
+        // Readers skip stubs. excerpt is computed once, in Rust, on write.
+        "CREATE TABLE IF NOT EXISTS messages (
+            conversation_id TEXT NOT NULL REFERENCES conversations (id),
+            seq BIGINT NOT NULL,
+            stub BIGINT NOT NULL DEFAULT 0,
+            kind TEXT NOT NULL,
+            author_kind TEXT,
+            author_id TEXT,
+            author_name TEXT,
+            text TEXT NOT NULL,
+            excerpt TEXT NOT NULL DEFAULT '',
+            reply_to_seq BIGINT,
+            reply_excerpt TEXT,
+            ts BIGINT NOT NULL,
+            edited_at BIGINT,
+            edit_pos BIGINT NOT NULL DEFAULT 0,
+            deleted BIGINT NOT NULL DEFAULT 0,
+            client_id TEXT,
+            order_json TEXT,
+            PRIMARY KEY (conversation_id, seq)
+        )",
+        // No foreign key to messages: a reaction may arrive before its message.
+        "CREATE TABLE IF NOT EXISTS reactions (
+            conversation_id TEXT NOT NULL REFERENCES conversations (id),
+            seq BIGINT NOT NULL,
+            who TEXT NOT NULL,
+            emoji TEXT NOT NULL,
+            on_state BIGINT NOT NULL,
+            pos BIGINT NOT NULL,
+            PRIMARY KEY (conversation_id, seq, who, emoji)
+        )",
+    ],
+)];
+
+/// Arbitrary constant naming this schema's advisory lock on PostgreSQL.
+const PG_LOCK_KEY: i64 = 0x6368_6174_6d69_67; // "chatmig"
+
+pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let mut tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_LOCK_KEY).execute(&mut *tx).await?;
+            tx
+        }
+    };
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<std::result::Result<_, _>>()?;
+    for (version, statements) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        for statement in *statements {
+            tx.execute(*statement)
+                .await
+                .map_err(|e| StoreError::Migrate(format!("version {version}: {e}")))?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(schema::now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tracing::info!(version, "applied migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,476 @@
+//! Applying a batch of [`LogEvent`]s in one transaction.
+//!
+//! Delivery is at-least-once and, after a crashed worker's entries are
+//! reclaimed, in any order. So every write here is idempotent and commutes
+//! with the others:
+//! - messages insert on `(conversation_id, seq)` and never change after;
+//! - edits win by `(edited_at, pos)`, deletes always win over edits;
+//! - an edit or delete whose message is not stored yet leaves a *stub* row
+//!   holding its outcome, which the message fills in when it arrives;
+//! - reactions are last-writer-wins by `pos`; read positions and `last_pos`
+//!   only grow;
+//! - derived columns (preview, last_ts, unread) are recomputed from the rows,
+//!   never incremented.
+//!
+//! The batch is first folded in memory into one row per key ([`Plan`]) so each
+//! table gets a few multi-row statements; PostgreSQL also refuses an
+//! `ON CONFLICT DO UPDATE` that touches one row twice in one statement.
+
+use std::collections::BTreeMap;
+
+use schema::envelope::LogEvent;
+use schema::frames::{Side, UserKind};
+use schema::limits::EXCERPT_CHARS;
+use sqlx::any::AnyArguments;
+use sqlx::{Any, AnyConnection};
+
+use crate::{Backend, ConversationState, Persisted, Result, STATE_COLUMNS};
+
+/// Most bind parameters per statement: well under SQLite's 32766 and
+/// PostgreSQL's 65535, and small enough to keep statements cheap to prepare.
+const MAX_PARAMS: usize = 4000;
+
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// PostgreSQL rejects NUL in text; strip it on both backends so they agree.
+fn clean(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s.to_string()
+    }
+}
+
+fn user_kind_str(k: UserKind) -> &'static str {
+    match k {
+        UserKind::Agent => "agent",
+        UserKind::Customer => "customer",
+    }
+}
+
+#[derive(Debug, Default)]
+struct ConvAgg {
+    customer_id: Option<String>,
+    last_pos: i64,
+    staff_delivered: i64,
+    staff_seen: i64,
+    customer_delivered: i64,
+    customer_seen: i64,
+    first_ts: i64,
+}
+
+#[derive(Debug)]
+struct CustomerAgg {
+    username: String,
+    avatar_url: Option<String>,
+    ts: i64,
+    first_ts: i64,
+}
+
+#[derive(Debug)]
+struct MsgRow {
+    kind: &'static str,
+    author_kind: Option<&'static str>,
+    author_id: Option<String>,
+    author_name: Option<String>,
+    text: String,
+    excerpt: String,
+    reply_to_seq: Option<i64>,
+    reply_excerpt: Option<String>,
+    ts: i64,
+    client_id: Option<String>,
+    order_json: Option<String>,
+}
+
+#[derive(Debug)]
+struct EditRow {
+    text: String,
+    excerpt: String,
+    edited_at: i64,
+    pos: i64,
+}
+
+/// The batch folded to one entry per key; maps are ordered so that rows are
+/// written (and locked) in the same order by every worker.
+#[derive(Debug, Default)]
+struct Plan {
+    customers: BTreeMap<String, CustomerAgg>,
+    convs: BTreeMap<String, ConvAgg>,
+    messages: BTreeMap<(String, i64), MsgRow>,
+    edits: BTreeMap<(String, i64), EditRow>,
+    deletes: BTreeMap<(String, i64), ()>,
+    /// (conv, seq, who, emoji) -> (on, pos)
+    reactions: BTreeMap<(String, i64, String, &'static str), (bool, i64)>,
+}
+
+fn max_in(slot: &mut i64, v: i64) {
+    if v > *slot {
+        *slot = v;
+    }
+}
+
+impl Plan {
+    fn conv(&mut self, conv: &str, ts: i64) -> &mut ConvAgg {
+        let c = self.convs.entry(conv.to_string()).or_insert_with(|| ConvAgg { first_ts: ts, ..ConvAgg::default() });
+        if ts < c.first_ts {
+            c.first_ts = ts;
+        }
+        c
+    }
+
+    fn build(events: &[LogEvent]) -> Plan {
+        let mut p = Plan::default();
+        for e in events {
+            match e {
+                LogEvent::Message {
+                    conversation,
+                    customer,
+                    seq,
+                    ts,
+                    kind,
+                    author,
+                    text,
+                    reply_to,
+                    client_id,
+                    order_json,
+                } => {
+                    let seq = to_i64(*seq);
+                    let c = p.conv(conversation, *ts);
+                    max_in(&mut c.last_pos, seq);
+                    c.customer_id.get_or_insert_with(|| customer.id.clone());
+                    let entry = p.customers.entry(customer.id.clone()).or_insert_with(|| CustomerAgg {
+                        username: customer.username.clone(),
+                        avatar_url: customer.avatar_url.clone(),
+                        ts: *ts,
+                        first_ts: *ts,
+                    });
+                    if *ts >= entry.ts {
+                        entry.username = customer.username.clone();
+                        entry.avatar_url = customer.avatar_url.clone();
+                        entry.ts = *ts;
+                    }
+                    if *ts < entry.first_ts {
+                        entry.first_ts = *ts;
+                    }
+                    let text = clean(text);
+                    p.messages.entry((conversation.clone(), seq)).or_insert_with(|| MsgRow {
+                        kind: kind.as_str(),
+                        author_kind: author.as_ref().map(|a| user_kind_str(a.kind)),
+                        author_id: author.as_ref().map(|a| clean(&a.id)),
+                        author_name: author.as_ref().map(|a| clean(&a.username)),
+                        excerpt: schema::excerpt(&text, EXCERPT_CHARS),
+                        text,
+                        reply_to_seq: reply_to.as_ref().map(|r| to_i64(r.seq)),
+                        reply_excerpt: reply_to.as_ref().map(|r| clean(&r.excerpt)),
+                        ts: *ts,
+                        client_id: client_id.as_deref().map(clean),
+                        order_json: order_json.as_deref().map(clean),
+                    });
+                }
+                LogEvent::Edit { conversation, pos, seq, text, edited_at, .. } => {
+                    let (pos, seq) = (to_i64(*pos), to_i64(*seq));
+                    max_in(&mut p.conv(conversation, *edited_at).last_pos, pos);
+                    let text = clean(text);
+                    let row = EditRow { excerpt: schema::excerpt(&text, EXCERPT_CHARS), text, edited_at: *edited_at, pos };
+                    match p.edits.entry((conversation.clone(), seq)) {
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            v.insert(row);
+                        }
+                        std::collections::btree_map::Entry::Occupied(mut o) => {
+                            if (row.edited_at, row.pos) >= (o.get().edited_at, o.get().pos) {
+                                o.insert(row);
+                            }
+                        }
+                    }
+                }
+                LogEvent::Delete { conversation, pos, seq, ts, .. } => {
+                    max_in(&mut p.conv(conversation, *ts).last_pos, to_i64(*pos));
+                    p.deletes.insert((conversation.clone(), to_i64(*seq)), ());
+                }
+                LogEvent::React { conversation, pos, seq, emoji, on, by, ts } => {
+                    let pos = to_i64(*pos);
+                    max_in(&mut p.conv(conversation, *ts).last_pos, pos);
+                    let who = format!("{}:{}", user_kind_str(by.kind), clean(&by.id));
+                    let key = (conversation.clone(), to_i64(*seq), who, emoji.as_str());
+                    let slot = p.reactions.entry(key).or_insert((*on, pos));
+                    if pos > slot.1 {
+                        *slot = (*on, pos);
+                    }
+                }
+                LogEvent::Read { conversation, side, delivered, seen, ts } => {
+                    // A receipt has no position of its own: it leaves last_pos alone.
+                    let c = p.conv(conversation, *ts);
+                    let (d, s) = (to_i64(*delivered), to_i64(*seen));
+                    match side {
+                        Side::Staff => {
+                            max_in(&mut c.staff_delivered, d);
+                            max_in(&mut c.staff_seen, s);
+                        }
+                        Side::Customer => {
+                            max_in(&mut c.customer_delivered, d);
+                            max_in(&mut c.customer_seen, s);
+                        }
+                    }
+                }
+            }
+        }
+        p
+    }
+}
+
+/// `rows` copies of `row` (whose `?` are placeholders) with `$n` numbering.
+fn values(row: &str, rows: usize) -> String {
+    let mut out = String::with_capacity(rows * (row.len() + 16));
+    let mut n = 0usize;
+    for i in 0..rows {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        for ch in row.chars() {
+            if ch == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(ch);
+            }
+        }
+    }
+    out
+}
+
+fn chunk_len(cols: usize) -> usize {
+    (MAX_PARAMS / cols).max(1)
+}
+
+type Args<'q> = sqlx::query::Query<'q, Any, AnyArguments<'q>>;
+
+/// Runs `INSERT ... VALUES <rows> <tail>` over `items` in chunks; returns rows affected.
+async fn insert_chunked<'a, T: 'a>(
+    conn: &mut AnyConnection,
+    head: &str,
+    row: &str,
+    tail: &str,
+    items: &'a [T],
+    bind: impl for<'q> Fn(Args<'q>, &'q T) -> Args<'q>,
+) -> Result<u64> {
+    let cols = row.matches('?').count();
+    let mut affected = 0;
+    for chunk in items.chunks(chunk_len(cols)) {
+        let sql = format!("{head} VALUES {} {tail}", values(row, chunk.len()));
+        let mut q = sqlx::query(&sql);
+        for item in chunk {
+            q = bind(q, item);
+        }
+        affected += q.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(affected)
+}
+
+fn in_list(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+pub(crate) async fn persist(
+    pool: &sqlx::AnyPool,
+    backend: Backend,
+    events: &[LogEvent],
+) -> Result<(Persisted, Vec<ConversationState>)> {
+    if events.is_empty() {
+        return Ok((Persisted::default(), Vec::new()));
+    }
+    let plan = Plan::build(events);
+    // SQLite: take the write lock up front; a deferred transaction that reads
+    // first can fail with SQLITE_BUSY instead of waiting.
+    let mut tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => pool.begin().await?,
+    };
+
+    // Customers (sorted, so concurrent workers lock rows in the same order).
+    let customers: Vec<_> = plan.customers.iter().collect();
+    insert_chunked(
+        &mut tx,
+        "INSERT INTO customers (id, username, avatar_url, created_at, profile_ts)",
+        "(?, ?, ?, ?, ?)",
+        "ON CONFLICT (id) DO UPDATE SET
+            username = CASE WHEN excluded.profile_ts >= customers.profile_ts THEN excluded.username ELSE customers.username END,
+            avatar_url = CASE WHEN excluded.profile_ts >= customers.profile_ts THEN excluded.avatar_url ELSE customers.avatar_url END,
+            profile_ts = CASE WHEN excluded.profile_ts >= customers.profile_ts THEN excluded.profile_ts ELSE customers.profile_ts END,
+            created_at = CASE WHEN excluded.created_at < customers.created_at THEN excluded.created_at ELSE customers.created_at END",
+        &customers,
+        |q, (id, c)| {
+            q.bind(id.as_str()).bind(c.username.as_str()).bind(c.avatar_url.as_deref()).bind(c.first_ts).bind(c.ts)
+        },
+    )
+    .await?;
+
+    // Conversations: create, raise positions. Always DO UPDATE (even when
+    // nothing grows): on PostgreSQL that locks the row until commit, so two
+    // workers holding events of one conversation serialise here and the
+    // recompute below sees every committed message.
+    let convs: Vec<_> = plan.convs.iter().collect();
+    let max_sql = |c: &str| format!("{c} = CASE WHEN excluded.{c} > conversations.{c} THEN excluded.{c} ELSE conversations.{c} END");
+    let tail = format!(
+        "ON CONFLICT (id) DO UPDATE SET {}, {}, {}, {}, {}, created_at = CASE WHEN excluded.created_at < conversations.created_at THEN excluded.created_at ELSE conversations.created_at END",
+        max_sql("last_pos"),
+        max_sql("staff_delivered"),
+        max_sql("staff_seen"),
+        max_sql("customer_delivered"),
+        max_sql("customer_seen"),
+    );
+    insert_chunked(
+        &mut tx,
+        "INSERT INTO conversations (id, customer_id, last_pos, staff_delivered, staff_seen, customer_delivered, customer_seen, created_at)",
+        "(?, ?, ?, ?, ?, ?, ?, ?)",
+        &tail,
+        &convs,
+        |q, (id, c)| {
+            q.bind(id.as_str())
+                .bind(c.customer_id.as_deref().unwrap_or(id.as_str()))
+                .bind(c.last_pos)
+                .bind(c.staff_delivered)
+                .bind(c.staff_seen)
+                .bind(c.customer_delivered)
+                .bind(c.customer_seen)
+                .bind(c.first_ts)
+        },
+    )
+    .await?;
+
+    // Messages: a stored message never changes; a stub (edit/delete that came
+    // first) takes the message's fields but keeps its own text and flags.
+    let messages: Vec<_> = plan.messages.iter().collect();
+    let inserted = insert_chunked(
+        &mut tx,
+        "INSERT INTO messages (conversation_id, seq, stub, kind, author_kind, author_id, author_name, text, excerpt,
+            reply_to_seq, reply_excerpt, ts, edited_at, edit_pos, deleted, client_id, order_json)",
+        "(?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, ?, ?)",
+        "ON CONFLICT (conversation_id, seq) DO UPDATE SET
+            stub = 0, kind = excluded.kind, author_kind = excluded.author_kind, author_id = excluded.author_id,
+            author_name = excluded.author_name, reply_to_seq = excluded.reply_to_seq,
+            reply_excerpt = excluded.reply_excerpt, ts = excluded.ts, client_id = excluded.client_id,
+            order_json = excluded.order_json
+         WHERE messages.stub = 1",
+        &messages,
+        |q, ((conv, seq), m)| {
+            q.bind(conv.as_str())
+                .bind(*seq)
+                .bind(m.kind)
+                .bind(m.author_kind)
+                .bind(m.author_id.as_deref())
+                .bind(m.author_name.as_deref())
+                .bind(m.text.as_str())
+                .bind(m.excerpt.as_str())
+                .bind(m.reply_to_seq)
+                .bind(m.reply_excerpt.as_deref())
+                .bind(m.ts)
+                .bind(m.client_id.as_deref())
+                .bind(m.order_json.as_deref())
+        },
+    )
+    .await?;
+
+    let edits: Vec<_> = plan.edits.iter().collect();
+    insert_chunked(
+        &mut tx,
+        "INSERT INTO messages (conversation_id, seq, stub, kind, text, excerpt, ts, edited_at, edit_pos, deleted)",
+        "(?, ?, 1, '', ?, ?, 0, ?, ?, 0)",
+        "ON CONFLICT (conversation_id, seq) DO UPDATE SET
+            text = excluded.text, excerpt = excluded.excerpt, edited_at = excluded.edited_at, edit_pos = excluded.edit_pos
+         WHERE messages.deleted = 0 AND (messages.edited_at IS NULL OR messages.edited_at < excluded.edited_at
+            OR (messages.edited_at = excluded.edited_at AND messages.edit_pos <= excluded.edit_pos))",
+        &edits,
+        |q, ((conv, seq), e)| {
+            q.bind(conv.as_str()).bind(*seq).bind(e.text.as_str()).bind(e.excerpt.as_str()).bind(e.edited_at).bind(e.pos)
+        },
+    )
+    .await?;
+
+    let deletes: Vec<_> = plan.deletes.keys().collect();
+    insert_chunked(
+        &mut tx,
+        "INSERT INTO messages (conversation_id, seq, stub, kind, text, excerpt, ts, deleted)",
+        "(?, ?, 1, '', '', '', 0, 1)",
+        "ON CONFLICT (conversation_id, seq) DO UPDATE SET deleted = 1, text = '', excerpt = ''",
+        &deletes,
+        |q, (conv, seq)| q.bind(conv.as_str()).bind(*seq),
+    )
+    .await?;
+
+    let reactions: Vec<_> = plan.reactions.iter().collect();
+    insert_chunked(
+        &mut tx,
+        "INSERT INTO reactions (conversation_id, seq, who, emoji, on_state, pos)",
+        "(?, ?, ?, ?, ?, ?)",
+        "ON CONFLICT (conversation_id, seq, who, emoji) DO UPDATE SET on_state = excluded.on_state, pos = excluded.pos
+         WHERE excluded.pos > reactions.pos",
+        &reactions,
+        |q, ((conv, seq, who, emoji), (on, pos))| {
+            q.bind(conv.as_str()).bind(*seq).bind(who.as_str()).bind(*emoji).bind(i64::from(*on)).bind(*pos)
+        },
+    )
+    .await?;
+
+    // Derived columns, recomputed from the rows so replays cannot double count.
+    let ids: Vec<&str> = plan.convs.keys().map(String::as_str).collect();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let sql = format!(
+            "UPDATE conversations SET
+                unread = (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = conversations.id
+                    AND m.kind = 'customer' AND m.deleted = 0 AND m.seq > conversations.staff_seen),
+                last_ts = COALESCE((SELECT m.ts FROM messages m WHERE m.conversation_id = conversations.id
+                    AND m.stub = 0 ORDER BY m.seq DESC LIMIT 1), 0),
+                preview = COALESCE((SELECT m.excerpt FROM messages m WHERE m.conversation_id = conversations.id
+                    AND m.stub = 0 AND m.deleted = 0 ORDER BY m.seq DESC LIMIT 1),
+                    CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id AND m.stub = 0)
+                        THEN '{deleted}' ELSE '' END)
+             WHERE id IN ({list})",
+            deleted = crate::DELETED_PREVIEW,
+            list = in_list(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+
+    let states = read_states(&mut tx, &ids).await?;
+    tx.commit().await?;
+    Ok((Persisted { conversations: ids.iter().map(|s| s.to_string()).collect(), inserted: inserted as usize }, states))
+}
+
+/// States of `ids` (those that exist), ordered by id.
+pub(crate) async fn read_states(conn: &mut AnyConnection, ids: &[&str]) -> Result<Vec<ConversationState>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let sql = format!(
+            "SELECT {STATE_COLUMNS} FROM conversations c LEFT JOIN customers cu ON cu.id = c.customer_id
+             WHERE c.id IN ({}) ORDER BY c.id",
+            in_list(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            out.push(crate::state_from_row(&row)?);
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_across_rows() {
+        assert_eq!(values("(?, 0, ?)", 2), "($1, 0, $2), ($3, 0, $4)");
+        assert_eq!(in_list(1, 3), "$1, $2, $3");
+    }
+}
