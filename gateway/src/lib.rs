@@ -1,1 +1,31 @@
+//! The gateway: accepts sockets and REST calls, validates, sequences and relays.
+//!
+//! Module map (reads like the architecture diagram):
+//! - [`config`]: settings from flags and environment.
+//! - [`server`]: the hyper accept loop, routing, static files, graceful shutdown.
+//! - [`api`]: REST handlers (`/api/*`, health, metrics).
+//! - [`auth`]: agent sessions, customer tokens (HMAC), single-use ws tickets.
+//! - [`connection`]: one socket's read task and write task (outbound queue,
+//!   resume, gap filling).
+//! - [`registry`]: which sockets this node holds, sharded maps.
+//! - [`handlers`]: one function per client frame type.
+//! - [`relay`]: Redis in and out: scripts, log shards, node inboxes, heartbeats.
+//! - [`seed`]: demo data for dev mode.
+//! - [`state`]: the shared application state.
+//! - [`error`]: the one place errors become client replies.
 
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod registry;
+pub mod relay;
+pub mod seed;
+pub mod server;
+pub mod state;
+
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,75 @@
+//! Settings: every flag also reads an environment variable.
+
+use std::net::SocketAddr;
+
+use clap::builder::BoolishValueParser;
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "gateway", about = "Real-time chat gateway: WebSocket, REST and the agent console")]
+pub struct Config {
+    /// Listen address (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "GATEWAY_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// SQLite when unset or `sqlite://...`, PostgreSQL when `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/chat.db")]
+    pub database_url: String,
+    /// Dev mode: dev endpoints, demo agent demo/demo, demo customers with history.
+    #[arg(long, env = "CHAT_DEV", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub dev: bool,
+    /// Prefix of every Redis key (isolates deployments and test runs on one Redis).
+    #[arg(long, env = "CHAT_KEY_PREFIX", default_value = "chat:")]
+    pub key_prefix: String,
+    /// Number of log shards (streams) the workers consume. Same value on every process.
+    #[arg(long, env = "CHAT_LOG_SHARDS", default_value_t = 4)]
+    pub log_shards: u32,
+    /// Origins allowed to open a WebSocket (comma separated). Empty: same host as the request.
+    #[arg(long, env = "CHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Folder of the built console (`web/dist`).
+    #[arg(long, env = "CHAT_WEB_DIR", default_value = "web/dist")]
+    pub web_dir: String,
+    /// Secret the business backend signs customer tokens with (HMAC-SHA256). Required outside dev mode.
+    #[arg(long, env = "CHAT_CUSTOMER_SECRET")]
+    pub customer_secret: Option<String>,
+    /// Token the order system presents on `POST /api/orders/events`.
+    #[arg(long, env = "CHAT_SERVICE_TOKEN")]
+    pub service_token: Option<String>,
+    /// This node's id (default: random). Must be unique among running gateways.
+    #[arg(long, env = "CHAT_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Agent session lifetime.
+    #[arg(long, env = "CHAT_SESSION_TTL_SECS", default_value_t = 12 * 3600)]
+    pub session_ttl_secs: u64,
+    /// Frames queued per socket before the socket counts as a slow consumer and is closed.
+    #[arg(long, env = "CHAT_OUTBOUND_QUEUE", default_value_t = 1024)]
+    pub outbound_queue: usize,
+    /// Entries kept per conversation for `resume`.
+    #[arg(long, env = "CHAT_REPLAY_LEN", default_value_t = schema::limits::REPLAY_LEN)]
+    pub replay_len: usize,
+    /// Most sockets this node accepts.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+    /// Messages (send/edit/delete/react) per second one socket may send; bursts of twice that.
+    #[arg(long, env = "CHAT_SEND_RATE", default_value_t = 20)]
+    pub send_rate: u32,
+    /// Seconds a socket may stay silent (no frame, no pong) before it is closed.
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT_SECS", default_value_t = 90)]
+    pub idle_timeout_secs: u64,
+    /// Seconds given to open sockets to drain on SIGTERM.
+    #[arg(long, env = "CHAT_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    /// Parses only from the given environment-like pairs (tests never touch the process env).
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Config::try_parse_from(args)
+    }
+}

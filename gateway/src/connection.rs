@@ -1,0 +1,560 @@
+//! One socket: a read task (parse, validate, rate-limit, dispatch to a
+//! handler) and a write task (the bounded outbound queue, resume replay, and
+//! per-conversation ordering: every positioned event is written once, in
+//! order; a gap is filled from the replay stream before the event).
+//!
+//! Live events that arrive before the client's first frame are held back
+//! (for at most [`HOLD_MS`]) so that a reconnecting client's `resume` is
+//! answered before them, in order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use redis::AsyncCommands;
+use schema::frames::{parse_client_frame, ClientFrame, ErrorCode, FrameError, ServerFrame, UserKind};
+use schema::limits::{MAX_FRAME_BYTES, MAX_REPLAY};
+use tokio::io::{BufWriter, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::error::GatewayError;
+use crate::handlers;
+use crate::registry::{ConnHandle, Identity, Out};
+use crate::relay;
+use crate::state::AppState;
+
+type Io = TokioIo<Upgraded>;
+type Reader = WebSocketRead<ReadHalf<Io>>;
+type Writer = WebSocketWrite<BufWriter<WriteHalf<Io>>>;
+
+/// How long live events wait for the client's first frame (a possible resume).
+pub const HOLD_MS: u64 = 1000;
+/// Interval of server pings (keeps idle detection honest on both sides).
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Positions remembered per socket before the map is reset.
+const MAX_TRACKED: usize = 50_000;
+/// Rate-limited frames tolerated in a row before the socket is closed.
+const MAX_STRIKES: u32 = 200;
+
+pub const CLOSE_NORMAL: u16 = 1000;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Application close code: the client did not read fast enough.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        CLOSE_GOING_AWAY => "going away: reconnect and resume",
+        CLOSE_POLICY => "policy violation",
+        CLOSE_TOO_BIG => "message too big",
+        CLOSE_SLOW_CONSUMER => "slow consumer: reconnect and resume",
+        _ => "",
+    }
+}
+
+/// Token bucket.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64) -> Self {
+        Self { tokens: burst, rate, burst, last: Instant::now() }
+    }
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Serves an upgraded socket until it closes.
+pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, ident: Identity) {
+    let span = tracing::info_span!("ws", user = %ident.id, kind = ?ident.kind);
+    async move {
+        let mut ws = match fut.await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        ws.set_max_message_size(MAX_FRAME_BYTES);
+        ws.set_auto_pong(true);
+        ws.set_auto_close(true);
+        let (rd, wr) = ws.split(|s| {
+            let (r, w) = tokio::io::split(s);
+            (r, BufWriter::new(w))
+        });
+        let (tx, rx) = mpsc::channel(state.cfg.outbound_queue);
+        let kill = CancellationToken::new();
+        let close_code = Arc::new(AtomicU16::new(CLOSE_NORMAL));
+        let handle = ConnHandle { id: state.registry.next_id(), tx, kill: kill.clone(), close_code: close_code.clone() };
+        if let Err(e) = register(&state, &ident, &handle).await {
+            tracing::warn!(error = %e, "register failed");
+        }
+        let epoch = current_epoch(&state).await.unwrap_or_default();
+        let hello = ServerFrame::Hello {
+            user: ident.user_ref(),
+            epoch,
+            conversation: ident.own_conversation().map(str::to_string),
+            node: Some(state.node.clone()),
+        };
+        handle.push(Out::Frame(hello.to_json().into()));
+        let writer = tokio::spawn(write_loop(state.clone(), rx, wr, kill.clone(), close_code.clone()));
+        read_loop(&state, rd, &ident, &handle).await;
+        kill.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        unregister(&state, &ident, &handle).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// The epoch: a random id kept in Redis; a new one means Redis lost its state.
+pub async fn current_epoch(state: &AppState) -> Result<String, GatewayError> {
+    let mut conn = state.redis();
+    let key = state.keys.epoch();
+    let e: Option<String> = conn.get(&key).await?;
+    if let Some(e) = e {
+        return Ok(e);
+    }
+    let fresh = crate::auth::random_token()[..16].to_string();
+    let _: Option<String> = redis::cmd("SET").arg(&key).arg(&fresh).arg("NX").query_async(&mut conn).await?;
+    let e: Option<String> = conn.get(&key).await?;
+    Ok(e.unwrap_or(fresh))
+}
+
+async fn register(state: &AppState, ident: &Identity, h: &ConnHandle) -> Result<(), GatewayError> {
+    match ident.kind {
+        UserKind::Agent => {
+            let first = state.registry.agent_count() == 0;
+            state.registry.add_agent(h.clone());
+            if first {
+                relay::announce_staff_node(state).await?;
+                relay::refresh_staff_nodes(state).await?;
+            }
+        }
+        UserKind::Customer => {
+            let conv = ident.id.as_str();
+            state.registry.add_customer(conv, h.clone());
+            let mut conn = state.redis();
+            let (added, count): (i64, i64) = redis::pipe()
+                .sadd(state.keys.customer_nodes(conv), &state.node)
+                .scard(state.keys.customer_nodes(conv))
+                .query_async(&mut conn)
+                .await?;
+            if added == 1 && count == 1 {
+                let f = ServerFrame::Presence { customer: conv.to_string(), online: true, last_seen: None }.to_json();
+                relay::relay_frame(state, schema::envelope::Audience::Staff, conv, f, None).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle) {
+    match ident.kind {
+        UserKind::Agent => state.registry.remove_agent(h.id),
+        UserKind::Customer => {
+            let conv = ident.id.as_str();
+            if state.registry.remove_customer(conv, h.id) == 0 {
+                let res: Result<(), GatewayError> = async {
+                    let mut conn = state.redis();
+                    let now = schema::now_ms();
+                    let (_, left): (i64, i64) = redis::pipe()
+                        .srem(state.keys.customer_nodes(conv), &state.node)
+                        .scard(state.keys.customer_nodes(conv))
+                        .query_async(&mut conn)
+                        .await?;
+                    if left == 0 {
+                        let _: () = conn.hset(state.keys.customer(conv), "last_seen", now).await?;
+                        let f = ServerFrame::Presence { customer: conv.to_string(), online: false, last_seen: Some(now) }.to_json();
+                        relay::relay_frame(state, schema::envelope::Audience::Staff, conv, f, None).await?;
+                    }
+                    Ok(())
+                }
+                .await;
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "unregister presence failed");
+                }
+            }
+        }
+    }
+}
+
+fn reply(h: &ConnHandle, f: ServerFrame) {
+    h.push(Out::Frame(f.to_json().into()));
+}
+
+fn reply_err(h: &ConnHandle, rid: Option<String>, e: FrameError) {
+    metrics::counter!(crate::metrics::ERRORS, "code" => e.code.as_str()).increment(1);
+    reply(h, ServerFrame::error(rid, e));
+}
+
+async fn read_loop(state: &AppState, mut rd: Reader, ident: &Identity, h: &ConnHandle) {
+    let idle = Duration::from_secs(state.cfg.idle_timeout_secs.max(1));
+    let rate = state.cfg.send_rate.max(1) as f64;
+    let mut writes = Bucket::new(rate, rate * 2.0);
+    let mut all = Bucket::new(rate * 5.0, rate * 10.0);
+    let mut typing_at: HashMap<String, Instant> = HashMap::new();
+    let mut first = true;
+    let mut strikes = 0u32;
+    let mut partial: Option<Vec<u8>> = None;
+    let obligated = h.tx.clone();
+    let mut send_fn = move |f: Frame<'_>| {
+        // Pong and close replies go through the write task, the socket's only writer.
+        let out = match f.opcode {
+            OpCode::Pong => Some(Out::Pong(f.payload.to_vec())),
+            OpCode::Close => Some(Out::CloseRaw(f.payload.to_vec())),
+            _ => None,
+        };
+        if let Some(o) = out {
+            let _ = obligated.try_send(o);
+        }
+        std::future::ready(Ok::<(), std::io::Error>(()))
+    };
+    loop {
+        let frame = tokio::select! {
+            r = tokio::time::timeout(idle, rd.read_frame(&mut send_fn)) => r,
+            _ = h.kill.cancelled() => return,
+        };
+        let frame = match frame {
+            Err(_) => {
+                h.close_code.store(CLOSE_GOING_AWAY, Ordering::Relaxed);
+                return;
+            }
+            Ok(Err(WebSocketError::FrameTooLarge)) => {
+                h.close_code.store(CLOSE_TOO_BIG, Ordering::Relaxed);
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "read ended");
+                return;
+            }
+            Ok(Ok(f)) => f,
+        };
+        let data: Vec<u8> = match frame.opcode {
+            OpCode::Close => return,
+            OpCode::Ping | OpCode::Pong => continue,
+            OpCode::Text | OpCode::Binary if frame.fin && partial.is_none() => {
+                if frame.opcode == OpCode::Binary {
+                    reply_err(h, None, FrameError::invalid("binary frames are not accepted: send JSON text frames"));
+                    continue;
+                }
+                frame.payload.to_vec()
+            }
+            OpCode::Text if partial.is_none() => {
+                partial = Some(frame.payload.to_vec());
+                continue;
+            }
+            OpCode::Continuation if partial.is_some() => {
+                let Some(buf) = partial.as_mut() else { continue };
+                buf.extend_from_slice(&frame.payload);
+                if buf.len() > MAX_FRAME_BYTES {
+                    h.close_code.store(CLOSE_TOO_BIG, Ordering::Relaxed);
+                    return;
+                }
+                if !frame.fin {
+                    continue;
+                }
+                partial.take().unwrap_or_default()
+            }
+            _ => {
+                h.close_code.store(CLOSE_POLICY, Ordering::Relaxed);
+                return;
+            }
+        };
+        metrics::counter!(crate::metrics::FRAMES_IN).increment(1);
+        if !all.take() {
+            strikes += 1;
+            if strikes > MAX_STRIKES {
+                h.close_code.store(CLOSE_POLICY, Ordering::Relaxed);
+                return;
+            }
+            reply_err(h, None, FrameError::new(ErrorCode::RateLimited, "too many frames: slow down"));
+            continue;
+        }
+        let (rid, cf) = match parse_client_frame(&data) {
+            Ok(x) => x,
+            Err((rid, e)) => {
+                reply_err(h, rid, e);
+                continue;
+            }
+        };
+        if first {
+            first = false;
+            if !matches!(cf, ClientFrame::Resume { .. }) {
+                h.push(Out::Open);
+            }
+        }
+        let is_write = matches!(cf, ClientFrame::Send { .. } | ClientFrame::Edit { .. } | ClientFrame::Delete { .. } | ClientFrame::React { .. });
+        if is_write && !writes.take() {
+            strikes += 1;
+            if strikes > MAX_STRIKES {
+                h.close_code.store(CLOSE_POLICY, Ordering::Relaxed);
+                return;
+            }
+            reply_err(h, rid, FrameError::new(ErrorCode::RateLimited, "sending too fast: wait a moment and retry"));
+            continue;
+        }
+        strikes = 0;
+        let result: Result<Option<ServerFrame>, GatewayError> = match cf {
+            ClientFrame::Ping => Ok(Some(ServerFrame::Pong)),
+            ClientFrame::Resume { positions } => {
+                let mut ok = Vec::with_capacity(positions.len());
+                for (conv, pos) in positions {
+                    match handlers::authorize(ident, &conv) {
+                        Ok(()) => ok.push((conv, pos)),
+                        Err(e) => reply_err(h, rid.clone(), e.to_frame_error()),
+                    }
+                }
+                h.push(Out::Resume(ok));
+                Ok(None)
+            }
+            ClientFrame::Send { conversation, client_id, text, reply_to } => {
+                handlers::send(state, ident, rid.clone(), conversation, client_id, text, reply_to).await.map(Some)
+            }
+            ClientFrame::Edit { conversation, seq, text } => {
+                handlers::edit_or_delete(state, ident, rid.clone(), conversation, seq, Some(text)).await.map(Some)
+            }
+            ClientFrame::Delete { conversation, seq } => {
+                handlers::edit_or_delete(state, ident, rid.clone(), conversation, seq, None).await.map(Some)
+            }
+            ClientFrame::React { conversation, seq, emoji, on } => {
+                handlers::react(state, ident, rid.clone(), conversation, seq, emoji, on).await.map(Some)
+            }
+            ClientFrame::Delivered { conversation, seq } => {
+                handlers::read_state(state, ident, rid.clone(), conversation, seq, false).await
+            }
+            ClientFrame::Seen { conversation, seq } => {
+                handlers::read_state(state, ident, rid.clone(), conversation, seq, true).await
+            }
+            ClientFrame::Typing { conversation } => {
+                // At most one relay per conversation every 1.5 s; extra frames are dropped quietly.
+                let now = Instant::now();
+                let due = typing_at.get(&conversation).is_none_or(|t| now.duration_since(*t) >= Duration::from_millis(1500));
+                if due {
+                    if typing_at.len() > 1000 {
+                        typing_at.clear();
+                    }
+                    typing_at.insert(conversation.clone(), now);
+                    handlers::typing(state, ident, conversation).await.map(|_| None)
+                } else {
+                    Ok(None)
+                }
+            }
+        };
+        match result {
+            Ok(Some(f)) => {
+                metrics::counter!(crate::metrics::FRAMES_OUT).increment(1);
+                reply(h, f)
+            }
+            Ok(None) => {}
+            Err(e) => reply_err(h, rid, e.to_frame_error()),
+        }
+    }
+}
+
+/// The write side: the only task that writes to the socket.
+struct WriteState {
+    state: AppState,
+    ws: Writer,
+    /// Highest position written per conversation.
+    hw: HashMap<Arc<str>, u64>,
+    /// Live events held until the first client frame (or [`HOLD_MS`]).
+    held: Option<Vec<Out>>,
+}
+
+async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer, kill: CancellationToken, close_code: Arc<AtomicU16>) {
+    let mut w = WriteState { state, ws, hw: HashMap::new(), held: Some(Vec::new()) };
+    let hold = tokio::time::sleep(Duration::from_millis(HOLD_MS));
+    tokio::pin!(hold);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut shutdown = w.state.shutdown.clone();
+    let res: Result<(), WebSocketError> = async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = kill.cancelled() => return Ok(()),
+                _ = shutdown.changed() => {
+                    close_code.store(CLOSE_GOING_AWAY, Ordering::Relaxed);
+                    return Ok(());
+                }
+                _ = &mut hold, if w.held.is_some() => w.release().await?,
+                _ = ping.tick() => {
+                    w.ws.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b""))).await?;
+                    w.ws.flush().await?;
+                }
+                item = rx.recv() => {
+                    let Some(out) = item else { return Ok(()) };
+                    if !w.process(out).await? {
+                        return Ok(());
+                    }
+                    // Drain what is already queued, then flush once.
+                    let mut n = 0;
+                    while n < 256 {
+                        match rx.try_recv() {
+                            Ok(out) => {
+                                if !w.process(out).await? {
+                                    return Ok(());
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                        n += 1;
+                    }
+                    metrics::gauge!(crate::metrics::QUEUE_DEPTH).set(rx.len() as f64);
+                    w.ws.flush().await?;
+                }
+            }
+        }
+    }
+    .await;
+    if res.is_ok() {
+        let code = close_code.load(Ordering::Relaxed);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = w.ws.write_frame(Frame::close(code, close_reason(code).as_bytes())).await;
+            let _ = w.ws.flush().await;
+        })
+        .await;
+    }
+    kill.cancel();
+    let _ = tokio::time::timeout(Duration::from_millis(200), async { w.ws.flush().await }).await;
+}
+
+impl WriteState {
+    async fn text(&mut self, s: &str) -> Result<(), WebSocketError> {
+        self.ws.write_frame(Frame::text(Payload::Borrowed(s.as_bytes()))).await
+    }
+
+    /// Returns false when the socket must close.
+    async fn process(&mut self, out: Out) -> Result<bool, WebSocketError> {
+        match out {
+            Out::Frame(f) => self.text(&f).await?,
+            Out::Event { conv, pos, frame } => {
+                if let Some(held) = self.held.as_mut() {
+                    if held.len() >= self.state.cfg.outbound_queue {
+                        metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
+                        return Ok(false);
+                    }
+                    held.push(Out::Event { conv, pos, frame });
+                } else {
+                    self.event(conv, pos, &frame).await?;
+                }
+            }
+            Out::Resume(positions) => {
+                for (conv, pos) in positions {
+                    self.resume(conv, pos).await?;
+                }
+                self.release().await?;
+            }
+            Out::Open => self.release().await?,
+            Out::Pong(p) => {
+                self.ws.write_frame(Frame::pong(Payload::Owned(p))).await?;
+            }
+            Out::CloseRaw(p) => {
+                self.ws.write_frame(Frame::close_raw(Payload::Owned(p))).await?;
+                self.ws.flush().await?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes the held live events (dedupe and gap filling apply).
+    async fn release(&mut self) -> Result<(), WebSocketError> {
+        if let Some(held) = self.held.take() {
+            for out in held {
+                if let Out::Event { conv, pos, frame } = out {
+                    self.event(conv, pos, &frame).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a positioned event exactly once and in order.
+    async fn event(&mut self, conv: Arc<str>, pos: u64, frame: &str) -> Result<(), WebSocketError> {
+        match self.hw.get(&conv).copied() {
+            Some(h) if pos <= h => return Ok(()),
+            Some(h) if pos > h + 1 => {
+                metrics::counter!(crate::metrics::GAP_FILLS).increment(1);
+                let mut conn = self.state.redis();
+                let key = self.state.keys.replay(&conv);
+                let missing = (pos - h - 1).min(MAX_REPLAY as u64) as usize;
+                if let Ok(entries) = relay::replay_range(&mut conn, &key, pos.saturating_sub(missing as u64), Some(pos - 1), missing).await {
+                    for (p, f) in entries {
+                        if p > h {
+                            self.text(&f).await?;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.text(frame).await?;
+        if self.hw.len() >= MAX_TRACKED {
+            self.hw.clear();
+        }
+        self.hw.insert(conv, pos);
+        Ok(())
+    }
+
+    /// Replays a conversation after `from` (the last position the client holds).
+    async fn resume(&mut self, conv: String, from: u64) -> Result<(), WebSocketError> {
+        let mut conn = self.state.redis();
+        let key = self.state.keys.replay(&conv);
+        let entries = relay::replay_range(&mut conn, &key, from + 1, None, MAX_REPLAY + 1).await;
+        let current: Result<Option<u64>, _> = conn.get(self.state.keys.seq(&conv)).await;
+        let (entries, current) = match (entries, current) {
+            (Ok(e), Ok(c)) => (e, c.unwrap_or(0)),
+            _ => {
+                let f = ServerFrame::error(None, FrameError::new(ErrorCode::Unavailable, "resume failed: retry"));
+                return self.text(&f.to_json()).await;
+            }
+        };
+        let complete = if from > current {
+            // The client holds positions this Redis never issued (it lost its state).
+            false
+        } else if entries.len() > MAX_REPLAY {
+            false
+        } else {
+            match entries.first() {
+                Some((p, _)) => *p == from + 1,
+                None => current <= from,
+            }
+        };
+        let conv_arc: Arc<str> = Arc::from(conv.as_str());
+        let mut to = from;
+        if complete {
+            for (p, f) in &entries {
+                self.text(f).await?;
+                to = *p;
+            }
+            metrics::counter!(crate::metrics::REPLAYED).increment(entries.len() as u64);
+        } else {
+            to = current;
+        }
+        let hw = self.hw.entry(conv_arc).or_insert(0);
+        *hw = (*hw).max(to);
+        let f = ServerFrame::Replay { conversation: conv, from_seq: from + 1, complete, to_seq: Some(to) };
+        self.text(&f.to_json()).await
+    }
+}

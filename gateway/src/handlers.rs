@@ -1,0 +1,424 @@
+//! One handler per client frame type. Each validates authorization, runs one
+//! script on the conversation's slot, then publishes (log shard + inboxes)
+//! in one pipelined round trip, and answers `ack` or an error.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use redis::AsyncCommands;
+use schema::envelope::{Audience, LogEvent, Relay};
+use schema::frames::{
+    CustomerRef, Emoji, ErrorCode, Message, MessageKind, ReplyRef, ServerFrame, Side, UserRef,
+};
+use schema::limits::{DEDUPE_TTL_SECS, EXCERPT_CHARS, TYPING_TTL_MS};
+
+use crate::auth::{ensure_conversation, seed_conversation};
+use crate::error::GatewayError;
+use crate::registry::Identity;
+use crate::relay::{self, int_at, publish, status, str_at, strings_at, subst, targets, Publish};
+use crate::state::AppState;
+
+type Result<T> = std::result::Result<T, GatewayError>;
+
+/// Customers act only on their own conversation.
+pub fn authorize(ident: &Identity, conv: &str) -> Result<()> {
+    match ident.own_conversation() {
+        Some(own) if own != conv => Err(GatewayError::forbidden("customers may only use their own conversation")),
+        _ => Ok(()),
+    }
+}
+
+fn side_str(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Customer => "customer",
+        MessageKind::Staff => "staff",
+        MessageKind::System | MessageKind::Order => "system",
+    }
+}
+
+/// Result of posting a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posted {
+    pub seq: u64,
+    pub ts: i64,
+    pub duplicate: bool,
+}
+
+/// A message to post into a conversation.
+pub struct NewMessage<'a> {
+    pub conv: &'a str,
+    pub kind: MessageKind,
+    pub author: Option<UserRef>,
+    pub text: &'a str,
+    pub reply_to: Option<u64>,
+    pub client_id: &'a str,
+    pub order_json: Option<String>,
+}
+
+/// Looks up what a reply quotes: Redis first, then the SQL record.
+async fn reply_excerpt(state: &AppState, conv: &str, seq: u64) -> Result<ReplyRef> {
+    let mut conn = state.redis();
+    let m: Option<String> = conn.hget(state.keys.meta(conv), seq).await?;
+    let excerpt = match m {
+        Some(m) => {
+            let mut parts = m.splitn(3, '|');
+            let _side = parts.next();
+            let deleted = parts.next() == Some("1");
+            if deleted {
+                "Message deleted".to_string()
+            } else {
+                parts.next().unwrap_or("").to_string()
+            }
+        }
+        None => match state.store.message_meta(conv, seq).await? {
+            Some(meta) if meta.deleted => "Message deleted".to_string(),
+            Some(meta) => meta.excerpt,
+            None => return Err(GatewayError::not_found(format!("reply_to: no message {seq} in this conversation"))),
+        },
+    };
+    Ok(ReplyRef { seq, excerpt })
+}
+
+/// The send path shared by client sends, system messages, order cards and the dev seed.
+pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted> {
+    let reply = match m.reply_to {
+        Some(s) => Some(reply_excerpt(state, m.conv, s).await?),
+        None => None,
+    };
+    let ts = schema::now_ms();
+    let order = match &m.order_json {
+        Some(j) => serde_json::from_str(j).ok(),
+        None => None,
+    };
+    let message = Message {
+        seq: 0,
+        kind: m.kind,
+        author: m.author.clone(),
+        text: m.text.to_string(),
+        reply_to: reply.clone(),
+        ts,
+        edited_at: None,
+        deleted: false,
+        reactions: BTreeMap::new(),
+        order,
+        client_id: Some(m.client_id.to_string()),
+    };
+    let template = ServerFrame::Message { conversation: m.conv.to_string(), pos: 0, message }.to_json();
+    let excerpt = schema::excerpt(m.text, EXCERPT_CHARS);
+    let k = &state.keys;
+    let mut retried = false;
+    loop {
+        let started = Instant::now();
+        let mut conn = state.redis();
+        let v: Vec<redis::Value> = state
+            .scripts
+            .send
+            .key(k.seq(m.conv))
+            .key(k.dedupe(m.conv, m.client_id))
+            .key(k.replay(m.conv))
+            .key(k.meta(m.conv))
+            .key(k.customer_nodes(m.conv))
+            .key(k.customer(m.conv))
+            .arg(ts)
+            .arg(side_str(m.kind))
+            .arg(&excerpt)
+            .arg(&template)
+            .arg(DEDUPE_TTL_SECS)
+            .arg(state.cfg.replay_len)
+            .invoke_async(&mut conn)
+            .await?;
+        metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "send_script").record(started.elapsed().as_secs_f64());
+        let st = status(&v);
+        match st.as_str() {
+            "OK" | "DUP" => {
+                let seq = int_at(&v, 1) as u64;
+                let ts = int_at(&v, 2);
+                let duplicate = st == "DUP";
+                let customer = customer_ref(state, m.conv).await?;
+                let ev = LogEvent::Message {
+                    conversation: m.conv.to_string(),
+                    customer,
+                    seq,
+                    ts,
+                    kind: m.kind,
+                    author: m.author.clone(),
+                    text: m.text.to_string(),
+                    reply_to: reply.clone(),
+                    client_id: Some(m.client_id.to_string()),
+                    order_json: m.order_json.clone(),
+                };
+                if duplicate {
+                    // The first attempt may have died before its log entry: log again
+                    // (the worker's insert is idempotent), but relay nothing twice.
+                    publish(state, Publish { log: Some(&ev), relay: None }).await?;
+                } else {
+                    let frame = subst(&subst(&template, "pos", seq), "seq", seq);
+                    let relay = Relay { audience: Audience::Both, conversation: Some(m.conv.to_string()), pos: seq, frame };
+                    let nodes = targets(state, Audience::Both, strings_at(&v, 3));
+                    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
+                }
+                return Ok(Posted { seq, ts, duplicate });
+            }
+            "NOCONV" | "NOSEQ" if !retried => {
+                retried = true;
+                ensure_conversation(state, m.conv).await?;
+                if st == "NOSEQ" {
+                    let c = customer_ref(state, m.conv).await?;
+                    seed_conversation(state, m.conv, &c.username, c.avatar_url.as_deref()).await?;
+                }
+            }
+            "NOCONV" => return Err(GatewayError::not_found(format!("no conversation `{}`", m.conv))),
+            other => {
+                tracing::error!(status = other, "send script: unexpected status");
+                return Err(GatewayError::client(ErrorCode::Unavailable, "could not send, retry"));
+            }
+        }
+    }
+}
+
+/// The customer of a conversation, from its Redis profile hash.
+async fn customer_ref(state: &AppState, conv: &str) -> Result<CustomerRef> {
+    let mut conn = state.redis();
+    let (username, avatar): (Option<String>, Option<String>) =
+        conn.hget(state.keys.customer(conv), &["username", "avatar_url"]).await?;
+    Ok(CustomerRef {
+        id: conv.to_string(),
+        username: username.unwrap_or_else(|| conv.to_string()),
+        avatar_url: avatar.filter(|a| !a.is_empty()),
+    })
+}
+
+pub async fn send(
+    state: &AppState,
+    ident: &Identity,
+    rid: Option<String>,
+    conv: String,
+    client_id: String,
+    text: String,
+    reply_to: Option<u64>,
+) -> Result<ServerFrame> {
+    authorize(ident, &conv)?;
+    let started = Instant::now();
+    let kind = match ident.kind.side() {
+        Side::Customer => MessageKind::Customer,
+        Side::Staff => MessageKind::Staff,
+    };
+    let p = post_message(
+        state,
+        NewMessage { conv: &conv, kind, author: Some(ident.user_ref()), text: &text, reply_to, client_id: &client_id, order_json: None },
+    )
+    .await?;
+    metrics::histogram!(crate::metrics::SEND_ACK_SECONDS).record(started.elapsed().as_secs_f64());
+    Ok(ServerFrame::Ack { rid, conversation: conv, seq: p.seq, ts: p.ts, pos: Some(p.seq), duplicate: p.duplicate })
+}
+
+/// Loads a message's metadata from the SQL record into Redis after Redis lost it.
+/// Returns false when the message does not exist.
+async fn restore_meta(state: &AppState, conv: &str, seq: u64) -> Result<bool> {
+    match state.store.message_meta(conv, seq).await? {
+        Some(meta) => {
+            let v = format!("{}|{}|{}", side_str(meta.kind), if meta.deleted { 1 } else { 0 }, meta.excerpt);
+            let mut conn = state.redis();
+            let _: () = conn.hset_nx(state.keys.meta(conv), seq, v).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+fn meta_error(st: &str, seq: u64, action: &str) -> GatewayError {
+    match st {
+        "DELETED" => GatewayError::not_found(format!("message {seq} was deleted")),
+        "FORBIDDEN" => GatewayError::forbidden(format!("only the author's side may {action} message {seq}")),
+        _ => GatewayError::not_found(format!("no message {seq} in this conversation")),
+    }
+}
+
+pub async fn edit_or_delete(
+    state: &AppState,
+    ident: &Identity,
+    rid: Option<String>,
+    conv: String,
+    seq: u64,
+    new_text: Option<String>,
+) -> Result<ServerFrame> {
+    authorize(ident, &conv)?;
+    let ts = schema::now_ms();
+    let side = ident.kind.side();
+    let (mode, frame, excerpt) = match &new_text {
+        Some(t) => (
+            "edit",
+            ServerFrame::Edited { conversation: conv.clone(), pos: 0, seq, text: t.clone(), edited_at: ts }.to_json(),
+            schema::excerpt(t, EXCERPT_CHARS),
+        ),
+        None => ("delete", ServerFrame::Deleted { conversation: conv.clone(), pos: 0, seq }.to_json(), String::new()),
+    };
+    let k = &state.keys;
+    let mut restored = false;
+    loop {
+        let mut conn = state.redis();
+        let v: Vec<redis::Value> = state
+            .scripts
+            .mutate
+            .key(k.seq(&conv))
+            .key(k.replay(&conv))
+            .key(k.meta(&conv))
+            .key(k.customer_nodes(&conv))
+            .arg(seq)
+            .arg(side.as_str())
+            .arg(mode)
+            .arg(&excerpt)
+            .arg(&frame)
+            .arg(state.cfg.replay_len)
+            .invoke_async(&mut conn)
+            .await?;
+        let st = status(&v);
+        if st == "NOTFOUND" && !restored {
+            restored = true;
+            if restore_meta(state, &conv, seq).await? {
+                continue;
+            }
+        }
+        if st != "OK" {
+            return Err(meta_error(&st, seq, mode));
+        }
+        let pos = int_at(&v, 1) as u64;
+        let by = ident.user_ref();
+        let ev = match &new_text {
+            Some(t) => LogEvent::Edit { conversation: conv.clone(), pos, seq, text: t.clone(), edited_at: ts, by },
+            None => LogEvent::Delete { conversation: conv.clone(), pos, seq, ts, by },
+        };
+        let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: subst(&frame, "pos", pos) };
+        let nodes = targets(state, Audience::Both, strings_at(&v, 2));
+        publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
+        return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false });
+    }
+}
+
+pub async fn react(
+    state: &AppState,
+    ident: &Identity,
+    rid: Option<String>,
+    conv: String,
+    seq: u64,
+    emoji: Emoji,
+    on: bool,
+) -> Result<ServerFrame> {
+    authorize(ident, &conv)?;
+    let ts = schema::now_ms();
+    let by = ident.user_ref();
+    let frame = ServerFrame::Reactions {
+        conversation: conv.clone(),
+        pos: 0,
+        seq,
+        reactions: BTreeMap::new(),
+        by: by.clone(),
+        emoji,
+        on,
+    }
+    .to_json();
+    let member = format!("{}:{}:{}", side_of(ident), ident.id, emoji.as_str());
+    let k = &state.keys;
+    let mut restored = false;
+    loop {
+        let mut conn = state.redis();
+        let v: Vec<redis::Value> = state
+            .scripts
+            .react
+            .key(k.seq(&conv))
+            .key(k.replay(&conv))
+            .key(k.meta(&conv))
+            .key(k.customer_nodes(&conv))
+            .key(k.reactions(&conv, seq))
+            .key(k.reactors(&conv, seq))
+            .arg(seq)
+            .arg(&member)
+            .arg(emoji.as_str())
+            .arg(if on { "1" } else { "0" })
+            .arg(&frame)
+            .arg(state.cfg.replay_len)
+            .invoke_async(&mut conn)
+            .await?;
+        let st = status(&v);
+        if st == "NOTFOUND" && !restored {
+            restored = true;
+            if restore_meta(state, &conv, seq).await? {
+                continue;
+            }
+        }
+        match st.as_str() {
+            // Already in that state: nothing changes, nothing is relayed.
+            "NOOP" => return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: None, duplicate: true }),
+            "OK" => {}
+            _ => return Err(meta_error(&st, seq, "react to")),
+        }
+        let pos = int_at(&v, 1) as u64;
+        let rx = str_at(&v, 2);
+        let mut f = subst(&frame, "pos", pos);
+        f = f.replacen("\"reactions\":{},", &format!("\"reactions\":{rx},"), 1);
+        let ev = LogEvent::React { conversation: conv.clone(), pos, seq, emoji, on, by, ts };
+        let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: f };
+        let nodes = targets(state, Audience::Both, strings_at(&v, 3));
+        publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
+        return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false });
+    }
+}
+
+fn side_of(ident: &Identity) -> &'static str {
+    ident.kind.side().as_str()
+}
+
+/// `delivered` / `seen`: monotonic read state, a receipt to the other side, a log entry.
+pub async fn read_state(
+    state: &AppState,
+    ident: &Identity,
+    rid: Option<String>,
+    conv: String,
+    seq: u64,
+    seen: bool,
+) -> Result<Option<ServerFrame>> {
+    authorize(ident, &conv)?;
+    let side = ident.kind.side();
+    let (delivered, seen_seq) = if seen { (seq, seq) } else { (seq, 0) };
+    let k = &state.keys;
+    let mut conn = state.redis();
+    let v: Vec<redis::Value> = state
+        .scripts
+        .read
+        .key(k.read_state(&conv))
+        .key(k.seq(&conv))
+        .key(k.customer_nodes(&conv))
+        .arg(side.as_str())
+        .arg(delivered)
+        .arg(seen_seq)
+        .invoke_async(&mut conn)
+        .await?;
+    if status(&v) == "AHEAD" {
+        let cur = int_at(&v, 1);
+        if cur == 0 && ident.is_agent() {
+            ensure_conversation(state, &conv).await?;
+        }
+        return Err(GatewayError::invalid(format!("seq {seq} is beyond the conversation's last position {cur}")));
+    }
+    let nd = int_at(&v, 1) as u64;
+    let ns = int_at(&v, 2) as u64;
+    let changed = int_at(&v, 3) == 1;
+    if changed {
+        let ts = schema::now_ms();
+        let receipt = ServerFrame::Receipt { conversation: conv.clone(), delivered_seq: nd, seen_seq: ns }.to_json();
+        let audience = Audience::to_side(side.other());
+        let relay = Relay { audience, conversation: Some(conv.clone()), pos: 0, frame: receipt };
+        let nodes = targets(state, audience, strings_at(&v, 4));
+        let ev = LogEvent::Read { conversation: conv.clone(), side, delivered: nd, seen: ns, ts };
+        publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
+    }
+    Ok(rid.map(|rid| ServerFrame::Ack { rid: Some(rid), conversation: conv, seq, ts: schema::now_ms(), pos: None, duplicate: !changed }))
+}
+
+/// Typing: relayed to the other side only, never stored.
+pub async fn typing(state: &AppState, ident: &Identity, conv: String) -> Result<()> {
+    authorize(ident, &conv)?;
+    let frame = ServerFrame::Typing { conversation: conv.clone(), who: ident.user_ref(), expires_in_ms: TYPING_TTL_MS }.to_json();
+    let audience = Audience::to_side(ident.kind.side().other());
+    relay::relay_frame(state, audience, &conv, frame, None).await
+}

@@ -1,0 +1,162 @@
+//! Which sockets this node holds: agents in one sharded map, customers by
+//! conversation in another (dashmap shards; no guard is held across `.await`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use schema::frames::{UserKind, UserRef};
+use std::sync::atomic::AtomicU16;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What a socket's write task consumes, in order.
+#[derive(Debug)]
+pub enum Out {
+    /// A frame outside any conversation's event sequence (ack, error, typing, receipt...).
+    Frame(Arc<str>),
+    /// A positioned event of a conversation: subject to dedupe and gap filling.
+    Event { conv: Arc<str>, pos: u64, frame: Arc<str> },
+    /// The client asked to resume from these positions.
+    Resume(Vec<(String, u64)>),
+    /// The client's first frame was not a resume: deliver buffered live events now.
+    Open,
+    /// A pong owed to a client ping.
+    Pong(Vec<u8>),
+    /// The reply to a client's close frame; the socket ends after it.
+    CloseRaw(Vec<u8>),
+}
+
+/// The authenticated user of a socket or request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub kind: UserKind,
+    pub id: String,
+    pub username: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+impl Identity {
+    pub fn user_ref(&self) -> UserRef {
+        UserRef { kind: self.kind, id: self.id.clone(), username: self.username.clone() }
+    }
+    pub fn is_agent(&self) -> bool {
+        self.kind == UserKind::Agent
+    }
+    /// A customer's own conversation (conversation ids equal customer ids).
+    pub fn own_conversation(&self) -> Option<&str> {
+        (self.kind == UserKind::Customer).then_some(self.id.as_str())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub tx: mpsc::Sender<Out>,
+    /// Cancelled to drop the socket at once (slow consumer).
+    pub kill: CancellationToken,
+    /// Close code the write task sends when the socket ends.
+    pub close_code: Arc<AtomicU16>,
+}
+
+impl ConnHandle {
+    /// Queues a frame; a full queue marks the socket a slow consumer and drops it.
+    pub fn push(&self, out: Out) -> bool {
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
+                self.close_code.store(crate::connection::CLOSE_SLOW_CONSUMER, std::sync::atomic::Ordering::Relaxed);
+                self.kill.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    next_id: AtomicU64,
+    agents: DashMap<u64, ConnHandle>,
+    customers: DashMap<String, Vec<ConnHandle>>,
+}
+
+impl Registry {
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn add_agent(&self, h: ConnHandle) {
+        self.agents.insert(h.id, h);
+        metrics::gauge!(crate::metrics::CONNECTIONS, "kind" => "agent").increment(1.0);
+    }
+
+    pub fn remove_agent(&self, id: u64) {
+        if self.agents.remove(&id).is_some() {
+            metrics::gauge!(crate::metrics::CONNECTIONS, "kind" => "agent").decrement(1.0);
+        }
+    }
+
+    /// Returns how many sockets this customer now has on this node.
+    pub fn add_customer(&self, conv: &str, h: ConnHandle) -> usize {
+        metrics::gauge!(crate::metrics::CONNECTIONS, "kind" => "customer").increment(1.0);
+        let mut e = self.customers.entry(conv.to_string()).or_default();
+        e.push(h);
+        e.len()
+    }
+
+    /// Returns how many sockets this customer still has on this node.
+    pub fn remove_customer(&self, conv: &str, id: u64) -> usize {
+        let mut left = 0;
+        let mut removed = false;
+        if let Some(mut e) = self.customers.get_mut(conv) {
+            let before = e.len();
+            e.retain(|h| h.id != id);
+            removed = e.len() < before;
+            left = e.len();
+        }
+        if removed {
+            metrics::gauge!(crate::metrics::CONNECTIONS, "kind" => "customer").decrement(1.0);
+        }
+        if left == 0 {
+            self.customers.remove_if(conv, |_, v| v.is_empty());
+        }
+        left
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    pub fn total(&self) -> usize {
+        self.agents.len() + self.customers.iter().map(|e| e.len()).sum::<usize>()
+    }
+
+    /// Calls `f` for every agent socket.
+    pub fn for_agents(&self, mut f: impl FnMut(&ConnHandle)) {
+        for e in self.agents.iter() {
+            f(e.value());
+        }
+    }
+
+    /// Calls `f` for every socket of one customer.
+    pub fn for_customer(&self, conv: &str, mut f: impl FnMut(&ConnHandle)) {
+        if let Some(v) = self.customers.get(conv) {
+            for h in v.iter() {
+                f(h);
+            }
+        }
+    }
+
+    /// Every socket (for shutdown).
+    pub fn all(&self) -> Vec<ConnHandle> {
+        let mut v: Vec<ConnHandle> = self.agents.iter().map(|e| e.value().clone()).collect();
+        for e in self.customers.iter() {
+            v.extend(e.value().iter().cloned());
+        }
+        v
+    }
+}

@@ -1,0 +1,413 @@
+//! Redis in and out: the per-conversation scripts (one round trip, one slot),
+//! publishing to the log shards and node inboxes, reading this node's inbox,
+//! and the staff-node heartbeat.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, Script, Value};
+use schema::envelope::{self, Audience, LogEvent, Relay};
+use schema::keys::{self, FIELD};
+
+use crate::error::GatewayError;
+use crate::registry::Out;
+use crate::state::AppState;
+
+/// Inbox entries kept per node (approximate).
+const INBOX_LEN: usize = 10_000;
+/// A node whose heartbeat is older than this is not sent staff frames.
+pub const STAFF_NODE_TTL_MS: i64 = 15_000;
+
+/// Replaces the first `"<field>":0,` placeholder of a rendered frame with the
+/// value. Fields rendered before any user text, so the first match is the field.
+const LUA_SUBST: &str = r#"
+local function subst(f, field, v)
+  local pat = '"' .. field .. '":0,'
+  local a, b = string.find(f, pat, 1, true)
+  if not a then return f end
+  return string.sub(f, 1, a - 1) .. '"' .. field .. '":' .. v .. ',' .. string.sub(f, b + 1)
+end
+"#;
+
+/// KEYS: seq, dedupe, replay, meta, customer_nodes, customer
+/// ARGV: ts, side, excerpt, frame, dedupe_ttl, replay_len
+const SEND: &str = r#"
+if redis.call('EXISTS', KEYS[6]) == 0 then return {'NOCONV'} end
+local d = redis.call('GET', KEYS[2])
+if d then
+  local i = string.find(d, ':', 1, true)
+  return {'DUP', tonumber(string.sub(d, 1, i - 1)), tonumber(string.sub(d, i + 1))}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOSEQ'} end
+local seq = redis.call('INCR', KEYS[1])
+local f = subst(subst(ARGV[4], 'pos', seq), 'seq', seq)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], seq .. '-0', 'f', f)
+redis.call('SET', KEYS[2], seq .. ':' .. ARGV[1], 'EX', ARGV[5])
+redis.call('HSET', KEYS[4], seq, ARGV[2] .. '|0|' .. ARGV[3])
+return {'OK', seq, tonumber(ARGV[1]), redis.call('SMEMBERS', KEYS[5])}
+"#;
+
+/// Parses a meta value "side|deleted|excerpt".
+const LUA_META: &str = r#"
+local function meta(m)
+  local p1 = string.find(m, '|', 1, true)
+  local p2 = string.find(m, '|', p1 + 1, true)
+  return string.sub(m, 1, p1 - 1), string.sub(m, p1 + 1, p2 - 1), string.sub(m, p2 + 1)
+end
+"#;
+
+/// Edit or delete. KEYS: seq, replay, meta, customer_nodes
+/// ARGV: target seq, side, mode (edit|delete), excerpt, frame, replay_len
+const MUTATE: &str = r#"
+local m = redis.call('HGET', KEYS[3], ARGV[1])
+if not m then return {'NOTFOUND'} end
+local side, del = meta(m)
+if del == '1' then return {'DELETED'} end
+if side ~= ARGV[2] then return {'FORBIDDEN', side} end
+local pos = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], pos .. '-0', 'f', subst(ARGV[5], 'pos', pos))
+if ARGV[3] == 'delete' then
+  redis.call('HSET', KEYS[3], ARGV[1], side .. '|1|')
+else
+  redis.call('HSET', KEYS[3], ARGV[1], side .. '|0|' .. ARGV[4])
+end
+return {'OK', pos, redis.call('SMEMBERS', KEYS[4])}
+"#;
+
+/// KEYS: seq, replay, meta, customer_nodes, reactions, reactors
+/// ARGV: target seq, reactor member, emoji, on (1|0), frame, replay_len
+const REACT: &str = r#"
+local m = redis.call('HGET', KEYS[3], ARGV[1])
+if not m then return {'NOTFOUND'} end
+local side, del = meta(m)
+if del == '1' then return {'DELETED'} end
+local changed
+if ARGV[4] == '1' then changed = redis.call('SADD', KEYS[6], ARGV[2]) else changed = redis.call('SREM', KEYS[6], ARGV[2]) end
+if changed == 1 then
+  local n = redis.call('HINCRBY', KEYS[5], ARGV[3], ARGV[4] == '1' and 1 or -1)
+  if n <= 0 then redis.call('HDEL', KEYS[5], ARGV[3]) end
+end
+local flat = redis.call('HGETALL', KEYS[5])
+local parts = {}
+for i = 1, #flat, 2 do table.insert(parts, '"' .. flat[i] .. '":' .. flat[i + 1]) end
+table.sort(parts)
+local rx = '{' .. table.concat(parts, ',') .. '}'
+if changed == 0 then return {'NOOP', 0, rx} end
+local pos = redis.call('INCR', KEYS[1])
+local f = subst(ARGV[5], 'pos', pos)
+local a, b = string.find(f, '"reactions":{},', 1, true)
+if a then f = string.sub(f, 1, a - 1) .. '"reactions":' .. rx .. ',' .. string.sub(f, b + 1) end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], pos .. '-0', 'f', f)
+return {'OK', pos, rx, redis.call('SMEMBERS', KEYS[4])}
+"#;
+
+/// Monotonic read state. KEYS: read_state, seq, customer_nodes
+/// ARGV: side, delivered, seen
+const READ: &str = r#"
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+local d = tonumber(ARGV[2])
+local s = tonumber(ARGV[3])
+if d > cur or s > cur then return {'AHEAD', cur} end
+local fd = ARGV[1] .. '_delivered'
+local fs = ARGV[1] .. '_seen'
+local od = tonumber(redis.call('HGET', KEYS[1], fd) or '0')
+local os = tonumber(redis.call('HGET', KEYS[1], fs) or '0')
+local changed = 0
+if s > os then os = s; changed = 1; redis.call('HSET', KEYS[1], fs, os) end
+local nd = math.max(od, d, os)
+if nd > od then changed = 1; redis.call('HSET', KEYS[1], fd, nd) end
+return {'OK', nd, os, changed, redis.call('SMEMBERS', KEYS[3])}
+"#;
+
+pub struct Scripts {
+    pub send: Script,
+    pub mutate: Script,
+    pub react: Script,
+    pub read: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            send: Script::new(&format!("{LUA_SUBST}{SEND}")),
+            mutate: Script::new(&format!("{LUA_SUBST}{LUA_META}{MUTATE}")),
+            react: Script::new(&format!("{LUA_SUBST}{LUA_META}{REACT}")),
+            read: Script::new(READ),
+        }
+    }
+}
+
+/// Replaces a `"field":0,` placeholder locally, as the scripts do.
+pub fn subst(frame: &str, field: &str, v: u64) -> String {
+    let pat = format!("\"{field}\":0,");
+    match frame.find(&pat) {
+        Some(i) => format!("{}\"{field}\":{v},{}", &frame[..i], &frame[i + pat.len()..]),
+        None => frame.to_string(),
+    }
+}
+
+// ------------------------------------------------------------------ values from scripts
+
+pub fn status(v: &[Value]) -> String {
+    match v.first() {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(Value::SimpleString(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+pub fn int_at(v: &[Value], i: usize) -> i64 {
+    match v.get(i) {
+        Some(Value::Int(n)) => *n,
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+pub fn str_at(v: &[Value], i: usize) -> String {
+    match v.get(i) {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(Value::SimpleString(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+pub fn strings_at(v: &[Value], i: usize) -> Vec<String> {
+    match v.get(i) {
+        Some(Value::Array(items)) | Some(Value::Set(items)) => items
+            .iter()
+            .filter_map(|x| match x {
+                Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+// ------------------------------------------------------------------ publishing
+
+/// What one publish call sends.
+pub struct Publish<'a> {
+    pub log: Option<&'a LogEvent>,
+    pub relay: Option<(&'a Relay, &'a [String])>,
+}
+
+/// One pipelined round trip: the log shard entry for the workers, and the
+/// relay entry into the inbox of every node in `nodes`.
+pub async fn publish(state: &AppState, p: Publish<'_>) -> Result<(), GatewayError> {
+    let mut pipe = redis::pipe();
+    if let Some(ev) = p.log {
+        let shard = keys::shard_of(ev.conversation(), state.cfg.log_shards);
+        pipe.cmd("XADD").arg(state.keys.log(shard)).arg("*").arg(FIELD).arg(envelope::encode(ev)).ignore();
+    }
+    if let Some((relay, nodes)) = p.relay {
+        let bytes = envelope::encode(relay);
+        let mut seen = std::collections::HashSet::new();
+        for n in nodes.iter().filter(|n| seen.insert(n.as_str())) {
+            pipe.cmd("XADD")
+                .arg(state.keys.inbox(n))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(INBOX_LEN)
+                .arg("*")
+                .arg(FIELD)
+                .arg(&bytes)
+                .ignore();
+        }
+    }
+    let started = Instant::now();
+    let mut conn = state.redis();
+    pipe.query_async::<()>(&mut conn).await?;
+    metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "publish").record(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Nodes that must receive a frame for `audience` about a conversation whose
+/// customer sockets are on `customer_nodes`.
+pub fn targets(state: &AppState, audience: Audience, customer_nodes: Vec<String>) -> Vec<String> {
+    match audience {
+        Audience::Customer => customer_nodes,
+        Audience::Staff => state.staff_nodes().as_ref().clone(),
+        Audience::Both => {
+            let mut v = customer_nodes;
+            v.extend(state.staff_nodes().iter().cloned());
+            v.sort();
+            v.dedup();
+            v
+        }
+    }
+}
+
+/// Relays an unpositioned frame (typing, receipt, presence) to an audience.
+pub async fn relay_frame(
+    state: &AppState,
+    audience: Audience,
+    conv: &str,
+    frame: String,
+    customer_nodes: Option<Vec<String>>,
+) -> Result<(), GatewayError> {
+    let cn = match (audience, customer_nodes) {
+        (Audience::Staff, _) => Vec::new(),
+        (_, Some(n)) => n,
+        (_, None) => {
+            let mut conn = state.redis();
+            conn.smembers(state.keys.customer_nodes(conv)).await?
+        }
+    };
+    let nodes = targets(state, audience, cn);
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let relay = Relay { audience, conversation: Some(conv.to_string()), pos: 0, frame };
+    publish(state, Publish { log: None, relay: Some((&relay, &nodes)) }).await
+}
+
+/// Hands a relayed frame to this node's sockets.
+pub fn deliver(state: &AppState, relay: Relay, received: Instant) {
+    let frame: Arc<str> = Arc::from(relay.frame);
+    let conv: Option<Arc<str>> = relay.conversation.map(Arc::from);
+    let make = || match (&conv, relay.pos) {
+        (Some(c), p) if p > 0 => Out::Event { conv: c.clone(), pos: p, frame: frame.clone() },
+        _ => Out::Frame(frame.clone()),
+    };
+    if matches!(relay.audience, Audience::Staff | Audience::Both) {
+        state.registry.for_agents(|h| {
+            h.push(make());
+        });
+    }
+    if matches!(relay.audience, Audience::Customer | Audience::Both) {
+        if let Some(c) = &conv {
+            state.registry.for_customer(c, |h| {
+                h.push(make());
+            });
+        }
+    }
+    metrics::histogram!(crate::metrics::RELAY_SECONDS).record(received.elapsed().as_secs_f64());
+}
+
+/// Reads this node's inbox forever (until shutdown), on its own connection
+/// because `XREAD BLOCK` would stall a shared multiplexed one.
+pub async fn inbox_loop(state: AppState) {
+    let key = state.keys.inbox(&state.node);
+    let mut last_id = String::from("$");
+    let mut shutdown = state.shutdown.clone();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let mut conn = match state.redis_client.get_multiplexed_async_connection().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "inbox: cannot connect to redis");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        if last_id == "$" {
+            // Start after whatever is there now: nothing older is for our sockets.
+            let id: Result<Option<Vec<(String, Value)>>, _> = conn.xrevrange_count(&key, "+", "-", 1).await.map(Some);
+            if let Ok(Some(v)) = id {
+                last_id = v.first().map(|(id, _)| id.clone()).unwrap_or_else(|| "0-0".into());
+            } else {
+                last_id = "0-0".into();
+            }
+        }
+        backoff = Duration::from_millis(100);
+        loop {
+            let opts = StreamReadOptions::default().block(1000).count(1024);
+            let keys_arg = [&key];
+            let ids_arg = [&last_id];
+            let read = tokio::select! {
+                r = conn.xread_options::<_, _, StreamReadReply>(&keys_arg, &ids_arg, &opts) => r,
+                _ = shutdown.changed() => return,
+            };
+            match read {
+                Ok(reply) => {
+                    let received = Instant::now();
+                    for k in reply.keys {
+                        metrics::histogram!(crate::metrics::INBOX_BATCH).record(k.ids.len() as f64);
+                        for entry in k.ids {
+                            last_id = entry.id.clone();
+                            let Some(Value::BulkString(bytes)) = entry.map.get(FIELD) else { continue };
+                            match envelope::decode::<Relay>(bytes) {
+                                Ok(relay) => deliver(&state, relay, received),
+                                Err(e) => tracing::warn!(error = %e, "inbox: undecodable entry skipped"),
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "inbox: read failed, reconnecting");
+                    tokio::time::sleep(backoff).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Every second: refresh the cached staff-node list; every few seconds (and
+/// at once when the first agent connects) announce this node if it holds agents.
+pub async fn heartbeat_loop(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => {
+                let mut conn = state.redis();
+                let _: Result<(), _> = conn.zrem(state.keys.staff_nodes(), &state.node).await;
+                return;
+            }
+        }
+        n += 1;
+        if state.registry.agent_count() > 0 && n % 5 == 0 {
+            let _ = announce_staff_node(&state).await;
+        }
+        let _ = refresh_staff_nodes(&state).await;
+    }
+}
+
+pub async fn announce_staff_node(state: &AppState) -> Result<(), GatewayError> {
+    let mut conn = state.redis();
+    let _: () = conn.zadd(state.keys.staff_nodes(), &state.node, schema::now_ms()).await?;
+    Ok(())
+}
+
+pub async fn refresh_staff_nodes(state: &AppState) -> Result<(), GatewayError> {
+    let mut conn = state.redis();
+    let min = schema::now_ms() - STAFF_NODE_TTL_MS;
+    let nodes: Vec<String> = conn.zrangebyscore(state.keys.staff_nodes(), min, "+inf").await?;
+    state.set_staff_nodes(nodes);
+    Ok(())
+}
+
+/// Replay entries of a conversation with positions in `from..=to` (at most `limit`).
+pub async fn replay_range(
+    conn: &mut ConnectionManager,
+    key: &str,
+    from: u64,
+    to: Option<u64>,
+    limit: usize,
+) -> Result<Vec<(u64, String)>, redis::RedisError> {
+    let end = to.map(keys::replay_id).unwrap_or_else(|| "+".to_string());
+    let reply: StreamRangeReply = conn.xrange_count(key, keys::replay_id(from), end, limit).await?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .filter_map(|e| {
+            let pos = e.id.split('-').next()?.parse().ok()?;
+            let frame = match e.map.get("f")? {
+                Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
+                _ => return None,
+            };
+            Some((pos, frame))
+        })
+        .collect())
+}

@@ -1,0 +1,47 @@
+//! Shared application state: one `Arc<State>` per process.
+
+use std::sync::{Arc, RwLock};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::ConnectionManager;
+use schema::keys::Keys;
+use store::Store;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::relay::Scripts;
+
+pub struct State {
+    pub cfg: Config,
+    pub keys: Keys,
+    /// This node's id; its inbox is `keys.inbox(node)`.
+    pub node: String,
+    pub redis: ConnectionManager,
+    pub redis_client: redis::Client,
+    pub store: Store,
+    pub registry: Registry,
+    pub scripts: Scripts,
+    /// Nodes holding agent sockets (refreshed every second), where staff frames go.
+    pub staff_nodes: RwLock<Arc<Vec<String>>>,
+    pub metrics: PrometheusHandle,
+    /// Flips to true once on SIGTERM/SIGINT.
+    pub shutdown: watch::Receiver<bool>,
+    pub customer_secret: Vec<u8>,
+}
+
+pub type AppState = Arc<State>;
+
+impl State {
+    pub fn staff_nodes(&self) -> Arc<Vec<String>> {
+        self.staff_nodes.read().map(|g| g.clone()).unwrap_or_default()
+    }
+    pub fn set_staff_nodes(&self, nodes: Vec<String>) {
+        if let Ok(mut g) = self.staff_nodes.write() {
+            *g = Arc::new(nodes);
+        }
+    }
+    pub fn redis(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+}
