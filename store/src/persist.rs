@@ -394,7 +394,9 @@ pub(crate) async fn persist(
         &mut tx,
         "INSERT INTO messages (conversation_id, seq, stub, kind, text, excerpt, ts, deleted)",
         "(?, ?, 1, '', '', '', 0, 1)",
-        "ON CONFLICT (conversation_id, seq) DO UPDATE SET deleted = 1, text = '', excerpt = ''",
+        // edited_at is cleared too: an edit that lost the race against the
+        // delete must leave no trace, whichever of the two arrived first.
+        "ON CONFLICT (conversation_id, seq) DO UPDATE SET deleted = 1, text = '', excerpt = '', edited_at = NULL, edit_pos = 0",
         &deletes,
         |q, (conv, seq)| q.bind(conv.as_str()).bind(*seq),
     )
