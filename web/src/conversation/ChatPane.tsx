@@ -1,0 +1,148 @@
+import { useCallback, useEffect, useRef, useState } from 'react';
+import type { ChatSocket } from '../lib/socket';
+import type { Emoji, Message } from '../lib/types';
+import type { ConversationStore } from './store';
+import { useConversation, useSocket } from './useConversation';
+import { MessageList } from './MessageList';
+import { Composer, type ComposerHandle } from './Composer';
+
+const TYPING_EVERY_MS = 2000;
+
+/** Messages, typing indicator and composer of one conversation; shared by the console and the widget. */
+export function ChatPane({
+  socket,
+  store,
+  id,
+  typingLabel,
+}: {
+  socket: ChatSocket;
+  store: ConversationStore;
+  id: string;
+  /** How the other side is named in the typing indicator. */
+  typingLabel: (username: string) => string;
+}) {
+  const state = useConversation(store, id);
+  const sock = useSocket(socket);
+  const [replyTo, setReplyTo] = useState<Message | null>(null);
+  const [editing, setEditing] = useState<Message | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const [highlight, setHighlight] = useState<number | null>(null);
+  const lastTyping = useRef(0);
+  const composer = useRef<ComposerHandle>(null);
+
+  useEffect(() => {
+    setReplyTo(null);
+    setEditing(null);
+    setNotice(null);
+  }, [id]);
+
+  useEffect(() => {
+    if (!notice) return;
+    const t = setTimeout(() => setNotice(null), 6000);
+    return () => clearTimeout(t);
+  }, [notice]);
+
+  const fail = (e: unknown) => setNotice((e as Error).message || 'Something went wrong.');
+
+  const onReply = useCallback((m: Message) => {
+    setEditing(null);
+    setReplyTo(m);
+  }, []);
+  const onEdit = useCallback((m: Message) => {
+    setReplyTo(null);
+    setEditing(m);
+  }, []);
+  const onDelete = useCallback(
+    (m: Message) => {
+      socket.request({ type: 'delete', conversation: id, seq: m.seq }).catch(fail);
+    },
+    [socket, id],
+  );
+  const onReact = useCallback(
+    (m: Message, emoji: Emoji, on: boolean) => {
+      socket.request({ type: 'react', conversation: id, seq: m.seq, emoji, on }).catch(fail);
+    },
+    [socket, id],
+  );
+  const onJump = useCallback(
+    async (seq: number) => {
+      const found = await store.ensureMessage(id, seq);
+      if (!found) {
+        setNotice('The original message is no longer available.');
+        return;
+      }
+      // Wait a frame for the prepended history to render.
+      requestAnimationFrame(() => {
+        document.getElementById(`msg-${id}-${seq}`)?.scrollIntoView({ block: 'center', behavior: 'smooth' });
+        setHighlight(seq);
+        setTimeout(() => setHighlight((h) => (h === seq ? null : h)), 2000);
+      });
+    },
+    [store, id],
+  );
+
+  if (!state) return null;
+  const outbox = sock.outbox.filter((it) => it.conversation === id);
+  const typing = state.typing && state.typing.until > Date.now() ? state.typing : null;
+
+  return (
+    <div className="chat-pane">
+      <MessageList
+        state={state}
+        side={store.side}
+        myId={socket.user?.id ?? null}
+        outbox={outbox}
+        online={sock.state === 'open'}
+        highlight={highlight}
+        onReply={onReply}
+        onEdit={onEdit}
+        onDelete={onDelete}
+        onReact={onReact}
+        onJump={onJump}
+        onRetry={(cid) => socket.retry(cid)}
+        onDiscard={(cid) => socket.discard(cid)}
+        onLoadOlder={() => void store.loadOlder(id)}
+      />
+      <div className="typing-slot" aria-live="polite">
+        {typing && (
+          <div className="typing-indicator" data-testid="typing">
+            <span className="dots" aria-hidden="true">
+              <i />
+              <i />
+              <i />
+            </span>
+            {typingLabel(typing.who.username)}
+          </div>
+        )}
+      </div>
+      {notice && (
+        <div className="notice error" role="alert">
+          {notice}
+        </div>
+      )}
+      <Composer
+        ref={composer}
+        replyTo={replyTo}
+        editing={editing}
+        onCancel={() => {
+          setReplyTo(null);
+          setEditing(null);
+        }}
+        onSend={(text) => {
+          socket.send(id, text, replyTo ? { seq: replyTo.seq, excerpt: replyTo.text.slice(0, 140) } : undefined);
+          setReplyTo(null);
+          lastTyping.current = 0;
+        }}
+        onSaveEdit={(m, text) => {
+          setEditing(null);
+          socket.request({ type: 'edit', conversation: id, seq: m.seq, text }).catch(fail);
+        }}
+        onTyping={() => {
+          const now = Date.now();
+          if (now - lastTyping.current < TYPING_EVERY_MS) return;
+          if (socket.fire({ type: 'typing', conversation: id })) lastTyping.current = now;
+        }}
+      />
+    </div>
+  );
+}
