@@ -19,6 +19,9 @@ pub struct Config {
     /// Dev mode: dev endpoints, demo agent demo/demo, demo customers with history.
     #[arg(long, env = "CHAT_DEV", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub dev: bool,
+    /// In dev mode, also seed demo customers with history (the demo agent is always created).
+    #[arg(long, env = "CHAT_DEMO_DATA", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub demo_data: bool,
     /// Prefix of every Redis key (isolates deployments and test runs on one Redis).
     #[arg(long, env = "CHAT_KEY_PREFIX", default_value = "chat:")]
     pub key_prefix: String,

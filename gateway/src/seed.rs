@@ -28,6 +28,9 @@ const CUSTOMERS: &[(&str, &[(bool, &str)])] = &[
 
 pub async fn seed(state: &AppState) -> Result<(), GatewayError> {
     let agent = state.store.ensure_agent("demo", "Demo Agent", "demo").await?;
+    if !state.cfg.demo_data {
+        return Ok(());
+    }
     let staff = UserRef { kind: UserKind::Agent, id: agent.id.clone(), username: agent.username.clone() };
     for (name, lines) in CUSTOMERS {
         let ident = Identity { kind: UserKind::Customer, id: name.to_string(), username: name.to_string(), display_name: None };
