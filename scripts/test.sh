@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: unit and integration tests of the Rust workspace (real
+# Redis, PostgreSQL, gateway and worker processes), then the browser tests
+# (headless Chromium against the real stack).
+#   scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_toolchain
+ensure_redis 6379 "${TMPDIR:-/tmp}/chat-test-redis"
+ensure_postgres
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+ulimit -n 20000 2>/dev/null || true
+
+echo "== build"
+cargo build --workspace --bins --tests --quiet
+scripts/web-build.sh
+
+echo "== rust tests"
+cargo test --workspace --quiet -- --test-threads=4
+
+echo "== browser tests"
+(cd web && CHAT_BIN_DIR="$PWD/../target/debug" npm run --silent e2e)
