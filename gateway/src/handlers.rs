@@ -134,7 +134,12 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
                 let seq = int_at(&v, 1) as u64;
                 let ts = int_at(&v, 2);
                 let duplicate = st == "DUP";
-                let customer = customer_ref(state, m.conv).await?;
+                let profile = relay::opt_strings_at(&v, 4);
+                let customer = CustomerRef {
+                    id: m.conv.to_string(),
+                    username: profile.first().cloned().flatten().unwrap_or_else(|| m.conv.to_string()),
+                    avatar_url: profile.get(1).cloned().flatten().filter(|a| !a.is_empty()),
+                };
                 let ev = LogEvent::Message {
                     conversation: m.conv.to_string(),
                     customer,

@@ -38,7 +38,7 @@ if redis.call('EXISTS', KEYS[6]) == 0 then return {'NOCONV'} end
 local d = redis.call('GET', KEYS[2])
 if d then
   local i = string.find(d, ':', 1, true)
-  return {'DUP', tonumber(string.sub(d, 1, i - 1)), tonumber(string.sub(d, i + 1))}
+  return {'DUP', tonumber(string.sub(d, 1, i - 1)), tonumber(string.sub(d, i + 1)), {}, redis.call('HMGET', KEYS[6], 'username', 'avatar_url')}
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOSEQ'} end
 local seq = redis.call('INCR', KEYS[1])
@@ -46,7 +46,7 @@ local f = subst(subst(ARGV[4], 'pos', seq), 'seq', seq)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], seq .. '-0', 'f', f)
 redis.call('SET', KEYS[2], seq .. ':' .. ARGV[1], 'EX', ARGV[5])
 redis.call('HSET', KEYS[4], seq, ARGV[2] .. '|0|' .. ARGV[3])
-return {'OK', seq, tonumber(ARGV[1]), redis.call('SMEMBERS', KEYS[5])}
+return {'OK', seq, tonumber(ARGV[1]), redis.call('SMEMBERS', KEYS[5]), redis.call('HMGET', KEYS[6], 'username', 'avatar_url')}
 "#;
 
 /// Parses a meta value "side|deleted|excerpt".
@@ -175,10 +175,15 @@ pub fn str_at(v: &[Value], i: usize) -> String {
 }
 
 pub fn strings_at(v: &[Value], i: usize) -> Vec<String> {
+    opt_strings_at(v, i).into_iter().flatten().collect()
+}
+
+/// An array of optional strings (nil stays `None`, position kept).
+pub fn opt_strings_at(v: &[Value], i: usize) -> Vec<Option<String>> {
     match v.get(i) {
         Some(Value::Array(items)) | Some(Value::Set(items)) => items
             .iter()
-            .filter_map(|x| match x {
+            .map(|x| match x {
                 Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
                 _ => None,
             })
@@ -367,7 +372,7 @@ pub async fn heartbeat_loop(state: AppState) {
             }
         }
         n += 1;
-        if state.registry.agent_count() > 0 && n % 5 == 0 {
+        if state.registry.agent_count() > 0 && n.is_multiple_of(5) {
             let _ = announce_staff_node(&state).await;
         }
         let _ = refresh_staff_nodes(&state).await;
