@@ -15,12 +15,13 @@ export interface ListState {
   error: string | null;
   search: string;
   unreadOnly: boolean;
-  /** Sum of unread counts over every row this console has seen. */
-  unreadTotal: number;
+  /** Conversations with unread messages (the server's count, kept current by live rows). */
+  unreadConversations: number;
 }
 
 interface Page {
   total: number;
+  unread_conversations?: number;
   items: ConversationRow[];
   next_cursor: string | null;
 }
@@ -37,7 +38,7 @@ export class ChatListStore {
     error: null,
     search: '',
     unreadOnly: false,
-    unreadTotal: 0,
+    unreadConversations: 0,
   };
   private listeners = new Set<() => void>();
   private unread = new Map<string, number>();
@@ -120,7 +121,7 @@ export class ChatListStore {
         total: page.total,
         nextCursor: page.next_cursor ?? null,
         loading: false,
-        unreadTotal: this.sumUnread(),
+        unreadConversations: page.unread_conversations ?? this.countUnread(),
       });
     } catch (e) {
       if (gen !== this.loadGen) return;
@@ -148,7 +149,7 @@ export class ChatListStore {
         nextCursor: page.next_cursor ?? null,
         total: page.total ?? this.state.total,
         loadingMore: false,
-        unreadTotal: this.sumUnread(),
+        unreadConversations: page.unread_conversations ?? this.state.unreadConversations,
       });
     } catch {
       if (gen === this.loadGen) this.set({ loadingMore: false });
@@ -161,19 +162,20 @@ export class ChatListStore {
     this.unread.set(id, 0);
     this.set({
       rows: this.state.rows.map((r) => (r.id === id ? { ...r, unread: 0 } : r)),
-      unreadTotal: this.sumUnread(),
+      unreadConversations: Math.max(0, this.state.unreadConversations - 1),
     });
   }
 
-  private sumUnread(): number {
+  private countUnread(): number {
     let n = 0;
-    for (const v of this.unread.values()) n += v;
+    for (const v of this.unread.values()) if (v > 0) n++;
     return n;
   }
 
   private matches(r: ConversationRow): boolean {
     const q = this.state.search.trim().toLowerCase();
-    if (q && !r.customer.username.toLowerCase().includes(q)) return false;
+    // The server matches a username prefix.
+    if (q && !r.customer.username.toLowerCase().startsWith(q)) return false;
     if (this.state.unreadOnly && r.unread === 0 && r.id !== this.selected) return false;
     return true;
   }
@@ -192,7 +194,11 @@ export class ChatListStore {
     const rows = this.state.rows;
     const i = rows.findIndex((r) => r.id === row.id);
     const prev = i >= 0 ? rows[i] : undefined;
+    const known = this.unread.get(row.id);
     this.unread.set(row.id, row.unread);
+    let unreadConversations = this.state.unreadConversations;
+    if (known === undefined) this.scheduleTotal();
+    else unreadConversations += (row.unread > 0 ? 1 : 0) - (known > 0 ? 1 : 0);
     this.onRow?.(row, prev);
     const next = rows.slice();
     if (i >= 0) next.splice(i, 1);
@@ -206,8 +212,7 @@ export class ChatListStore {
         if (at >= 0) next.splice(at, 0, row);
       }
     }
-    if (i < 0) this.scheduleTotal();
-    this.set({ rows: next, unreadTotal: this.sumUnread() });
+    this.set({ rows: next, unreadConversations: Math.max(0, unreadConversations) });
   }
 
   /** A row we did not hold may be a new conversation: ask the server for the total again. */
@@ -217,7 +222,7 @@ export class ChatListStore {
       this.totalTimer = null;
       try {
         const page = await request<Page>(`/api/conversations${this.filterQuery({ limit: 1 })}`, { token: this.token() });
-        this.set({ total: page.total });
+        this.set({ total: page.total, unreadConversations: page.unread_conversations ?? this.state.unreadConversations });
       } catch {
         /* keep the old total */
       }

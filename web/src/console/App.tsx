@@ -28,9 +28,9 @@ export function App() {
   // Refresh the agent's name from the server (the stored copy may be old).
   useEffect(() => {
     if (!session) return;
-    request<{ agent?: Agent } & Partial<Agent>>('/api/me', { token: session.token })
+    request<{ user?: { id: string; username: string }; display_name?: string | null }>('/api/me', { token: session.token })
       .then((me) => {
-        const agent = me.agent ?? (me.id ? (me as Agent) : null);
+        const agent: Agent | null = me.user ? { id: me.user.id, username: me.user.username, display_name: me.display_name ?? undefined } : null;
         if (agent && JSON.stringify(agent) !== JSON.stringify(session.agent)) saveSession({ token: session.token, agent });
       })
       .catch((e) => {

@@ -14,7 +14,7 @@ export function Shell({ onLogout }: { onLogout: () => void }) {
   const route = chatRoute(path);
   const list = useSyncExternalStore(services.list.subscribe, services.list.getSnapshot);
   const sock = useSocket(services.socket);
-  useAlerts(services, list.unreadTotal);
+  useAlerts(services, list.unreadConversations);
 
   const link = (to: string, label: string, icon: React.ReactNode, active: boolean, count?: number) => (
     <a
@@ -41,7 +41,7 @@ export function Shell({ onLogout }: { onLogout: () => void }) {
           <span className="nav-label">CRM</span>
         </div>
         {link('/', 'Dashboard', <HomeIcon />, !route)}
-        {link('/chat', 'Chat', <ChatIcon />, !!route, list.unreadTotal)}
+        {link('/chat', 'Chat', <ChatIcon />, !!route, list.unreadConversations)}
         <div className="sidebar-foot">
           <span className="agent-name nav-label" title={services.session.agent.username}>
             {services.session.agent.display_name || services.session.agent.username}
@@ -53,7 +53,7 @@ export function Shell({ onLogout }: { onLogout: () => void }) {
       </nav>
       <main className="content">
         <ConnectionBanner state={sock.state} pending={sock.outbox.length} />
-        {route ? <ChatPage route={route} /> : <Dashboard total={list.total} unread={list.unreadTotal} name={services.session.agent.display_name || services.session.agent.username} />}
+        {route ? <ChatPage route={route} /> : <Dashboard total={list.total} unread={list.unreadConversations} name={services.session.agent.display_name || services.session.agent.username} />}
       </main>
     </div>
   );
@@ -70,7 +70,7 @@ function Dashboard({ total, unread, name }: { total: number | null; unread: numb
         </div>
         <div className="card stat">
           <div className="stat-value">{unread}</div>
-          <div className="stat-label">Unread messages</div>
+          <div className="stat-label">Conversations with unread messages</div>
         </div>
       </div>
       <p className="muted">

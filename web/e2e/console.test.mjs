@@ -1,0 +1,234 @@
+// Console beyond the core workflows: layouts at three widths (with screenshots),
+// history paging and quote jumps, keyboard navigation, tab title, customer panel.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { VIEWPORTS, launchBrowser, message, newAgent, newCustomer, send, shot, startStack, uniqueName, webDir } from './harness.mjs';
+import { assertClean, textOf, until } from './util.mjs';
+
+let stack;
+let browser;
+
+before(async () => {
+  stack = await startStack();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+});
+
+const row = (page, username) => page.locator(`.chat-row[data-username="${username}"]`);
+const visible = (page, sel) => page.locator(sel).evaluate((el) => el.offsetParent !== null && el.getBoundingClientRect().width > 0);
+
+/** Sends `n` messages "History 1..n" from the widget page's customer over a second socket. */
+async function postHistory(page, n, replyToFirst) {
+  await page.evaluate(
+    async ({ n, replyToFirst }) => {
+      const s = JSON.parse(localStorage.getItem('chat.widget.session'));
+      const t = await (await fetch('/api/ws-ticket', { method: 'POST', headers: { Authorization: `Bearer ${s.token}` } })).json();
+      const ws = new WebSocket(`ws://${location.host}/ws?ticket=${encodeURIComponent(t.ticket)}`);
+      await new Promise((r) => (ws.onopen = r));
+      ws.send(JSON.stringify({ type: 'resume', positions: {} }));
+      const acks = new Map();
+      ws.onmessage = (e) => {
+        const f = JSON.parse(e.data);
+        if (f.type === 'ack') acks.set(f.rid, f.seq);
+      };
+      const total = n + (replyToFirst ? 1 : 0);
+      for (let i = 1; i <= n; i++) {
+        ws.send(JSON.stringify({ type: 'send', rid: `h${i}`, conversation: s.conversation, client_id: crypto.randomUUID(), text: `History ${i}` }));
+        await new Promise((r) => setTimeout(r, 70));
+      }
+      while (acks.size < n) await new Promise((r) => setTimeout(r, 50));
+      if (replyToFirst) {
+        ws.send(
+          JSON.stringify({ type: 'send', rid: 'reply', conversation: s.conversation, client_id: crypto.randomUUID(), text: 'About my very first message', reply_to: acks.get('h1') }),
+        );
+        while (acks.size < total) await new Promise((r) => setTimeout(r, 50));
+      }
+      ws.close();
+    },
+    { n, replyToFirst },
+  );
+}
+
+describe('console', () => {
+  test('layouts: three columns on desktop, navigation between columns on tablet and phone (screenshots)', async () => {
+    const name = uniqueName('maya');
+    const customer = await newCustomer(browser, stack.url, name, { viewport: VIEWPORTS.phone });
+    await send(customer.page, 'Hi! Do you still have the seasonal muffins?');
+    await send(customer.page, 'And can I reserve two for tomorrow morning?');
+
+    // Desktop: list, conversation and customer info side by side.
+    const desk = await newAgent(browser, stack.url, { viewport: VIEWPORTS.desktop });
+    await row(desk.page, name).click();
+    await send(desk.page, 'We do! I reserved two for you, see you tomorrow.');
+    await message(customer.page, 'We do! I reserved two for you, see you tomorrow.').waitFor();
+    await until(async () => (await message(desk.page, 'We do! I reserved two for you, see you tomorrow.').locator('.read-status').getAttribute('data-status')) === 'seen', {
+      what: 'seen',
+    });
+    const reacted = message(customer.page, 'We do! I reserved two for you, see you tomorrow.');
+    await reacted.click();
+    await reacted.getByRole('button', { name: 'React' }).click();
+    await customer.page.getByRole('menuitemcheckbox', { name: 'heart' }).click();
+    await message(desk.page, 'We do! I reserved two for you, see you tomorrow.').locator('.chip').waitFor();
+    for (const col of ['.col-list', '.col-conv', '.col-info']) assert.ok(await visible(desk.page, col), `${col} visible on desktop`);
+    await desk.page.locator('.customer-panel .points-value').waitFor();
+    await desk.page.mouse.move(0, 0);
+    await shot(desk.page, 'desktop-console');
+    mkdirSync(join(webDir, '..', 'docs'), { recursive: true });
+    await desk.page.screenshot({ path: join(webDir, '..', 'docs', 'console.png') });
+
+    // Tablet: list + conversation; the info panel replaces the conversation and back.
+    const tab = await newAgent(browser, stack.url, { viewport: VIEWPORTS.tablet, label: 'tablet agent' });
+    await row(tab.page, name).click();
+    await message(tab.page, 'We do! I reserved two for you, see you tomorrow.').waitFor();
+    assert.ok(await visible(tab.page, '.col-list'));
+    assert.ok(await visible(tab.page, '.col-conv'));
+    assert.ok(!(await visible(tab.page, '.col-info')), 'info hidden on tablet until asked');
+    await shot(tab.page, 'tablet-conversation');
+    await tab.page.getByRole('button', { name: 'Customer info' }).click();
+    assert.ok(await visible(tab.page, '.col-info'));
+    assert.ok(!(await visible(tab.page, '.col-conv')));
+    await shot(tab.page, 'tablet-info');
+    await tab.page.getByRole('button', { name: 'Back to conversation' }).click();
+    assert.ok(await visible(tab.page, '.col-conv'));
+
+    // Phone: one column at a time: list -> conversation -> info and back.
+    const phone = await newAgent(browser, stack.url, { viewport: VIEWPORTS.phone, label: 'phone agent' });
+    assert.ok(await visible(phone.page, '.col-list'));
+    assert.ok(!(await visible(phone.page, '.col-conv')));
+    await shot(phone.page, 'phone-list');
+    await row(phone.page, name).click();
+    await message(phone.page, 'We do! I reserved two for you, see you tomorrow.').waitFor();
+    assert.ok(!(await visible(phone.page, '.col-list')));
+    assert.ok(await visible(phone.page, '.col-conv'));
+    await shot(phone.page, 'phone-conversation');
+    await phone.page.getByRole('button', { name: 'Customer info' }).click();
+    assert.ok(await visible(phone.page, '.col-info'));
+    assert.ok(!(await visible(phone.page, '.col-conv')));
+    await shot(phone.page, 'phone-info');
+    await phone.page.getByRole('button', { name: 'Back to conversation' }).click();
+    await phone.page.getByRole('button', { name: 'Back to conversations' }).click();
+    assert.ok(await visible(phone.page, '.col-list'));
+    await shot(customer.page, 'phone-widget');
+
+    assertClean(desk, tab, phone, customer);
+    for (const x of [desk, tab, phone, customer]) await x.context.close();
+  });
+
+  test('older history loads on scroll up; a quote loads older history to reach the original', async () => {
+    const a = uniqueName('hank');
+    const ca = await newCustomer(browser, stack.url, a);
+    await postHistory(ca.page, 70, true);
+    const agent = await newAgent(browser, stack.url);
+
+    await row(agent.page, a).click();
+    const quoted = message(agent.page, 'About my very first message');
+    await quoted.waitFor();
+    assert.equal(await message(agent.page, 'History 1').count(), 0, 'only the latest page is loaded');
+    await quoted.locator('.quote').click();
+    const first = message(agent.page, 'History 1');
+    await first.waitFor({ timeout: 10_000 });
+    await until(() => first.evaluate((el) => el.classList.contains('highlight')), { what: 'original highlighted' });
+    await until(
+      () =>
+        first.evaluate((el) => {
+          const box = el.getBoundingClientRect();
+          const list = el.closest('.messages').getBoundingClientRect();
+          return box.top >= list.top && box.bottom <= list.bottom;
+        }),
+      { what: 'original scrolled into view' },
+    );
+
+    const b = uniqueName('ivan');
+    const cb = await newCustomer(browser, stack.url, b);
+    await postHistory(cb.page, 65, false);
+    await row(agent.page, b).click();
+    await message(agent.page, 'History 65').waitFor();
+    assert.equal(await message(agent.page, 'History 1').count(), 0);
+    await until(
+      async () => {
+        await agent.page.locator('[data-testid="messages"]').evaluate((el) => (el.scrollTop = 0));
+        return (await message(agent.page, 'History 1').count()) === 1;
+      },
+      { what: 'older page loaded on scroll up' },
+    );
+    // Exactly once each, in order.
+    const texts = (await agent.page.locator('.msg-text').allTextContents()).filter((t) => t.startsWith('History '));
+    assert.deepEqual(texts, Array.from({ length: 65 }, (_, i) => `History ${i + 1}`));
+    assertClean(agent, ca, cb);
+    for (const x of [agent, ca, cb]) await x.context.close();
+  });
+
+  test('keyboard navigation of the list, unread total in the tab title', async () => {
+    const agent = await newAgent(browser, stack.url);
+    await agent.page.locator('.chat-row').first().waitFor();
+    const before = await agent.page.title();
+    const name = uniqueName('kira');
+    const customer = await newCustomer(browser, stack.url, name);
+    await send(customer.page, 'Keyboard test');
+    await row(agent.page, name).waitFor();
+    await until(async () => /^\(\d+\)/.test(await agent.page.title()), { what: 'unread count in the title' });
+    const n = Number((await agent.page.title()).match(/^\((\d+)\)/)[1]);
+    assert.ok(n >= 1, `title ${before} -> ${await agent.page.title()}`);
+
+    await agent.page.getByLabel('Search by username').focus();
+    await agent.page.keyboard.press('ArrowDown'); // into the list
+    const firstName = await agent.page.locator('.chat-row').nth(0).getAttribute('data-username');
+    const secondName = await agent.page.locator('.chat-row').nth(1).getAttribute('data-username');
+    await agent.page.keyboard.press('ArrowDown');
+    await agent.page.keyboard.press('Enter');
+    await until(async () => (await agent.page.locator('.conv-name').count()) === 1 && (await textOf(agent.page.locator('.conv-name'))) === secondName, {
+      what: 'second row opened',
+    });
+    assert.match(agent.page.url(), new RegExp(`/chat/${secondName}$`));
+    await agent.page.keyboard.press('Escape');
+    await until(async () => new URL(agent.page.url()).pathname === '/chat', { what: 'Esc back to the list' });
+    await agent.page.keyboard.press('ArrowUp');
+    await agent.page.keyboard.press('Enter');
+    await until(async () => (await agent.page.locator('.conv-name').count()) === 1 && (await textOf(agent.page.locator('.conv-name'))) === firstName, {
+      what: 'first row opened',
+    });
+    // Opening the unread conversation lowers the title count.
+    if (firstName === name) await until(async () => !(await agent.page.title()).startsWith(`(${n})`) || n === 0, { what: 'title count drops' });
+    assertClean(agent, customer);
+    for (const x of [agent, customer]) await x.context.close();
+  });
+
+  test('customer info panel: profile and points, sections and actions never crash', async () => {
+    const agent = await newAgent(browser, stack.url);
+    await row(agent.page, 'carol').click();
+    const panel = agent.page.locator('.customer-panel');
+    await panel.locator('.profile-name', { hasText: 'carol' }).waitFor();
+    await until(async () => /^\d[\d,]*$|Not available yet/.test(await textOf(panel.locator('.points-value'))), { what: 'points shown' });
+    for (const label of ['Reset Balance', 'Refresh', 'Give Points']) await panel.getByRole('button', { name: label }).waitFor();
+    assertClean(agent);
+
+    // The loyalty endpoints belong to a later issue: they may answer 404/501 today.
+    agent.pause();
+    for (const title of ['Vouchers', 'Active Orders', 'Recent Orders', 'Transactions']) {
+      const toggle = panel.getByRole('button', { name: new RegExp(`^${title}`) });
+      await toggle.click();
+      assert.equal(await toggle.getAttribute('aria-expanded'), 'true');
+      await until(async () => /Not available yet|Nothing here|Order|\+|-|Voucher/.test(await textOf(toggle.locator('xpath=..'))), {
+        what: `${title} settled`,
+      });
+    }
+    await panel.getByRole('button', { name: 'Give Points' }).click();
+    const dialog = agent.page.getByRole('dialog', { name: 'Give Points' });
+    await dialog.getByLabel('Amount').fill('25');
+    await dialog.getByRole('button', { name: 'Confirm' }).click();
+    await until(async () => (await dialog.count()) === 0 || /Not available yet/.test(await textOf(dialog)), { what: 'give points settled' });
+    if (await dialog.count()) await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await panel.getByRole('button', { name: 'Refresh' }).click();
+    await panel.locator('.profile-name', { hasText: 'carol' }).waitFor();
+    const errors = agent.problems.filter((p) => /page error/.test(p));
+    assert.deepEqual(errors, [], 'no uncaught errors');
+    await agent.context.close();
+  });
+});

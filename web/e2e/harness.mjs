@@ -1,0 +1,219 @@
+// End-to-end harness: starts the real release `gateway` and `worker` binaries
+// (CHAT_BIN_DIR, default ../target/release) against the local Redis with a unique
+// key prefix and a temporary SQLite database, in dev mode, on a free port; then
+// drives headless Debian Chromium through playwright-core.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const webDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const artifacts = join(webDir, 'e2e', 'artifacts');
+mkdirSync(artifacts, { recursive: true });
+
+const binDir = resolve(webDir, process.env.CHAT_BIN_DIR ?? '../target/release');
+
+function waitForLine(child, re, timeoutMs, name) {
+  return new Promise((resolveLine, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`${name} did not print ${re} within ${timeoutMs} ms:\n${buf.slice(-2000)}`)), timeoutMs);
+    const on = (chunk) => {
+      buf += chunk.toString();
+      const m = re.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout.off('data', on);
+        resolveLine(m);
+      }
+    };
+    child.stdout.on('data', on);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited with ${code} before it was ready:\n${buf.slice(-2000)}`));
+    });
+  });
+}
+
+/** Starts gateway + worker; returns { url, prefix, stop }. */
+export async function startStack() {
+  for (const b of ['gateway', 'worker']) {
+    if (!existsSync(join(binDir, b))) {
+      throw new Error(`${join(binDir, b)} is missing: build with \`cargo build --release -p gateway -p worker\` or set CHAT_BIN_DIR`);
+    }
+  }
+  if (!existsSync(join(webDir, 'dist', 'index.html'))) {
+    throw new Error('web/dist is missing: run `npm run build` (or scripts/web-build.sh) first');
+  }
+  const tmp = mkdtempSync(join(tmpdir(), 'chat-e2e-'));
+  const prefix = `e2e-${randomBytes(6).toString('hex')}:`;
+  const env = {
+    ...process.env,
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    DATABASE_URL: `sqlite://${tmp}/chat.db`,
+    CHAT_KEY_PREFIX: prefix,
+    CHAT_DEV: '1',
+    CHAT_WEB_DIR: join(webDir, 'dist'),
+    GATEWAY_ADDR: '127.0.0.1:0',
+    WORKER_METRICS_ADDR: '127.0.0.1:0',
+    RUST_LOG: process.env.RUST_LOG ?? 'warn',
+  };
+  const logs = { gateway: '', worker: '' };
+  const procs = [];
+  const launch = (name) => {
+    const p = spawn(join(binDir, name), [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    p.stdout.on('data', (d) => (logs[name] += d.toString()));
+    p.stderr.on('data', (d) => (logs[name] += d.toString()));
+    procs.push(p);
+    return p;
+  };
+  const gateway = launch('gateway');
+  const m = await waitForLine(gateway, /gateway listening on (http:\/\/[0-9.]+:\d+)/, 30_000, 'gateway');
+  const url = m[1];
+  launch('worker');
+  // The gateway seeds the demo data in dev mode; wait until the demo agent can log in.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      const r = await fetch(`${url}/api/login`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username: 'demo', password: 'demo' }),
+      });
+      if (r.ok) break;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > deadline) throw new Error(`demo agent never became available\n${logs.gateway.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    prefix,
+    logs,
+    async stop() {
+      for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
+      await Promise.all(
+        procs.map(
+          (p) =>
+            new Promise((r) => {
+              if (p.exitCode !== null) return r();
+              const t = setTimeout(() => {
+                p.kill('SIGKILL');
+                r();
+              }, 5000);
+              p.once('exit', () => {
+                clearTimeout(t);
+                r();
+              });
+            }),
+        ),
+      );
+      // Remove this run's Redis keys (best effort, only when redis-cli is there).
+      const scan = spawnSync('sh', ['-c', `redis-cli --scan --pattern '${prefix}*' | xargs -r -n 500 redis-cli del >/dev/null`], { stdio: 'ignore' });
+      void scan;
+      rmSync(tmp, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+export const VIEWPORTS = {
+  desktop: { width: 1440, height: 900 },
+  tablet: { width: 834, height: 1112 },
+  phone: { width: 390, height: 844 },
+};
+
+/**
+ * Records what would show up as a problem in the browser: console errors, failed
+ * requests and HTTP responses >= 400. `pause()` / `resume()` bracket steps where
+ * failures are expected (the network is switched off on purpose).
+ */
+export function watch(page, label) {
+  const problems = [];
+  let paused = false;
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !paused) problems.push(`${label} console error: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => {
+    problems.push(`${label} page error: ${e.message}`);
+  });
+  page.on('requestfailed', (r) => {
+    if (!paused) problems.push(`${label} request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText ?? ''}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400 && !paused) problems.push(`${label} HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
+  });
+  return {
+    problems,
+    pause: () => (paused = true),
+    resume: () => (paused = false),
+  };
+}
+
+export async function newAgent(browser, url, { viewport = VIEWPORTS.desktop, label = 'agent' } = {}) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const w = watch(page, label);
+  await page.goto(url);
+  await page.getByLabel('Username').fill('demo');
+  await page.getByLabel('Password').fill('demo');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('link', { name: /^Chat/ }).click();
+  await page.getByRole('heading', { name: /Customer Chats/ }).waitFor();
+  return { context, page, ...w };
+}
+
+export async function newCustomer(browser, url, username, { viewport = { width: 420, height: 760 }, label = `customer ${username}` } = {}) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const w = watch(page, label);
+  await page.goto(`${url}/widget`);
+  await page.getByLabel('Your username').fill(username);
+  await page.getByRole('button', { name: 'Start chat' }).click();
+  await page.getByLabel('Message').waitFor();
+  await page.waitForFunction(() => !document.querySelector('[data-testid="connection-banner"]'));
+  return { context, page, ...w };
+}
+
+export function uniqueName(base) {
+  return `${base}${randomBytes(3).toString('hex')}`;
+}
+
+/** Types a message in the composer and sends it with Enter. */
+export async function send(page, text) {
+  const box = page.getByLabel('Message');
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+/** The message element (bubble row) whose text is exactly `text`. */
+export function message(page, text) {
+  return page.locator('.msg', { has: page.locator('.msg-text', { hasText: new RegExp(`^${escapeRe(text)}$`) }) });
+}
+
+export function escapeRe(s) {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+export async function shot(page, name) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`) });
+}
