@@ -88,7 +88,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
 )];
 
 /// Arbitrary constant naming this schema's advisory lock on PostgreSQL.
-const PG_LOCK_KEY: i64 = 0x6368_6174_6d69_67; // "chatmig"
+const PG_LOCK_KEY: i64 = 0x0063_6861_746d_6967; // "chatmig"
 
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {
     let mut tx = match backend {

@@ -1,1 +1,80 @@
-fn main() {}
+//! The worker binary: flags/environment -> `worker::Config`, tracing, signals,
+//! then `worker::run` until SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "worker", about = "Persists the chat log to the SQL store and maintains the Redis chat list")]
+struct Args {
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// `sqlite://path` or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/chat.db")]
+    database_url: String,
+    #[arg(long, env = "CHAT_KEY_PREFIX", default_value = "chat:")]
+    key_prefix: String,
+    /// Number of log shards; must match the gateways'.
+    #[arg(long, env = "CHAT_LOG_SHARDS", default_value_t = 4)]
+    log_shards: u32,
+    /// Consumer name in the group (default: `w-` and random hex).
+    #[arg(long, env = "WORKER_ID")]
+    worker_id: Option<String>,
+    /// Where `/metrics` is served (port 0 picks one).
+    #[arg(long, env = "WORKER_METRICS_ADDR", default_value = "127.0.0.1:9091")]
+    metrics_addr: SocketAddr,
+    /// Pending entries idle this long are claimed from their (dead) consumer.
+    #[arg(long, env = "CHAT_CLAIM_IDLE_MS", default_value_t = 30_000)]
+    claim_idle_ms: u64,
+    /// Entries read per shard per `XREADGROUP`.
+    #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 512)]
+    batch_size: usize,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested: finishing the current batch");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let mut cfg = worker::Config::new(args.redis_url, args.database_url);
+    cfg.key_prefix = args.key_prefix;
+    cfg.shards = args.log_shards;
+    if let Some(id) = args.worker_id.filter(|s| !s.is_empty()) {
+        cfg.worker_id = id;
+    }
+    cfg.metrics_addr = Some(args.metrics_addr);
+    cfg.claim_idle = Duration::from_millis(args.claim_idle_ms);
+    cfg.batch_size = args.batch_size;
+    tracing::info!(worker = %cfg.worker_id, prefix = %cfg.key_prefix, shards = cfg.shards, "starting worker");
+    worker::run(cfg, shutdown_signal()).await.context("worker failed")
+}

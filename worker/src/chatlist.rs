@@ -1,0 +1,226 @@
+//! The chat list in Redis, derived from the SQL record: one hash per
+//! conversation and three sorted sets, plus the authoritative `conversation`
+//! frame relayed to staff nodes.
+//!
+//! Several workers may write the same conversation's row (a reclaimed entry
+//! processed next to new ones), and their Redis writes may land in any order.
+//! The row is written by a script that keeps the newest state: states only
+//! move forward in `(last_pos, staff_seen)` (both only grow in SQL, and a
+//! state read after another commit dominates it), so an older one is refused.
+//! The sorted sets are single-key writes done afterwards for rows the script
+//! accepted; keeping them out of the script keeps every multi-key operation
+//! inside one Cluster slot.
+
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, Pipeline, Script, Value};
+use schema::envelope::{self, Audience, Relay};
+use schema::frames::{ConversationRow, ServerFrame};
+use schema::keys::{Keys, FIELD};
+use store::{ConversationState, Store};
+
+use crate::WorkerError;
+
+/// A staff node counts as alive when its heartbeat is this recent.
+pub const STAFF_NODE_TTL_MS: i64 = 15_000;
+/// Approximate cap of a node inbox (`XADD MAXLEN ~`).
+pub const INBOX_MAXLEN: usize = 10_000;
+
+/// KEYS[1] = row hash. ARGV = customer_id, username, avatar_url, preview,
+/// last_ts, last_seq, unread, staff_seen. Returns {applied (0/1), previous username}.
+const ROW_SCRIPT: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'last_seq', 'staff_seen', 'username')
+local old_seq = tonumber(cur[1])
+local old_name = cur[3] or ''
+if old_seq then
+  local new_seq = tonumber(ARGV[6])
+  if new_seq < old_seq then return {0, old_name} end
+  if new_seq == old_seq and tonumber(ARGV[8]) < (tonumber(cur[2]) or 0) then return {0, old_name} end
+end
+redis.call('HSET', KEYS[1], 'customer_id', ARGV[1], 'username', ARGV[2], 'avatar_url', ARGV[3],
+  'preview', ARGV[4], 'last_ts', ARGV[5], 'last_seq', ARGV[6], 'unread', ARGV[7], 'staff_seen', ARGV[8])
+return {1, old_name}
+"#;
+
+/// The chat-list writer: key layout plus the loaded row script.
+#[derive(Clone)]
+pub struct ChatList {
+    keys: Keys,
+    script: Script,
+}
+
+/// A state the row script accepted, with the username it replaced.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub state: ConversationState,
+    pub old_username: String,
+}
+
+/// Member of the name index: lowercase username, NUL, conversation id.
+pub fn name_member(username: &str, conv: &str) -> String {
+    format!("{}\0{}", username.to_lowercase(), conv)
+}
+
+/// The chat-list row frame for a state.
+pub fn row_of(state: &ConversationState) -> ConversationRow {
+    ConversationRow {
+        id: state.id.clone(),
+        customer: state.customer.clone(),
+        preview: state.preview.clone(),
+        last_ts: state.last_ts,
+        unread: state.unread,
+        last_seq: state.last_pos,
+    }
+}
+
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == ErrorKind::NoScriptError || e.code() == Some("NOSCRIPT")
+}
+
+impl ChatList {
+    pub fn new(keys: Keys) -> Self {
+        Self { keys, script: Script::new(ROW_SCRIPT) }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    fn push_row(&self, pipe: &mut Pipeline, s: &ConversationState) {
+        pipe.cmd("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(1)
+            .arg(self.keys.row(&s.id))
+            .arg(&s.customer.id)
+            .arg(&s.customer.username)
+            .arg(s.customer.avatar_url.as_deref().unwrap_or(""))
+            .arg(&s.preview)
+            .arg(s.last_ts)
+            .arg(s.last_pos)
+            .arg(s.unread)
+            .arg(s.staff_seen);
+    }
+
+    /// Round trip 1: the row scripts for `states`, plus (when `with_nodes`)
+    /// the live staff nodes. Loads the script and retries once if Redis lost it.
+    pub async fn write_rows(
+        &self,
+        conn: &mut ConnectionManager,
+        states: &[ConversationState],
+        with_nodes: bool,
+    ) -> Result<(Vec<Applied>, Vec<String>), WorkerError> {
+        if states.is_empty() && !with_nodes {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        for s in states {
+            self.push_row(&mut pipe, s);
+        }
+        if with_nodes {
+            pipe.cmd("ZRANGEBYSCORE").arg(self.keys.staff_nodes()).arg(schema::now_ms() - STAFF_NODE_TTL_MS).arg("+inf");
+        }
+        let replies: Vec<Value> = match pipe.query_async(conn).await {
+            Ok(v) => v,
+            Err(e) if is_noscript(&e) => {
+                self.script.load_async(conn).await?;
+                pipe.query_async(conn).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut applied = Vec::with_capacity(states.len());
+        for (s, reply) in states.iter().zip(replies.iter()) {
+            let (ok, old): (i64, String) = redis::from_redis_value(reply)?;
+            if ok == 1 {
+                applied.push(Applied { state: s.clone(), old_username: old });
+            }
+        }
+        let nodes = if with_nodes {
+            match replies.get(states.len()) {
+                Some(v) => redis::from_redis_value(v)?,
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        Ok((applied, nodes))
+    }
+
+    /// Adds the sorted-set updates for accepted rows to `pipe`. A conversation
+    /// without any message yet (only receipts so far) stays out of the list.
+    pub fn push_indexes(&self, pipe: &mut Pipeline, applied: &[Applied]) {
+        for a in applied {
+            let s = &a.state;
+            if s.last_ts <= 0 {
+                continue;
+            }
+            pipe.zadd(self.keys.chats_all(), &s.id, s.last_ts).ignore();
+            if s.unread > 0 {
+                pipe.zadd(self.keys.chats_unread(), &s.id, s.last_ts).ignore();
+            } else {
+                pipe.zrem(self.keys.chats_unread(), &s.id).ignore();
+            }
+            let member = name_member(&s.customer.username, &s.id);
+            if !a.old_username.is_empty() {
+                let old = name_member(&a.old_username, &s.id);
+                if old != member {
+                    pipe.zrem(self.keys.chats_names(), old).ignore();
+                }
+            }
+            pipe.zadd(self.keys.chats_names(), member, 0).ignore();
+        }
+    }
+
+    /// Adds the `conversation` frame of every accepted row to each staff node's inbox.
+    pub fn push_relays(&self, pipe: &mut Pipeline, applied: &[Applied], nodes: &[String]) -> usize {
+        let mut n = 0;
+        for a in applied.iter().filter(|a| a.state.last_ts > 0) {
+            let relay = Relay {
+                audience: Audience::Staff,
+                conversation: Some(a.state.id.clone()),
+                pos: 0,
+                frame: ServerFrame::Conversation(row_of(&a.state)).to_json(),
+            };
+            let bytes = envelope::encode(&relay);
+            for node in nodes {
+                pipe.cmd("XADD")
+                    .arg(self.keys.inbox(node))
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(INBOX_MAXLEN)
+                    .arg("*")
+                    .arg(FIELD)
+                    .arg(&bytes)
+                    .ignore();
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Rewrites every conversation's row and index entries from the SQL record
+/// (after Redis lost its state). Safe to run next to live workers: the row
+/// script refuses to replace a newer state. Returns the rows written.
+pub async fn rebuild_chat_list(store: &Store, redis: &mut ConnectionManager, keys: &Keys) -> Result<usize, WorkerError> {
+    const PAGE: usize = 500;
+    let list = ChatList::new(keys.clone());
+    let mut after: Option<String> = None;
+    let mut written = 0;
+    loop {
+        let ids = store.conversation_ids(after.as_deref(), PAGE).await?;
+        let Some(last) = ids.last().cloned() else { break };
+        let states = store.conversation_states(&ids).await?;
+        let (applied, _) = list.write_rows(redis, &states, false).await?;
+        let mut pipe = redis::pipe();
+        list.push_indexes(&mut pipe, &applied);
+        if !pipe.is_empty() {
+            pipe.query_async::<()>(redis).await?;
+        }
+        written += applied.len();
+        if ids.len() < PAGE {
+            break;
+        }
+        after = Some(last);
+    }
+    tracing::info!(rows = written, "rebuilt chat list from the SQL store");
+    Ok(written)
+}

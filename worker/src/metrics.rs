@@ -1,0 +1,129 @@
+//! Prometheus metrics: names, the process-wide recorder, and the `/metrics`
+//! endpoint. Labels are bounded sets (event kinds, stages), never ids.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::WorkerError;
+
+/// Events per persisted batch (histogram).
+pub const BATCH_SIZE: &str = "worker_batch_size";
+/// Time of one `persist` transaction (histogram).
+pub const PERSIST_SECONDS: &str = "worker_persist_seconds";
+/// Events persisted, by `kind` (message, edit, delete, react, read).
+pub const EVENTS_TOTAL: &str = "worker_events_total";
+/// Entries that could not be decoded or persisted and were dropped.
+pub const POISON_TOTAL: &str = "worker_poison_total";
+/// Entries taken over from idle consumers with `XAUTOCLAIM`.
+pub const CLAIMED_TOTAL: &str = "worker_claimed_total";
+/// Entries delivered to the group and not yet acknowledged, all shards (gauge).
+pub const STREAM_PENDING: &str = "worker_stream_pending";
+/// Failures by `stage` (read, persist, redis, claim, connect).
+pub const ERRORS_TOTAL: &str = "worker_errors_total";
+
+/// The process-wide recorder, installed on first use. `None` when another
+/// recorder was installed first (an embedding program's own).
+pub fn handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let built = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(BATCH_SIZE.into()),
+                    &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(PERSIST_SECONDS.into()),
+                        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                    )
+                })
+                .and_then(|b| b.install_recorder());
+            match built {
+                Ok(h) => {
+                    describe();
+                    // Histograms keep raw samples until upkeep drains them.
+                    let upkeep = h.clone();
+                    std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(move || loop {
+                            std::thread::sleep(Duration::from_secs(5));
+                            upkeep.run_upkeep();
+                        })
+                        .ok();
+                    Some(h)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_histogram!(BATCH_SIZE, "Events per persisted batch");
+    metrics::describe_histogram!(PERSIST_SECONDS, metrics::Unit::Seconds, "Time of one persist transaction");
+    metrics::describe_counter!(EVENTS_TOTAL, "Events persisted, by kind");
+    metrics::describe_counter!(POISON_TOTAL, "Log entries dropped because they cannot be decoded or stored");
+    metrics::describe_counter!(CLAIMED_TOTAL, "Log entries claimed from idle consumers");
+    metrics::describe_gauge!(STREAM_PENDING, "Log entries delivered and not yet acknowledged");
+    metrics::describe_counter!(ERRORS_TOTAL, "Worker failures by stage");
+}
+
+/// Serves `GET /metrics` on `addr` (port 0 picks one); returns the bound
+/// address and the server task (abort it to stop).
+pub async fn serve(addr: SocketAddr) -> Result<(SocketAddr, JoinHandle<()>), WorkerError> {
+    let handle = handle();
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let handle = handle.clone();
+                    async move { Ok::<_, Infallible>(respond(&req, handle.as_ref())) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                    tracing::debug!(error = %e, "metrics connection ended");
+                }
+            });
+        }
+    });
+    Ok((local, task))
+}
+
+fn respond(req: &Request<Incoming>, handle: Option<&PrometheusHandle>) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = match (req.uri().path(), handle) {
+        ("/metrics", Some(h)) => (StatusCode::OK, "text/plain; version=0.0.4", h.render()),
+        ("/metrics", None) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "metrics recorder unavailable\n".into()),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}

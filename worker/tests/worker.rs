@@ -1,0 +1,511 @@
+//! The worker against the real Redis (127.0.0.1:6379, or `REDIS_URL`) and a
+//! real SQL store: a fresh SQLite file per test, and PostgreSQL for the main
+//! flow. Each test uses its own key prefix and deletes its keys at the end.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use schema::envelope::{self, LogEvent, Relay};
+use schema::frames::{ConversationRow, CustomerRef, MessageKind, ServerFrame, Side, UserKind, UserRef};
+use schema::keys::{shard_of, Keys, FIELD, WORKER_GROUP};
+use sqlx::{Connection, Executor};
+use store::{ConversationState, Store};
+use worker::{ChatList, Config, StepReport, Worker};
+
+const SHARDS: u32 = 2;
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("STORE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A key prefix, a database and a Redis connection of one test; drops its
+/// keys and database when it goes out of scope, pass or fail.
+struct Harness {
+    prefix: String,
+    keys: Keys,
+    db_url: String,
+    store: Store,
+    redis: ConnectionManager,
+    dir: Option<std::path::PathBuf>,
+    pg: Option<String>,
+}
+
+impl Harness {
+    async fn new(pg: bool) -> Harness {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let prefix = format!("t-{tag}:");
+        let (db_url, dir, pgname) = if pg {
+            let admin = pg_admin_url();
+            let name = format!("t_worker_{tag}");
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("postgres admin");
+            conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+            let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+            (format!("{base}/{name}"), None, Some(name))
+        } else {
+            let dir = std::env::temp_dir().join(format!("t_worker_{tag}"));
+            (format!("sqlite://{}/chat.db", dir.display()), Some(dir), None)
+        };
+        let store = Store::connect(&db_url).await.expect("store");
+        let client = redis::Client::open(redis_url()).expect("redis url");
+        let redis = ConnectionManager::new(client).await.expect("redis");
+        Harness { keys: Keys::new(prefix.clone()), prefix, db_url, store, redis, dir, pg: pgname }
+    }
+
+    fn config(&self, worker_id: &str) -> Config {
+        let mut cfg = Config::new(redis_url(), self.db_url.clone());
+        cfg.key_prefix = self.prefix.clone();
+        cfg.shards = SHARDS;
+        cfg.worker_id = worker_id.into();
+        cfg.block = Duration::from_millis(100);
+        cfg.claim_idle = Duration::from_millis(200);
+        cfg
+    }
+
+    async fn worker(&self, worker_id: &str) -> Worker {
+        Worker::with_store(self.config(worker_id), self.store.clone()).await.expect("worker")
+    }
+
+    fn shard_key(&self, conv: &str) -> String {
+        self.keys.log(shard_of(conv, SHARDS))
+    }
+
+    async fn xadd_bytes(&mut self, stream: &str, field: &str, bytes: &[u8]) -> String {
+        redis::cmd("XADD").arg(stream).arg("*").arg(field).arg(bytes).query_async(&mut self.redis).await.expect("xadd")
+    }
+
+    async fn xadd(&mut self, ev: &LogEvent) -> String {
+        let key = self.shard_key(ev.conversation());
+        self.xadd_bytes(&key, FIELD, &envelope::encode(ev)).await
+    }
+
+    async fn row(&mut self, conv: &str) -> HashMap<String, String> {
+        self.redis.hgetall(self.keys.row(conv)).await.expect("hgetall")
+    }
+
+    async fn zscore(&mut self, key: String, member: &str) -> Option<f64> {
+        self.redis.zscore(key, member).await.expect("zscore")
+    }
+
+    async fn pending(&mut self) -> u64 {
+        let mut total = 0;
+        for s in 0..SHARDS {
+            let v: redis::Value =
+                redis::cmd("XPENDING").arg(self.keys.log(s)).arg(WORKER_GROUP).query_async(&mut self.redis).await.expect("xpending");
+            if let redis::Value::Array(items) = v {
+                if let Some(redis::Value::Int(n)) = items.first() {
+                    total += *n as u64;
+                }
+            }
+        }
+        total
+    }
+
+    async fn log_len(&mut self) -> u64 {
+        let mut total = 0;
+        for s in 0..SHARDS {
+            let n: u64 = self.redis.xlen(self.keys.log(s)).await.expect("xlen");
+            total += n;
+        }
+        total
+    }
+
+    async fn inbox(&mut self, node: &str) -> Vec<ConversationRow> {
+        let reply: redis::streams::StreamRangeReply = self.redis.xrange_all(self.keys.inbox(node)).await.expect("xrange");
+        reply
+            .ids
+            .iter()
+            .filter_map(|id| match id.map.get(FIELD) {
+                Some(redis::Value::BulkString(b)) => Some(b.clone()),
+                _ => None,
+            })
+            .map(|b| {
+                let relay: Relay = envelope::decode(&b).expect("relay decodes");
+                assert_eq!(relay.audience, envelope::Audience::Staff);
+                match serde_json::from_str::<ServerFrame>(&relay.frame).expect("frame json") {
+                    ServerFrame::Conversation(row) => {
+                        assert_eq!(relay.conversation.as_deref(), Some(row.id.as_str()));
+                        row
+                    }
+                    other => panic!("unexpected frame {other:?}"),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Drains everything readable now: steps until a step reads nothing.
+async fn drain(w: &mut Worker) -> StepReport {
+    let mut total = StepReport::default();
+    loop {
+        let r = w.process_once().await.expect("step");
+        if r.entries == 0 {
+            return total;
+        }
+        total.entries += r.entries;
+        total.events += r.events;
+        total.inserted += r.inserted;
+        total.poison += r.poison;
+        total.rows += r.rows;
+        total.relayed += r.relayed;
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let pg = self.pg.take();
+        let dir = self.dir.take();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok(client) = redis::Client::open(redis_url()) {
+                    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> = c.keys(format!("{prefix}*")).await.unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: Result<(), _> = c.del(keys).await;
+                        }
+                    }
+                }
+                if let Some(name) = pg {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                        let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                    }
+                }
+            });
+            if let Some(dir) = dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        })
+        .join();
+    }
+}
+
+// ---------------------------------------------------------------- events
+
+fn cust(conv: &str) -> UserRef {
+    UserRef { kind: UserKind::Customer, id: conv.into(), username: format!("User_{conv}") }
+}
+
+fn message(conv: &str, seq: u64, kind: MessageKind, text: &str) -> LogEvent {
+    LogEvent::Message {
+        conversation: conv.into(),
+        customer: CustomerRef { id: conv.into(), username: format!("User_{conv}"), avatar_url: None },
+        seq,
+        ts: 1_700_000_000_000 + seq as i64,
+        kind,
+        author: match kind {
+            MessageKind::Customer => Some(cust(conv)),
+            MessageKind::Staff => Some(UserRef { kind: UserKind::Agent, id: "a-1".into(), username: "alice".into() }),
+            _ => None,
+        },
+        text: text.into(),
+        reply_to: None,
+        client_id: None,
+        order_json: None,
+    }
+}
+
+fn cmsg(conv: &str, seq: u64) -> LogEvent {
+    message(conv, seq, MessageKind::Customer, &format!("hello {seq}"))
+}
+
+fn staff_read(conv: &str, seen: u64) -> LogEvent {
+    LogEvent::Read { conversation: conv.into(), side: Side::Staff, delivered: seen, seen, ts: 1 }
+}
+
+// ---------------------------------------------------------------- tests
+
+async fn main_flow(pg: bool) {
+    let mut h = Harness::new(pg).await;
+    let mut w = h.worker("w-main").await;
+    let now = schema::now_ms();
+    let _: () = h.redis.zadd(h.keys.staff_nodes(), "live-node", now).await.expect("zadd");
+    let _: () = h.redis.zadd(h.keys.staff_nodes(), "dead-node", now - 60_000).await.expect("zadd");
+
+    for ev in [
+        cmsg("alpha", 1),
+        cmsg("alpha", 2),
+        message("alpha", 3, MessageKind::Staff, "we are on it"),
+        cmsg("bravo", 1),
+        staff_read("bravo", 1),
+    ] {
+        h.xadd(&ev).await;
+    }
+    let r = drain(&mut w).await;
+    assert_eq!((r.entries, r.events, r.inserted, r.poison), (5, 5, 4, 0));
+
+    // SQL
+    assert_eq!(h.store.message_count("alpha").await.expect("count"), 3);
+    let a: ConversationState = h.store.conversation_state("alpha").await.expect("state").expect("exists");
+    assert_eq!((a.unread, a.last_pos, a.preview.as_str()), (2, 3, "we are on it"));
+    let b = h.store.conversation_state("bravo").await.expect("state").expect("exists");
+    assert_eq!(b.unread, 0);
+
+    // Redis row
+    let row = h.row("alpha").await;
+    assert_eq!(row.get("customer_id").map(String::as_str), Some("alpha"));
+    assert_eq!(row.get("username").map(String::as_str), Some("User_alpha"));
+    assert_eq!(row.get("avatar_url").map(String::as_str), Some(""));
+    assert_eq!(row.get("preview").map(String::as_str), Some("we are on it"));
+    assert_eq!(row.get("last_ts").map(String::as_str), Some(a.last_ts.to_string().as_str()));
+    assert_eq!(row.get("last_seq").map(String::as_str), Some("3"));
+    assert_eq!(row.get("unread").map(String::as_str), Some("2"));
+
+    // Indexes
+    assert_eq!(h.zscore(h.keys.chats_all(), "alpha").await, Some(a.last_ts as f64));
+    assert_eq!(h.zscore(h.keys.chats_all(), "bravo").await, Some(b.last_ts as f64));
+    assert_eq!(h.zscore(h.keys.chats_unread(), "alpha").await, Some(a.last_ts as f64));
+    assert_eq!(h.zscore(h.keys.chats_unread(), "bravo").await, None, "bravo was read");
+    assert_eq!(h.zscore(h.keys.chats_names(), "user_alpha\0alpha").await, Some(0.0));
+    let found: Vec<String> = redis::cmd("ZRANGEBYLEX")
+        .arg(h.keys.chats_names())
+        .arg("[user_b")
+        .arg(b"[user_b\xff".as_slice())
+        .query_async(&mut h.redis)
+        .await
+        .expect("zrangebylex");
+    assert_eq!(found, vec!["user_bravo\0bravo".to_string()]);
+
+    // Relay: the live staff node got the authoritative rows, the dead one nothing.
+    let rows = h.inbox("live-node").await;
+    let last_alpha = rows.iter().rev().find(|r| r.id == "alpha").expect("alpha relayed");
+    assert_eq!((last_alpha.unread, last_alpha.last_seq, last_alpha.preview.as_str()), (2, 3, "we are on it"));
+    assert_eq!(last_alpha.customer.username, "User_alpha");
+    assert!(rows.iter().any(|r| r.id == "bravo"));
+    assert!(h.inbox("dead-node").await.is_empty());
+
+    // Acked and deleted.
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(h.log_len().await, 0);
+
+    // The customer reads nothing; staff reads everything: unread drops out of the index.
+    h.xadd(&staff_read("alpha", 3)).await;
+    drain(&mut w).await;
+    assert_eq!(h.row("alpha").await.get("unread").map(String::as_str), Some("0"));
+    assert_eq!(h.zscore(h.keys.chats_unread(), "alpha").await, None);
+
+    // A username change moves the name index entry.
+    let mut renamed = cmsg("alpha", 4);
+    if let LogEvent::Message { customer, .. } = &mut renamed {
+        customer.username = "Zed".into();
+    }
+    h.xadd(&renamed).await;
+    drain(&mut w).await;
+    assert_eq!(h.zscore(h.keys.chats_names(), "zed\0alpha").await, Some(0.0));
+    assert_eq!(h.zscore(h.keys.chats_names(), "user_alpha\0alpha").await, None);
+}
+
+#[tokio::test]
+async fn main_flow_sqlite() {
+    main_flow(false).await;
+}
+
+#[tokio::test]
+async fn main_flow_postgres() {
+    main_flow(true).await;
+}
+
+#[tokio::test]
+async fn reclaims_entries_of_a_dead_consumer_once() {
+    let mut h = Harness::new(false).await;
+    let mut w = h.worker("w-live").await;
+    for s in 1..=3 {
+        h.xadd(&cmsg("gamma", s)).await;
+    }
+    // A consumer reads the entries and dies before acking them.
+    let streams: Vec<String> = (0..SHARDS).map(|s| h.keys.log(s)).collect();
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP").arg(WORKER_GROUP).arg("w-dead").arg("COUNT").arg(100).arg("STREAMS").arg(&streams);
+    for _ in &streams {
+        cmd.arg(">");
+    }
+    let _: redis::Value = cmd.query_async(&mut h.redis).await.expect("dead read");
+    assert_eq!(h.pending().await, 3);
+
+    // Not idle long enough yet: nothing is claimed, and new reads see nothing.
+    assert_eq!(w.claim_once().await.expect("claim").entries, 0);
+    assert_eq!(w.process_once().await.expect("step").entries, 0);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = w.claim_once().await.expect("claim");
+    assert_eq!((r.entries, r.events, r.inserted), (3, 3, 3));
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(h.log_len().await, 0);
+    assert_eq!(h.store.message_count("gamma").await.expect("count"), 3);
+    assert_eq!(h.row("gamma").await.get("unread").map(String::as_str), Some("3"));
+
+    // Nothing left to claim or read.
+    assert_eq!(w.claim_once().await.expect("claim").entries, 0);
+    assert_eq!(w.process_once().await.expect("step").entries, 0);
+    assert_eq!(w.refresh_pending_gauge().await.expect("gauge"), 0);
+}
+
+#[tokio::test]
+async fn poison_entries_are_skipped() {
+    let mut h = Harness::new(false).await;
+    let mut w = h.worker("w-poison").await;
+    let key = h.shard_key("delta");
+    h.xadd(&cmsg("delta", 1)).await;
+    h.xadd_bytes(&key, FIELD, b"\x01garbage that is not bincode").await;
+    h.xadd_bytes(&key, FIELD, b"\x09wrong version").await;
+    h.xadd_bytes(&key, "other", b"no e field").await;
+    h.xadd(&cmsg("delta", 2)).await;
+    let r = drain(&mut w).await;
+    assert_eq!((r.entries, r.events, r.poison, r.inserted), (5, 2, 3, 2));
+    assert_eq!(h.pending().await, 0, "poison is acked so it cannot block the group");
+    assert_eq!(h.log_len().await, 0);
+    assert_eq!(h.store.message_count("delta").await.expect("count"), 2);
+}
+
+#[tokio::test]
+async fn duplicated_events_do_not_double_count_unread() {
+    let mut h = Harness::new(false).await;
+    let mut w = h.worker("w-dup").await;
+    // The same message twice in one batch, then again in a later batch.
+    h.xadd(&cmsg("echo", 1)).await;
+    h.xadd(&cmsg("echo", 1)).await;
+    h.xadd(&cmsg("echo", 2)).await;
+    let r = drain(&mut w).await;
+    assert_eq!((r.events, r.inserted), (3, 2));
+    h.xadd(&cmsg("echo", 1)).await;
+    let r = drain(&mut w).await;
+    assert_eq!((r.events, r.inserted), (1, 0));
+    assert_eq!(h.store.conversation_state("echo").await.expect("state").expect("exists").unread, 2);
+    assert_eq!(h.row("echo").await.get("unread").map(String::as_str), Some("2"));
+    assert_eq!(h.store.message_count("echo").await.expect("count"), 2);
+}
+
+#[tokio::test]
+async fn an_older_state_never_overwrites_a_newer_row() {
+    let mut h = Harness::new(false).await;
+    let list = ChatList::new(h.keys.clone());
+    let state = |last_pos: u64, staff_seen: u64, unread: u64| ConversationState {
+        id: "fox".into(),
+        customer: CustomerRef { id: "fox".into(), username: "Fox".into(), avatar_url: Some("https://a/f.png".into()) },
+        preview: format!("at {last_pos}"),
+        last_ts: 10 + last_pos as i64,
+        last_pos,
+        unread,
+        staff_delivered: 0,
+        staff_seen,
+        customer_delivered: 0,
+        customer_seen: 0,
+    };
+    let (applied, _) = list.write_rows(&mut h.redis, &[state(5, 0, 3)], false).await.expect("write");
+    assert_eq!(applied.len(), 1);
+    let (applied, _) = list.write_rows(&mut h.redis, &[state(3, 0, 1)], false).await.expect("write");
+    assert!(applied.is_empty(), "older position refused");
+    let (applied, _) = list.write_rows(&mut h.redis, &[state(5, 4, 1)], false).await.expect("write");
+    assert_eq!(applied.len(), 1, "same position, newer receipt accepted");
+    let (applied, _) = list.write_rows(&mut h.redis, &[state(5, 2, 2)], false).await.expect("write");
+    assert!(applied.is_empty(), "same position, older receipt refused");
+    let row = h.row("fox").await;
+    assert_eq!(row.get("last_seq").map(String::as_str), Some("5"));
+    assert_eq!(row.get("unread").map(String::as_str), Some("1"));
+    assert_eq!(row.get("preview").map(String::as_str), Some("at 5"));
+    assert_eq!(row.get("avatar_url").map(String::as_str), Some("https://a/f.png"));
+}
+
+#[tokio::test]
+async fn chat_list_is_rebuilt_from_sql_when_redis_lost_it() {
+    let mut h = Harness::new(false).await;
+    h.store.persist(&[cmsg("golf", 1), cmsg("golf", 2), cmsg("hotel", 1), staff_read("hotel", 1)]).await.expect("persist");
+    // Receipts only, no message yet: stays out of the list.
+    h.store.persist(&[staff_read("india", 1)]).await.expect("persist");
+    // A fresh prefix has no chats:all, so starting a worker rebuilds.
+    let _w = h.worker("w-rebuild").await;
+    assert_eq!(h.row("golf").await.get("unread").map(String::as_str), Some("2"));
+    assert_eq!(h.row("hotel").await.get("unread").map(String::as_str), Some("0"));
+    let golf = h.store.conversation_state("golf").await.expect("state").expect("exists");
+    assert_eq!(h.zscore(h.keys.chats_all(), "golf").await, Some(golf.last_ts as f64));
+    assert_eq!(h.zscore(h.keys.chats_unread(), "golf").await, Some(golf.last_ts as f64));
+    assert_eq!(h.zscore(h.keys.chats_unread(), "hotel").await, None);
+    assert!(h.zscore(h.keys.chats_all(), "hotel").await.is_some());
+    assert_eq!(h.zscore(h.keys.chats_all(), "india").await, None);
+    assert_eq!(h.zscore(h.keys.chats_names(), "user_golf\0golf").await, Some(0.0));
+
+    // Called directly it rewrites the same rows (idempotent).
+    let n = worker::rebuild_chat_list(&h.store, &mut h.redis, &h.keys).await.expect("rebuild");
+    assert_eq!(n, 3);
+}
+
+#[tokio::test]
+async fn a_failed_batch_stays_pending_and_is_finished_after_restart() {
+    let mut h = Harness::new(false).await;
+    // A worker whose database goes away mid-run.
+    let broken = Store::connect(&h.db_url).await.expect("store");
+    let mut w = Worker::with_store(h.config("w-crash"), broken.clone()).await.expect("worker");
+    broken.close().await;
+    h.xadd(&cmsg("juliet", 1)).await;
+    h.xadd(&cmsg("juliet", 2)).await;
+    let mut failed = false;
+    for _ in 0..5 {
+        match w.process_once().await {
+            Err(_) => {
+                failed = true;
+                break;
+            }
+            Ok(r) if r.entries == 0 => continue,
+            Ok(r) => panic!("persisted with a closed store: {r:?}"),
+        }
+    }
+    assert!(failed, "persist must fail");
+    assert_eq!(h.pending().await, 2, "nothing acked");
+    assert_eq!(h.store.message_count("juliet").await.expect("count"), 0);
+    drop(w);
+
+    // Same consumer name, database back: it re-reads its own pending entries first.
+    let mut w = h.worker("w-crash").await;
+    let r = w.process_once().await.expect("step");
+    assert_eq!((r.entries, r.inserted), (2, 2));
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(h.store.message_count("juliet").await.expect("count"), 2);
+}
+
+#[tokio::test]
+async fn run_processes_until_shutdown_and_serves_metrics() {
+    let mut h = Harness::new(false).await;
+    let mut cfg = h.config("w-run");
+    cfg.claim_interval = Duration::from_millis(200);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(worker::run(cfg, async move {
+        let _ = rx.await;
+    }));
+    h.xadd(&cmsg("kilo", 1)).await;
+    let mut ok = false;
+    for _ in 0..100 {
+        if h.store.message_count("kilo").await.expect("count") == 1 && !h.row("kilo").await.is_empty() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "run persisted the event");
+    let _ = tx.send(());
+    let res = tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops promptly").expect("join");
+    res.expect("run ok");
+
+    // The metrics endpoint (served by run when configured; here directly on port 0).
+    let (addr, server) = worker::metrics::serve("127.0.0.1:0".parse().expect("addr")).await.expect("serve");
+    let body = http_get(addr, "/metrics").await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("worker_events_total"), "{body}");
+    assert!(body.contains("worker_batch_size"), "{body}");
+    assert!(http_get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+    server.abort();
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
