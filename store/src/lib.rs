@@ -41,10 +41,25 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True when the database refused this data (a constraint, a bad value),
-    /// as opposed to being unreachable: retrying the same input cannot help.
+    /// True when the database refused this *data* (a constraint, a value out
+    /// of range), so retrying the same input cannot help. Everything else
+    /// (unreachable, busy, deadlock, a missing table) is worth retrying: a
+    /// caller that drops input on a data error must not drop it on those.
     pub fn is_data_error(&self) -> bool {
-        matches!(self, StoreError::Db(sqlx::Error::Database(_)) | StoreError::Invalid(_))
+        match self {
+            StoreError::Invalid(_) => true,
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                let code = e.code().unwrap_or_default();
+                match code.parse::<i64>() {
+                    // SQLite (extended) result code; the primary is the low byte:
+                    // TOOBIG, CONSTRAINT, MISMATCH, RANGE.
+                    Ok(n) => matches!(n & 0xff, 18 | 19 | 20 | 25),
+                    // PostgreSQL SQLSTATE: data exception, integrity violation.
+                    Err(_) => code.starts_with("22") || code.starts_with("23"),
+                }
+            }
+            _ => false,
+        }
     }
 }
 

@@ -123,13 +123,23 @@ impl Worker {
         let keys = Keys::new(cfg.key_prefix.clone());
         let streams: Vec<String> = (0..cfg.shards).map(|s| keys.log(s)).collect();
         stream::ensure_groups(&mut redis, &streams).await?;
-        let exists: bool = redis::cmd("EXISTS").arg(keys.chats_all()).query_async(&mut redis).await?;
-        if !exists {
-            rebuild_chat_list(&store, &mut redis, &keys).await?;
-        }
-        tracing::info!(worker = %cfg.worker_id, shards = cfg.shards, "worker ready");
         // Entries delivered to this consumer name before a restart are ours to finish.
-        Ok(Worker { list: ChatList::new(keys), cfg, store, redis, reader, streams, read_pending: true })
+        let mut w = Worker { list: ChatList::new(keys), cfg, store, redis, reader, streams, read_pending: true };
+        w.ensure_chat_list().await?;
+        tracing::info!(worker = %w.cfg.worker_id, shards = w.cfg.shards, "worker ready");
+        Ok(w)
+    }
+
+    /// Rebuilds the chat list from SQL when Redis has none (it lost its
+    /// state). Checked at start and on every claim tick, so a Redis restart
+    /// under a running worker heals within `claim_interval`.
+    pub async fn ensure_chat_list(&mut self) -> Result<(), WorkerError> {
+        let exists: bool = redis::cmd("EXISTS").arg(self.keys().chats_all()).query_async(&mut self.redis).await?;
+        if !exists {
+            let keys = self.keys().clone();
+            rebuild_chat_list(&self.store, &mut self.redis, &keys).await?;
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {
@@ -338,6 +348,7 @@ impl Worker {
             }
         }
         self.refresh_pending_gauge().await?;
+        self.ensure_chat_list().await?;
         Ok(report)
     }
 

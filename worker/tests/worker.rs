@@ -364,6 +364,28 @@ async fn poison_entries_are_skipped() {
 }
 
 #[tokio::test]
+async fn an_event_the_database_refuses_is_isolated_and_dropped() {
+    let mut h = Harness::new(false).await;
+    // Stand-in for any value the database rejects (a constraint violation).
+    let mut raw = sqlx::SqliteConnection::connect(&h.db_url).await.expect("raw sqlite");
+    raw.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.text = 'refuse me'
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .await
+    .expect("trigger");
+    let mut w = h.worker("w-refuse").await;
+    h.xadd(&cmsg("lima", 1)).await;
+    h.xadd(&message("lima", 2, MessageKind::Customer, "refuse me")).await;
+    h.xadd(&cmsg("lima", 3)).await;
+    let r = drain(&mut w).await;
+    assert_eq!((r.entries, r.events, r.poison, r.inserted), (3, 2, 1, 2));
+    assert_eq!(h.pending().await, 0);
+    assert_eq!(h.store.message_count("lima").await.expect("count"), 2);
+    assert_eq!(h.row("lima").await.get("last_seq").map(String::as_str), Some("3"));
+}
+
+#[tokio::test]
 async fn duplicated_events_do_not_double_count_unread() {
     let mut h = Harness::new(false).await;
     let mut w = h.worker("w-dup").await;
@@ -419,7 +441,7 @@ async fn chat_list_is_rebuilt_from_sql_when_redis_lost_it() {
     // Receipts only, no message yet: stays out of the list.
     h.store.persist(&[staff_read("india", 1)]).await.expect("persist");
     // A fresh prefix has no chats:all, so starting a worker rebuilds.
-    let _w = h.worker("w-rebuild").await;
+    let mut w = h.worker("w-rebuild").await;
     assert_eq!(h.row("golf").await.get("unread").map(String::as_str), Some("2"));
     assert_eq!(h.row("hotel").await.get("unread").map(String::as_str), Some("0"));
     let golf = h.store.conversation_state("golf").await.expect("state").expect("exists");
@@ -433,6 +455,13 @@ async fn chat_list_is_rebuilt_from_sql_when_redis_lost_it() {
     // Called directly it rewrites the same rows (idempotent).
     let n = worker::rebuild_chat_list(&h.store, &mut h.redis, &h.keys).await.expect("rebuild");
     assert_eq!(n, 3);
+
+    // Redis loses the list under a running worker: the next claim tick rebuilds it.
+    let _: () = h.redis.del(h.keys.chats_all()).await.expect("del");
+    let _: () = h.redis.del(h.keys.row("golf")).await.expect("del");
+    w.claim_once().await.expect("claim");
+    assert_eq!(h.zscore(h.keys.chats_all(), "golf").await, Some(golf.last_ts as f64));
+    assert_eq!(h.row("golf").await.get("unread").map(String::as_str), Some("2"));
 }
 
 #[tokio::test]
