@@ -148,7 +148,6 @@ async fn register(state: &AppState, ident: &Identity, h: &ConnHandle) -> Result<
             state.registry.add_agent(h.clone());
             if first {
                 relay::announce_staff_node(state).await?;
-                relay::refresh_staff_nodes(state).await?;
             }
         }
         UserKind::Customer => {
@@ -397,7 +396,10 @@ async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer, ki
                     close_code.store(CLOSE_GOING_AWAY, Ordering::Relaxed);
                     return Ok(());
                 }
-                _ = &mut hold, if w.held.is_some() => w.release().await?,
+                _ = &mut hold, if w.held.is_some() => {
+                    w.release().await?;
+                    w.ws.flush().await?;
+                }
                 _ = ping.tick() => {
                     w.ws.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b""))).await?;
                     w.ws.flush().await?;

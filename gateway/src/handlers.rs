@@ -15,7 +15,7 @@ use schema::limits::{DEDUPE_TTL_SECS, EXCERPT_CHARS, TYPING_TTL_MS};
 use crate::auth::{ensure_conversation, seed_conversation};
 use crate::error::GatewayError;
 use crate::registry::Identity;
-use crate::relay::{self, int_at, publish, status, str_at, strings_at, subst, targets, Publish};
+use crate::relay::{self, int_at, publish, status, str_at, strings_at, subst, targets, Call, Publish};
 use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -108,11 +108,7 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
     let k = &state.keys;
     let mut retried = false;
     loop {
-        let started = Instant::now();
-        let mut conn = state.redis();
-        let v: Vec<redis::Value> = state
-            .scripts
-            .send
+        let call = Call::new()
             .key(k.seq(m.conv))
             .key(k.dedupe(m.conv, m.client_id))
             .key(k.replay(m.conv))
@@ -124,10 +120,8 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
             .arg(&excerpt)
             .arg(&template)
             .arg(DEDUPE_TTL_SECS)
-            .arg(state.cfg.replay_len)
-            .invoke_async(&mut conn)
-            .await?;
-        metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "send_script").record(started.elapsed().as_secs_f64());
+            .arg(state.cfg.replay_len);
+        let (v, staff) = relay::eval(state, &state.scripts.send, &call).await?;
         let st = status(&v);
         match st.as_str() {
             "OK" | "DUP" => {
@@ -159,7 +153,7 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
                 } else {
                     let frame = subst(&subst(&template, "pos", seq), "seq", seq);
                     let relay = Relay { audience: Audience::Both, conversation: Some(m.conv.to_string()), pos: seq, frame };
-                    let nodes = targets(state, Audience::Both, strings_at(&v, 3));
+                    let nodes = targets(Audience::Both, strings_at(&v, 3), staff);
                     publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
                 }
                 return Ok(Posted { seq, ts, duplicate });
@@ -261,10 +255,7 @@ pub async fn edit_or_delete(
     let k = &state.keys;
     let mut restored = false;
     loop {
-        let mut conn = state.redis();
-        let v: Vec<redis::Value> = state
-            .scripts
-            .mutate
+        let call = Call::new()
             .key(k.seq(&conv))
             .key(k.replay(&conv))
             .key(k.meta(&conv))
@@ -274,9 +265,8 @@ pub async fn edit_or_delete(
             .arg(mode)
             .arg(&excerpt)
             .arg(&frame)
-            .arg(state.cfg.replay_len)
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(state.cfg.replay_len);
+        let (v, staff) = relay::eval(state, &state.scripts.mutate, &call).await?;
         let st = status(&v);
         if st == "NOTFOUND" && !restored {
             restored = true;
@@ -294,7 +284,7 @@ pub async fn edit_or_delete(
             None => LogEvent::Delete { conversation: conv.clone(), pos, seq, ts, by },
         };
         let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: subst(&frame, "pos", pos) };
-        let nodes = targets(state, Audience::Both, strings_at(&v, 2));
+        let nodes = targets(Audience::Both, strings_at(&v, 2), staff);
         publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
         return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false });
     }
@@ -326,10 +316,7 @@ pub async fn react(
     let k = &state.keys;
     let mut restored = false;
     loop {
-        let mut conn = state.redis();
-        let v: Vec<redis::Value> = state
-            .scripts
-            .react
+        let call = Call::new()
             .key(k.seq(&conv))
             .key(k.replay(&conv))
             .key(k.meta(&conv))
@@ -341,9 +328,8 @@ pub async fn react(
             .arg(emoji.as_str())
             .arg(if on { "1" } else { "0" })
             .arg(&frame)
-            .arg(state.cfg.replay_len)
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(state.cfg.replay_len);
+        let (v, staff) = relay::eval(state, &state.scripts.react, &call).await?;
         let st = status(&v);
         if st == "NOTFOUND" && !restored {
             restored = true;
@@ -363,7 +349,7 @@ pub async fn react(
         f = f.replacen("\"reactions\":{},", &format!("\"reactions\":{rx},"), 1);
         let ev = LogEvent::React { conversation: conv.clone(), pos, seq, emoji, on, by, ts };
         let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: f };
-        let nodes = targets(state, Audience::Both, strings_at(&v, 3));
+        let nodes = targets(Audience::Both, strings_at(&v, 3), staff);
         publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
         return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false });
     }
@@ -386,18 +372,14 @@ pub async fn read_state(
     let side = ident.kind.side();
     let (delivered, seen_seq) = if seen { (seq, seq) } else { (seq, 0) };
     let k = &state.keys;
-    let mut conn = state.redis();
-    let v: Vec<redis::Value> = state
-        .scripts
-        .read
+    let call = Call::new()
         .key(k.read_state(&conv))
         .key(k.seq(&conv))
         .key(k.customer_nodes(&conv))
         .arg(side.as_str())
         .arg(delivered)
-        .arg(seen_seq)
-        .invoke_async(&mut conn)
-        .await?;
+        .arg(seen_seq);
+    let (v, staff) = relay::eval(state, &state.scripts.read, &call).await?;
     if status(&v) == "AHEAD" {
         let cur = int_at(&v, 1);
         if cur == 0 && ident.is_agent() {
@@ -413,7 +395,7 @@ pub async fn read_state(
         let receipt = ServerFrame::Receipt { conversation: conv.clone(), delivered_seq: nd, seen_seq: ns }.to_json();
         let audience = Audience::to_side(side.other());
         let relay = Relay { audience, conversation: Some(conv.clone()), pos: 0, frame: receipt };
-        let nodes = targets(state, audience, strings_at(&v, 4));
+        let nodes = targets(audience, strings_at(&v, 4), staff);
         let ev = LogEvent::Read { conversation: conv.clone(), side, delivered: nd, seen: ns, ts };
         publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
     }

@@ -126,16 +126,88 @@ pub struct Scripts {
     pub mutate: Script,
     pub react: Script,
     pub read: Script,
+    send_src: String,
+    mutate_src: String,
+    react_src: String,
+    read_src: String,
 }
 
 impl Default for Scripts {
     fn default() -> Self {
+        let send_src = format!("{LUA_SUBST}{SEND}");
+        let mutate_src = format!("{LUA_SUBST}{LUA_META}{MUTATE}");
+        let react_src = format!("{LUA_SUBST}{LUA_META}{REACT}");
+        let read_src = READ.to_string();
         Self {
-            send: Script::new(&format!("{LUA_SUBST}{SEND}")),
-            mutate: Script::new(&format!("{LUA_SUBST}{LUA_META}{MUTATE}")),
-            react: Script::new(&format!("{LUA_SUBST}{LUA_META}{REACT}")),
-            read: Script::new(READ),
+            send: Script::new(&send_src),
+            mutate: Script::new(&mutate_src),
+            react: Script::new(&react_src),
+            read: Script::new(&read_src),
+            send_src,
+            mutate_src,
+            react_src,
+            read_src,
         }
+    }
+}
+
+/// Keys and arguments of one script call.
+#[derive(Default)]
+pub struct Call {
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Call {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn key(mut self, k: String) -> Self {
+        self.keys.push(k);
+        self
+    }
+    pub fn arg<T: redis::ToRedisArgs>(mut self, a: T) -> Self {
+        self.args.extend(a.to_redis_args());
+        self
+    }
+}
+
+/// Runs a script on a conversation's slot and, in the same round trip, reads
+/// the nodes that hold agent sockets (fresh: a cached list would miss an
+/// agent who connected a moment ago).
+pub async fn eval(state: &AppState, script: &Script, call: &Call) -> Result<(Vec<Value>, Vec<String>), GatewayError> {
+    let started = Instant::now();
+    let mut conn = state.redis();
+    let min = schema::now_ms() - STAFF_NODE_TTL_MS;
+    for attempt in 0..2 {
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA").arg(script.get_hash()).arg(call.keys.len()).arg(&call.keys).arg(&call.args);
+        pipe.cmd("ZRANGEBYSCORE").arg(state.keys.staff_nodes()).arg(min).arg("+inf");
+        match pipe.query_async::<(Vec<Value>, Vec<String>)>(&mut conn).await {
+            Ok(r) => {
+                metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "script").record(started.elapsed().as_secs_f64());
+                return Ok(r);
+            }
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt == 0 => {
+                let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(script_source(state, script)).query_async(&mut conn).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(GatewayError::client(schema::frames::ErrorCode::Unavailable, "script could not be loaded"))
+}
+
+fn script_source<'a>(state: &'a AppState, script: &Script) -> &'a str {
+    let s = &state.scripts;
+    let h = script.get_hash();
+    if h == s.send.get_hash() {
+        &s.send_src
+    } else if h == s.mutate.get_hash() {
+        &s.mutate_src
+    } else if h == s.react.get_hash() {
+        &s.react_src
+    } else {
+        &s.read_src
     }
 }
 
@@ -232,13 +304,13 @@ pub async fn publish(state: &AppState, p: Publish<'_>) -> Result<(), GatewayErro
 
 /// Nodes that must receive a frame for `audience` about a conversation whose
 /// customer sockets are on `customer_nodes`.
-pub fn targets(state: &AppState, audience: Audience, customer_nodes: Vec<String>) -> Vec<String> {
+pub fn targets(audience: Audience, customer_nodes: Vec<String>, staff_nodes: Vec<String>) -> Vec<String> {
     match audience {
         Audience::Customer => customer_nodes,
-        Audience::Staff => state.staff_nodes().as_ref().clone(),
+        Audience::Staff => staff_nodes,
         Audience::Both => {
             let mut v = customer_nodes;
-            v.extend(state.staff_nodes().iter().cloned());
+            v.extend(staff_nodes);
             v.sort();
             v.dedup();
             v
@@ -254,15 +326,19 @@ pub async fn relay_frame(
     frame: String,
     customer_nodes: Option<Vec<String>>,
 ) -> Result<(), GatewayError> {
-    let cn = match (audience, customer_nodes) {
-        (Audience::Staff, _) => Vec::new(),
-        (_, Some(n)) => n,
-        (_, None) => {
-            let mut conn = state.redis();
-            conn.smembers(state.keys.customer_nodes(conv)).await?
-        }
+    let mut conn = state.redis();
+    let min = schema::now_ms() - STAFF_NODE_TTL_MS;
+    let (cn, staff): (Vec<String>, Vec<String>) = match (audience, customer_nodes) {
+        (Audience::Customer, Some(n)) => (n, Vec::new()),
+        (Audience::Customer, None) => (conn.smembers(state.keys.customer_nodes(conv)).await?, Vec::new()),
+        (Audience::Staff, _) => (Vec::new(), conn.zrangebyscore(state.keys.staff_nodes(), min, "+inf").await?),
+        (Audience::Both, _) => redis::pipe()
+            .smembers(state.keys.customer_nodes(conv))
+            .zrangebyscore(state.keys.staff_nodes(), min, "+inf")
+            .query_async(&mut conn)
+            .await?,
     };
-    let nodes = targets(state, audience, cn);
+    let nodes = targets(audience, cn, staff);
     if nodes.is_empty() {
         return Ok(());
     }
@@ -356,8 +432,8 @@ pub async fn inbox_loop(state: AppState) {
     }
 }
 
-/// Every second: refresh the cached staff-node list; every few seconds (and
-/// at once when the first agent connects) announce this node if it holds agents.
+/// Every few seconds (and at once when the first agent connects) announce
+/// this node in the staff-node set if it holds agent sockets.
 pub async fn heartbeat_loop(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut n: u64 = 0;
@@ -375,21 +451,12 @@ pub async fn heartbeat_loop(state: AppState) {
         if state.registry.agent_count() > 0 && n.is_multiple_of(5) {
             let _ = announce_staff_node(&state).await;
         }
-        let _ = refresh_staff_nodes(&state).await;
     }
 }
 
 pub async fn announce_staff_node(state: &AppState) -> Result<(), GatewayError> {
     let mut conn = state.redis();
     let _: () = conn.zadd(state.keys.staff_nodes(), &state.node, schema::now_ms()).await?;
-    Ok(())
-}
-
-pub async fn refresh_staff_nodes(state: &AppState) -> Result<(), GatewayError> {
-    let mut conn = state.redis();
-    let min = schema::now_ms() - STAFF_NODE_TTL_MS;
-    let nodes: Vec<String> = conn.zrangebyscore(state.keys.staff_nodes(), min, "+inf").await?;
-    state.set_staff_nodes(nodes);
     Ok(())
 }
 

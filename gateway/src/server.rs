@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -71,14 +71,12 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         store,
         registry: Registry::default(),
         scripts: Scripts::default(),
-        staff_nodes: RwLock::new(Arc::new(Vec::new())),
         metrics,
         shutdown: shutdown_rx.clone(),
         customer_secret: secret,
         cfg,
     });
     tracing::info!(node = %state.node, "gateway node started");
-    let _ = relay::refresh_staff_nodes(&state).await;
     tokio::spawn(relay::inbox_loop(state.clone()));
     tokio::spawn(relay::heartbeat_loop(state.clone()));
     if state.cfg.dev {

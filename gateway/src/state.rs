@@ -1,6 +1,6 @@
 //! Shared application state: one `Arc<State>` per process.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
@@ -22,8 +22,6 @@ pub struct State {
     pub store: Store,
     pub registry: Registry,
     pub scripts: Scripts,
-    /// Nodes holding agent sockets (refreshed every second), where staff frames go.
-    pub staff_nodes: RwLock<Arc<Vec<String>>>,
     pub metrics: PrometheusHandle,
     /// Flips to true once on SIGTERM/SIGINT.
     pub shutdown: watch::Receiver<bool>,
@@ -33,14 +31,6 @@ pub struct State {
 pub type AppState = Arc<State>;
 
 impl State {
-    pub fn staff_nodes(&self) -> Arc<Vec<String>> {
-        self.staff_nodes.read().map(|g| g.clone()).unwrap_or_default()
-    }
-    pub fn set_staff_nodes(&self, nodes: Vec<String>) {
-        if let Ok(mut g) = self.staff_nodes.write() {
-            *g = Arc::new(nodes);
-        }
-    }
     pub fn redis(&self) -> ConnectionManager {
         self.redis.clone()
     }
