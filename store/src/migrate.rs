@@ -16,7 +16,8 @@ use crate::{Backend, Result, StoreError};
 
 /// `(version, statements)`, applied in order; never edit a released entry,
 /// append a new one.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
+const MIGRATIONS: &[(i64, &[&str])] = &[
+(
     1,
     &[
         "CREATE TABLE IF NOT EXISTS agents (
@@ -84,6 +85,16 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             pos BIGINT NOT NULL,
             PRIMARY KEY (conversation_id, seq, who, emoji)
         )",
+    ],
+),
+(
+    2,
+    &[
+        // The seq of the latest message, kept by persist (only grows), so
+        // the chat-list preview is a lookup by key instead of a scan.
+        "ALTER TABLE conversations ADD COLUMN last_msg_seq BIGINT NOT NULL DEFAULT 0",
+        "UPDATE conversations SET last_msg_seq = COALESCE((SELECT MAX(m.seq) FROM messages m
+            WHERE m.conversation_id = conversations.id AND m.stub = 0), 0)",
     ],
 )];
 

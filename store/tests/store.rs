@@ -174,7 +174,7 @@ async fn edits_deletes_reactions(store: &Store) {
     assert_eq!(p[1].reactions.get("fire"), None, "a later off beats an earlier on, whatever the arrival order");
     assert!(p[0].reactions.is_empty());
 
-    // Delete the last message: preview falls back to the latest live one.
+    // Delete the last message: the preview says so.
     store.persist(&[delete(c, 10, 3)]).await.expect("delete");
     // An edit of a deleted message does nothing.
     store.persist(&[edit(c, 11, 3, "resurrect", 9_999)]).await.expect("edit deleted");
@@ -191,7 +191,7 @@ async fn edits_deletes_reactions(store: &Store) {
     assert_eq!(store.message_meta(c, 99).await.expect("meta"), None);
 
     let st = store.conversation_state(c).await.expect("state").expect("exists");
-    assert_eq!(st.preview, "staff says");
+    assert_eq!(st.preview, store::DELETED_PREVIEW);
     assert_eq!(st.last_ts, 1_003, "last_ts is the latest message's, deleted or not");
     assert_eq!(st.last_pos, 11);
     assert_eq!(store.max_pos(c).await.expect("max_pos"), 11);
@@ -492,7 +492,7 @@ async fn events_before_their_message(store: &Store) {
     let st = store.conversation_state(c).await.expect("state").expect("exists");
     assert_eq!(st.customer.username, format!("user_{c}"));
     assert_eq!(st.unread, 1, "seq 2 only: 1 was seen, 3 is deleted");
-    assert_eq!(st.preview, "edited before arrival");
+    assert_eq!(st.preview, store::DELETED_PREVIEW, "the latest message (3) is deleted");
     assert_eq!(st.last_pos, 6);
 }
 
