@@ -2,6 +2,18 @@
 //! conversation and three sorted sets, plus the authoritative `conversation`
 //! frame relayed to staff nodes.
 //!
+//! - `keys.row(conv)` hash: `customer_id`, `username`, `avatar_url` (empty
+//!   when none), `preview`, `last_ts`, `last_seq` (= SQL `last_pos`),
+//!   `unread`, and `staff_seen` (the script's tie-breaker).
+//! - `keys.chats_all()`: member conv id, score `last_ts`.
+//! - `keys.chats_unread()`: the same, only while `unread > 0`.
+//! - `keys.chats_names()`: score 0, member `lowercase(username) \0 conv id`.
+//! - `keys.inbox(node)` for each node of `keys.staff_nodes()` seen in the
+//!   last 15 s: `e` = `Relay { Staff, Some(conv), pos 0, conversation frame }`.
+//!
+//! Conversations with no message yet (only receipts) get a row hash but stay
+//! out of the sorted sets and are not relayed.
+//!
 //! Several workers may write the same conversation's row (a reclaimed entry
 //! processed next to new ones), and their Redis writes may land in any order.
 //! The row is written by a script that keeps the newest state: states only
@@ -221,6 +233,10 @@ pub async fn rebuild_chat_list(store: &Store, redis: &mut ConnectionManager, key
         }
         after = Some(last);
     }
-    tracing::info!(rows = written, "rebuilt chat list from the SQL store");
+    if written > 0 {
+        tracing::info!(rows = written, "rebuilt chat list from the SQL store");
+    } else {
+        tracing::debug!("chat list rebuild: nothing to write");
+    }
     Ok(written)
 }

@@ -29,6 +29,9 @@ struct Args {
     /// Pending entries idle this long are claimed from their (dead) consumer.
     #[arg(long, env = "CHAT_CLAIM_IDLE_MS", default_value_t = 30_000)]
     claim_idle_ms: u64,
+    /// How often to look for idle entries to claim (and refresh the pending gauge).
+    #[arg(long, env = "WORKER_CLAIM_INTERVAL_MS", default_value_t = 5_000)]
+    claim_interval_ms: u64,
     /// Entries read per shard per `XREADGROUP`.
     #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 512)]
     batch_size: usize,
@@ -64,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // stdout carries only the `worker metrics on ...` line that scripts read.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let mut cfg = worker::Config::new(args.redis_url, args.database_url);
@@ -74,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     }
     cfg.metrics_addr = Some(args.metrics_addr);
     cfg.claim_idle = Duration::from_millis(args.claim_idle_ms);
+    cfg.claim_interval = Duration::from_millis(args.claim_interval_ms.max(100));
     cfg.batch_size = args.batch_size;
     tracing::info!(worker = %cfg.worker_id, prefix = %cfg.key_prefix, shards = cfg.shards, "starting worker");
     worker::run(cfg, shutdown_signal()).await.context("worker failed")
