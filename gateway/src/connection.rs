@@ -452,11 +452,12 @@ impl WriteState {
             Out::Frame(f) => self.text(&f).await?,
             Out::Event { conv, pos, frame } => {
                 if let Some(held) = self.held.as_mut() {
-                    if held.len() >= self.state.cfg.outbound_queue {
-                        metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
-                        return Ok(false);
-                    }
                     held.push(Out::Event { conv, pos, frame });
+                    // Holding is a courtesy to a client about to resume; it
+                    // must not cost memory: past the queue size, let them go.
+                    if held.len() >= self.state.cfg.outbound_queue {
+                        self.release().await?;
+                    }
                 } else {
                     self.event(conv, pos, &frame).await?;
                 }

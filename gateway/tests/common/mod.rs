@@ -368,9 +368,23 @@ impl Client {
             match self.read_one(left).await {
                 Some(v) if pred(&v) => return v,
                 Some(v) => self.buf.push_back(v),
-                None => panic!("expected frame not received (closed: {:?}); buffered: {:#?}", self.closed, self.buf),
+                None => panic!("expected frame not received (closed: {:?}); {} buffered, the last: {}", self.closed, self.buf.len(), self.tail()),
             }
         }
+    }
+
+    /// The last few buffered frames, shortened, for failure messages.
+    pub fn tail(&self) -> String {
+        self.buf
+            .iter()
+            .rev()
+            .take(4)
+            .map(|v| {
+                let s = v.to_string();
+                if s.len() > 300 { format!("{}...", &s[..300]) } else { s }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Asserts no frame matching `pred` arrives within `wait`.
