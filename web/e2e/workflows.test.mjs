@@ -60,6 +60,45 @@ describe('common workflows', () => {
     await customer.context.close();
   });
 
+  test('read status: single check sent, double check delivered, filled double check seen', async () => {
+    const agent = await newAgent(browser, stack.url);
+    const name = uniqueName('vera');
+    const customer = await newCustomer(browser, stack.url, name);
+    await send(customer.page, 'Ping');
+    await row(agent.page, name).click();
+    await message(agent.page, 'Ping').waitFor();
+
+    // The customer's tab goes to the background: messages arrive (delivered) but are not seen.
+    await customer.page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await customer.context.setOffline(true);
+    customer.pause();
+    await send(agent.page, 'Are you still there?');
+    const mine = message(agent.page, 'Are you still there?');
+    await mine.waitFor();
+    await until(async () => (await mine.locator('.read-status').getAttribute('data-status')) === 'sent', { what: 'single check' });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await mine.locator('.read-status').getAttribute('data-status'), 'sent', 'not delivered while the customer is offline');
+
+    await customer.context.setOffline(false);
+    await message(customer.page, 'Are you still there?').waitFor({ timeout: 20_000 });
+    customer.resume();
+    await until(async () => (await mine.locator('.read-status').getAttribute('data-status')) === 'delivered', { what: 'double check' });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await mine.locator('.read-status').getAttribute('data-status'), 'delivered', 'not seen while in the background');
+
+    await customer.page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await until(async () => (await mine.locator('.read-status').getAttribute('data-status')) === 'seen', { what: 'filled double check' });
+    assertClean(agent, customer);
+    await agent.context.close();
+    await customer.context.close();
+  });
+
   test('finding a specific conversation by username', async () => {
     const name = uniqueName('zora');
     const customer = await newCustomer(browser, stack.url, name);

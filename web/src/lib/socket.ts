@@ -190,7 +190,8 @@ export class ChatSocket {
       // Resume must be the first frame of every connection.
       const positions: Record<string, number> = {};
       for (const [c, p] of this.positions) positions[c] = p;
-      this.rawSend({ type: 'resume', positions });
+      // The epoch the positions belong to: the server answers complete:false when it changed.
+      this.rawSend(this.epoch ? { type: 'resume', positions, epoch: this.epoch } : { type: 'resume', positions });
       this.startHeartbeat(gen);
     };
     ws.onmessage = (ev) => {
