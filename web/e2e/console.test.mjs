@@ -67,6 +67,9 @@ describe('console', () => {
     // Desktop: list, conversation and customer info side by side.
     const desk = await newAgent(browser, stack.url, { viewport: VIEWPORTS.desktop });
     await row(desk.page, name).click();
+    const ask = message(desk.page, 'And can I reserve two for tomorrow morning?');
+    await ask.hover();
+    await ask.getByRole('button', { name: 'Reply' }).click();
     await send(desk.page, 'We do! I reserved two for you, see you tomorrow.');
     await message(customer.page, 'We do! I reserved two for you, see you tomorrow.').waitFor();
     await until(async () => (await message(desk.page, 'We do! I reserved two for you, see you tomorrow.').locator('.read-status').getAttribute('data-status')) === 'seen', {
