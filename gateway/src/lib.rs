@@ -10,7 +10,6 @@
 //! - [`registry`]: which sockets this node holds, sharded maps.
 //! - [`handlers`]: one function per client frame type.
 //! - [`relay`]: Redis in and out: scripts, log shards, node inboxes, heartbeats.
-//! - [`redis_conn`]: one Redis connection type (single or Cluster) with request deadlines.
 //! - [`seed`]: demo data for dev mode.
 //! - [`state`]: the shared application state.
 //! - [`error`]: the one place errors become client replies.
@@ -22,7 +21,6 @@ pub mod connection;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
-pub mod redis_conn;
 pub mod registry;
 pub mod relay;
 pub mod seed;

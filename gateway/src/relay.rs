@@ -11,7 +11,7 @@ use schema::envelope::{self, Audience, LogEvent, Relay};
 use schema::keys::{self, FIELD};
 
 use crate::error::GatewayError;
-use crate::redis_conn::RedisConn;
+use redis_conn::RedisConn;
 use crate::registry::Out;
 use crate::state::AppState;
 

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::api;
 use crate::config::Config;
 use crate::error::{error_response, Body, GatewayError};
-use crate::redis_conn::{RedisConn, RedisTarget};
+use redis_conn::{RedisConn, RedisTarget};
 use crate::registry::Registry;
 use crate::relay::{self, Scripts};
 use crate::state::{AppState, State};

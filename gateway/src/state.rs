@@ -8,7 +8,7 @@ use store::Store;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::redis_conn::{RedisConn, RedisTarget};
+use redis_conn::{RedisConn, RedisTarget};
 use crate::registry::Registry;
 use crate::relay::Scripts;
 

@@ -1,4 +1,4 @@
-//! The gateway's Redis connection: one type for a single server or a Redis
+//! The Redis connection gateway and worker share: one type for a single server or a Redis
 //! Cluster, with a deadline on every request, so that a Redis that stops
 //! answering turns into a prompt `unavailable` for the client instead of a
 //! hang.

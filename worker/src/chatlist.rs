@@ -23,7 +23,7 @@
 //! accepted; keeping them out of the script keeps every multi-key operation
 //! inside one Cluster slot.
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 use redis::{ErrorKind, Pipeline, Script, Value};
 use schema::envelope::{self, Audience, Relay};
 use schema::frames::{ConversationRow, ServerFrame};
@@ -116,7 +116,7 @@ impl ChatList {
     /// the live staff nodes. Loads the script and retries once if Redis lost it.
     pub async fn write_rows(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut (impl ConnectionLike + Send),
         states: &[ConversationState],
         with_nodes: bool,
     ) -> Result<(Vec<Applied>, Vec<String>), WorkerError> {
@@ -212,7 +212,7 @@ impl ChatList {
 /// Rewrites every conversation's row and index entries from the SQL record
 /// (after Redis lost its state). Safe to run next to live workers: the row
 /// script refuses to replace a newer state. Returns the rows written.
-pub async fn rebuild_chat_list(store: &Store, redis: &mut ConnectionManager, keys: &Keys) -> Result<usize, WorkerError> {
+pub async fn rebuild_chat_list(store: &Store, redis: &mut (impl ConnectionLike + Send), keys: &Keys) -> Result<usize, WorkerError> {
     const PAGE: usize = 500;
     let list = ChatList::new(keys.clone());
     let mut after: Option<String> = None;

@@ -10,8 +10,12 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "worker", about = "Persists the chat log to the SQL store and maintains the Redis chat list")]
 struct Args {
+    /// One URL, or comma-separated seed nodes of a Redis Cluster.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// Treat REDIS_URL as a Redis Cluster (implied by several comma-separated URLs).
+    #[arg(long, env = "CHAT_REDIS_CLUSTER", default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    redis_cluster: bool,
     /// `sqlite://path` or `postgres://...`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/chat.db")]
     database_url: String,
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let mut cfg = worker::Config::new(args.redis_url, args.database_url);
+    cfg.redis_cluster = args.redis_cluster;
     cfg.key_prefix = args.key_prefix;
     cfg.shards = args.log_shards;
     if let Some(id) = args.worker_id.filter(|s| !s.is_empty()) {
