@@ -99,7 +99,6 @@ export function ChatPane({
         side={store.side}
         myId={socket.user?.id ?? null}
         outbox={outbox}
-        online={sock.state === 'open'}
         highlight={highlight}
         onReply={onReply}
         onEdit={onEdit}

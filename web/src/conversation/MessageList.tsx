@@ -11,7 +11,6 @@ export interface MessageListProps {
   side: Side;
   myId: string | null;
   outbox: readonly OutboxItem[];
-  online: boolean;
   highlight: number | null;
   onReply: (m: Message) => void;
   onEdit: (m: Message) => void;

@@ -30,6 +30,9 @@ export interface ConvState {
 
 const PAGE = 50;
 const MAX_CACHED = 12;
+/** Live events kept per conversation that is not open, and how many conversations. */
+const RECENT_PER_CONV = 40;
+const RECENT_CONVS = 500;
 
 interface MessagesPage {
   items: Message[];
@@ -39,6 +42,13 @@ interface MessagesPage {
 export class ConversationStore {
   private convs = new Map<string, ConvState>();
   private buffers = new Map<string, EventFrame[]>();
+  /**
+   * Recent live events of conversations that are not loaded. History comes from the
+   * SQL record, which the worker writes a moment after the event went out live: an
+   * event that arrived just before a conversation is opened may not be in the first
+   * page yet, so it is merged from here.
+   */
+  private recent = new Map<string, EventFrame[]>();
   private loads = new Map<string, number>();
   private listeners = new Map<string, Set<() => void>>();
   private sentSeen = new Map<string, number>();
@@ -159,8 +169,9 @@ export class ConversationStore {
         other: this.otherReceipts(cur, detail),
       };
       this.socket.track(id, basePos);
-      const buffered = this.buffers.get(id) ?? [];
+      const buffered = [...(this.recent.get(id) ?? []), ...(this.buffers.get(id) ?? [])].sort((a, b) => a.pos - b.pos);
       this.buffers.delete(id);
+      this.recent.delete(id);
       for (const ev of buffered) {
         if (ev.pos <= basePos) continue;
         next = this.apply(next, ev);
@@ -276,7 +287,10 @@ export class ConversationStore {
         return;
       }
       const c = this.convs.get(id);
-      if (!c || c.status !== 'ready') return;
+      if (!c || c.status !== 'ready') {
+        this.remember(f);
+        return;
+      }
       this.convs.set(id, this.apply(c, f));
       this.emit(id);
       return;
@@ -324,6 +338,16 @@ export class ConversationStore {
       default:
         return;
     }
+  }
+
+  private remember(f: EventFrame): void {
+    let list = this.recent.get(f.conversation);
+    if (list) this.recent.delete(f.conversation);
+    else list = [];
+    list.push(f);
+    if (list.length > RECENT_PER_CONV) list.shift();
+    this.recent.set(f.conversation, list); // most recent last
+    if (this.recent.size > RECENT_CONVS) this.recent.delete(this.recent.keys().next().value as string);
   }
 
   private clearTyping(id: string): void {

@@ -129,11 +129,6 @@ export class ChatSocket {
     this.setState('closed');
   }
 
-  /** Drops the current socket as if the network failed (used by the offline handler and tests). */
-  drop(): void {
-    if (this.ws) this.handleClose(this.generation);
-  }
-
   private onOnline = () => {
     if (this.stopped) return;
     if (this.state === 'offline' || this.state === 'reconnecting') {
