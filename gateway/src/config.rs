@@ -68,6 +68,9 @@ pub struct Config {
     /// Seconds a socket may stay silent (no frame, no pong) before it is closed.
     #[arg(long, env = "CHAT_IDLE_TIMEOUT_SECS", default_value_t = 90)]
     pub idle_timeout_secs: u64,
+    /// Test only: serve `/ws-echo`, an echo over the same socket stack (for the Autobahn suite).
+    #[arg(long, env = "CHAT_TEST_ECHO", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub test_echo: bool,
     /// Seconds given to open sockets to drain on SIGTERM.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

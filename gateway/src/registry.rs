@@ -22,6 +22,8 @@ pub enum Out {
     Resume(Vec<(String, u64)>, Option<String>),
     /// The client's first frame was not a resume: deliver buffered live events now.
     Open,
+    /// A message echoed as-is (test-only echo route): text or binary.
+    Echo(bool, Vec<u8>),
     /// A pong owed to a client ping.
     Pong(Vec<u8>),
     /// The reply to a client's close frame; the socket ends after it.

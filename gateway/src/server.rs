@@ -133,6 +133,7 @@ async fn route(state: AppState, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let (route, res) = match (req.method(), path.as_str()) {
         (_, "/ws") => ("/ws", ws_upgrade(&state, req).await),
+        (_, "/ws-echo") if state.cfg.test_echo => ("/ws-echo", echo_upgrade(&state, req)),
         (&Method::GET, "/healthz") => ("/healthz", text(StatusCode::OK, "ok")),
         (&Method::GET, "/readyz") => ("/readyz", api::readyz(&state).await),
         (&Method::GET, "/metrics") => ("/metrics", text(StatusCode::OK, &state.metrics.render())),
@@ -209,6 +210,17 @@ async fn ws_upgrade(state: &AppState, mut req: Request<Incoming>) -> Response<Bo
     match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok((resp, fut)) => {
             tokio::spawn(crate::connection::serve(state.clone(), fut, ident));
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, Full::new(Bytes::new()))
+        }
+        Err(e) => api::error(ErrorCode::Invalid, &format!("bad upgrade: {e}")),
+    }
+}
+
+fn echo_upgrade(state: &AppState, mut req: Request<Incoming>) -> Response<Body> {
+    match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok((resp, fut)) => {
+            tokio::spawn(crate::connection::serve_echo(state.clone(), fut));
             let (parts, _) = resp.into_parts();
             Response::from_parts(parts, Full::new(Bytes::new()))
         }
