@@ -62,6 +62,12 @@ pub struct Config {
     /// Most sockets this node accepts.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
+    /// Open sockets allowed from one client address.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 10_000)]
+    pub max_connections_per_ip: usize,
+    /// New sockets per second allowed from one client address (bursts of 5x).
+    #[arg(long, env = "CHAT_CONNECT_RATE_PER_IP", default_value_t = 200)]
+    pub connect_rate_per_ip: u32,
     /// Messages (send/edit/delete/react) per second one socket may send; bursts of twice that.
     #[arg(long, env = "CHAT_SEND_RATE", default_value_t = 20)]
     pub send_rate: u32,
