@@ -20,8 +20,9 @@ export default defineConfig({
   },
   server: {
     proxy: {
-      '/api': gateway,
-      '/ws': { target: gateway.replace(/^http/, 'ws'), ws: true },
+      '/api': { target: gateway, changeOrigin: true },
+      // The gateway refuses WebSocket upgrades from other origins: present its own.
+      '/ws': { target: gateway, ws: true, changeOrigin: true, headers: { origin: gateway } },
     },
   },
 });
