@@ -18,7 +18,7 @@ cargo build --workspace --bins --tests --quiet
 scripts/web-build.sh
 
 echo "== rust tests"
-cargo test --workspace --quiet -- --test-threads=4
+cargo test --workspace --no-fail-fast --quiet -- --test-threads=4
 
 echo "== websocket conformance (Autobahn 1-10)"
 scripts/autobahn.sh target/debug/gateway
