@@ -61,6 +61,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     let redis_client = redis::Client::open(cfg.redis_url.as_str())?;
     let redis = connect_redis(&redis_client).await?;
     let store = store::Store::connect(&cfg.database_url).await?;
+    let loyalty = crate::loyalty::open(&cfg, &store)?;
     let node = cfg.node_id.clone().unwrap_or_else(|| format!("g-{}", &crate::auth::random_token()[..10]));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state: AppState = Arc::new(State {
@@ -74,6 +75,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         metrics,
         shutdown: shutdown_rx.clone(),
         customer_secret: secret,
+        loyalty,
         cfg,
     });
     tracing::info!(node = %state.node, "gateway node started");
