@@ -11,8 +11,15 @@ pub struct Config {
     /// Listen address (port 0 picks a free port; the bound address is printed).
     #[arg(long, env = "GATEWAY_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// One URL, or comma-separated seed nodes of a Redis Cluster.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// Treat REDIS_URL as a Redis Cluster (implied by several comma-separated URLs).
+    #[arg(long, env = "CHAT_REDIS_CLUSTER", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub redis_cluster: bool,
+    /// Deadline of one Redis request; past it the client gets `unavailable`.
+    #[arg(long, env = "CHAT_REDIS_TIMEOUT_MS", default_value_t = 2000)]
+    pub redis_timeout_ms: u64,
     /// SQLite when unset or `sqlite://...`, PostgreSQL when `postgres://...`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/chat.db")]
     pub database_url: String,

@@ -316,7 +316,7 @@ async fn read_loop(state: &AppState, mut rd: Reader, ident: &Identity, h: &ConnH
         strikes = 0;
         let result: Result<Option<ServerFrame>, GatewayError> = match cf {
             ClientFrame::Ping => Ok(Some(ServerFrame::Pong)),
-            ClientFrame::Resume { positions } => {
+            ClientFrame::Resume { positions, epoch } => {
                 let mut ok = Vec::with_capacity(positions.len());
                 for (conv, pos) in positions {
                     match handlers::authorize(ident, &conv) {
@@ -324,7 +324,7 @@ async fn read_loop(state: &AppState, mut rd: Reader, ident: &Identity, h: &ConnH
                         Err(e) => reply_err(h, rid.clone(), e.to_frame_error()),
                     }
                 }
-                h.push(Out::Resume(ok));
+                h.push(Out::Resume(ok, epoch));
                 Ok(None)
             }
             ClientFrame::Send { conversation, client_id, text, reply_to } => {
@@ -452,18 +452,24 @@ impl WriteState {
             Out::Frame(f) => self.text(&f).await?,
             Out::Event { conv, pos, frame } => {
                 if let Some(held) = self.held.as_mut() {
-                    if held.len() >= self.state.cfg.outbound_queue {
-                        metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
-                        return Ok(false);
-                    }
                     held.push(Out::Event { conv, pos, frame });
+                    // Holding is a courtesy to a client about to resume; it
+                    // must not cost memory: past the queue size, let them go.
+                    if held.len() >= self.state.cfg.outbound_queue {
+                        self.release().await?;
+                    }
                 } else {
                     self.event(conv, pos, &frame).await?;
                 }
             }
-            Out::Resume(positions) => {
+            Out::Resume(positions, epoch) => {
+                // Positions from another epoch are meaningless here: reload all.
+                let stale = match &epoch {
+                    Some(e) => current_epoch(&self.state).await.map(|cur| cur != *e).unwrap_or(false),
+                    None => false,
+                };
                 for (conv, pos) in positions {
-                    self.resume(conv, pos).await?;
+                    self.resume(conv, pos, stale).await?;
                 }
                 self.release().await?;
             }
@@ -520,7 +526,7 @@ impl WriteState {
     }
 
     /// Replays a conversation after `from` (the last position the client holds).
-    async fn resume(&mut self, conv: String, from: u64) -> Result<(), WebSocketError> {
+    async fn resume(&mut self, conv: String, from: u64, stale: bool) -> Result<(), WebSocketError> {
         let mut conn = self.state.redis();
         let key = self.state.keys.replay(&conv);
         let entries = relay::replay_range(&mut conn, &key, from + 1, None, MAX_REPLAY + 1).await;
@@ -532,7 +538,7 @@ impl WriteState {
                 return self.text(&f.to_json()).await;
             }
         };
-        let complete = if from > current {
+        let complete = if stale || from > current {
             // The client holds positions this Redis never issued (it lost its state).
             false
         } else if entries.len() > MAX_REPLAY {

@@ -256,11 +256,8 @@ async fn act(
 
 /// A connection of its own for `BLPOP`: a blocking command would stall every
 /// other command multiplexed on the shared connection.
-async fn blocking_connection(state: &AppState, wait: Duration) -> Result<redis::aio::MultiplexedConnection> {
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(wait + Duration::from_secs(2));
-    Ok(state.redis_client.get_multiplexed_async_connection_with_config(&cfg).await?)
+async fn blocking_connection(state: &AppState, wait: Duration) -> Result<redis_conn::RedisConn> {
+    Ok(state.redis_target.dedicated(wait + Duration::from_secs(2)).await?)
 }
 
 fn unavailable(msg: &str) -> GatewayError {

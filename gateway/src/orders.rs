@@ -259,8 +259,9 @@ async fn apply_locked(state: &AppState, ev: &OrderEvent) -> Result<OrderOutcome>
     Ok(out)
 }
 
-/// Runs the card-update script (loading it when Redis lost it) and, in the
-/// same round trip, reads the live staff nodes.
+/// Runs the card-update script and, in the same round trip, reads the live
+/// staff nodes. `EVALSHA` first; when the server does not know the script
+/// (restart, another cluster node), `EVAL` with the source, which caches it.
 async fn eval_card_update(
     state: &AppState,
     script: &Script,
@@ -271,9 +272,12 @@ async fn eval_card_update(
     let mut conn = state.redis();
     for attempt in 0..2 {
         let mut pipe = redis::pipe();
-        pipe.cmd("EVALSHA")
-            .arg(script.get_hash())
-            .arg(3)
+        if attempt == 0 {
+            pipe.cmd("EVALSHA").arg(script.get_hash());
+        } else {
+            pipe.cmd("EVAL").arg(card_update_source());
+        }
+        pipe.arg(3)
             .arg(k.seq(conv))
             .arg(k.replay(conv))
             .arg(k.customer_nodes(conv))
@@ -282,10 +286,7 @@ async fn eval_card_update(
         pipe.cmd("ZRANGEBYSCORE").arg(k.staff_nodes()).arg(schema::now_ms() - STAFF_NODE_TTL_MS).arg("+inf");
         match pipe.query_async::<(Vec<RedisValue>, Vec<String>)>(&mut conn).await {
             Ok(r) => return Ok(r),
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt == 0 => {
-                let _: String =
-                    redis::cmd("SCRIPT").arg("LOAD").arg(card_update_source()).query_async(&mut conn).await?;
-            }
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt == 0 => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -378,8 +379,9 @@ impl OrderLock {
     /// Best effort: the lock expires by itself anyway.
     async fn release(self, state: &AppState) {
         let mut conn = state.redis();
+        // Plain EVAL: a tiny script, and no script cache to miss on a cluster node.
         let r: redis::RedisResult<i64> =
-            Script::new(UNLOCK).key(&self.key).arg(&self.token).invoke_async(&mut conn).await;
+            redis::cmd("EVAL").arg(UNLOCK).arg(1).arg(&self.key).arg(&self.token).query_async(&mut conn).await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "order lock not released (it expires by itself)");
         }

@@ -18,8 +18,8 @@ pub enum Out {
     Frame(Arc<str>),
     /// A positioned event of a conversation: subject to dedupe and gap filling.
     Event { conv: Arc<str>, pos: u64, frame: Arc<str> },
-    /// The client asked to resume from these positions.
-    Resume(Vec<(String, u64)>),
+    /// The client asked to resume from these positions (obtained in `epoch`).
+    Resume(Vec<(String, u64)>, Option<String>),
     /// The client's first frame was not a resume: deliver buffered live events now.
     Open,
     /// A pong owed to a client ping.

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Script, Value};
 use schema::envelope::{self, Audience, LogEvent, Relay};
 use schema::keys::{self, FIELD};
 
 use crate::error::GatewayError;
+use redis_conn::RedisConn;
 use crate::registry::Out;
 use crate::state::AppState;
 
@@ -181,16 +181,21 @@ pub async fn eval(state: &AppState, script: &Script, call: &Call) -> Result<(Vec
     let min = schema::now_ms() - STAFF_NODE_TTL_MS;
     for attempt in 0..2 {
         let mut pipe = redis::pipe();
-        pipe.cmd("EVALSHA").arg(script.get_hash()).arg(call.keys.len()).arg(&call.keys).arg(&call.args);
+        // EVALSHA first; when the server does not know the script (restart,
+        // another cluster node), EVAL with the source, which also caches it.
+        if attempt == 0 {
+            pipe.cmd("EVALSHA").arg(script.get_hash());
+        } else {
+            pipe.cmd("EVAL").arg(script_source(state, script));
+        }
+        pipe.arg(call.keys.len()).arg(&call.keys).arg(&call.args);
         pipe.cmd("ZRANGEBYSCORE").arg(state.keys.staff_nodes()).arg(min).arg("+inf");
         match pipe.query_async::<(Vec<Value>, Vec<String>)>(&mut conn).await {
             Ok(r) => {
                 metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "script").record(started.elapsed().as_secs_f64());
                 return Ok(r);
             }
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt == 0 => {
-                let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(script_source(state, script)).query_async(&mut conn).await?;
-            }
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt == 0 => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -380,7 +385,8 @@ pub async fn inbox_loop(state: AppState) {
         if *shutdown.borrow() {
             return;
         }
-        let mut conn = match state.redis_client.get_multiplexed_async_connection().await {
+        // BLOCK 1000 plus slack: a Redis that stops answering is noticed in seconds.
+        let mut conn = match state.redis_target.dedicated(Duration::from_millis(3000)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "inbox: cannot connect to redis");
@@ -462,7 +468,7 @@ pub async fn announce_staff_node(state: &AppState) -> Result<(), GatewayError> {
 
 /// Replay entries of a conversation with positions in `from..=to` (at most `limit`).
 pub async fn replay_range(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     key: &str,
     from: u64,
     to: Option<u64>,

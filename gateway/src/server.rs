@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::api;
 use crate::config::Config;
 use crate::error::{error_response, Body, GatewayError};
+use redis_conn::{RedisConn, RedisTarget};
 use crate::registry::Registry;
 use crate::relay::{self, Scripts};
 use crate::state::{AppState, State};
@@ -29,25 +30,22 @@ use crate::state::{AppState, State};
 /// Default HMAC secret in dev mode only; outside dev mode a secret is required.
 const DEV_SECRET: &str = "dev-only-customer-secret";
 
-/// Connects to Redis, retrying until it answers (or shutdown).
-async fn connect_redis(client: &redis::Client) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_secs(5))
-        .set_number_of_retries(2);
+/// Connects to Redis, retrying for a while when it is not up yet.
+async fn connect_redis(target: &RedisTarget, timeout: Duration) -> anyhow::Result<RedisConn> {
     let mut delay = Duration::from_millis(200);
-    for attempt in 0.. {
-        match redis::aio::ConnectionManager::new_with_config(client.clone(), cfg.clone()).await {
+    let mut attempt = 0;
+    loop {
+        match target.shared(timeout).await {
             Ok(c) => return Ok(c),
             Err(e) if attempt < 50 => {
                 tracing::warn!(error = %e, "redis not reachable yet, retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
+                attempt += 1;
             }
             Err(e) => return Err(e.into()),
         }
     }
-    unreachable!()
 }
 
 /// Builds the state and serves until `shutdown` resolves.
@@ -58,8 +56,8 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         _ => anyhow::bail!("CHAT_CUSTOMER_SECRET is required outside dev mode (CHAT_DEV=1)"),
     };
     let metrics = crate::metrics::install();
-    let redis_client = redis::Client::open(cfg.redis_url.as_str())?;
-    let redis = connect_redis(&redis_client).await?;
+    let redis_target = RedisTarget::new(&cfg.redis_url, cfg.redis_cluster)?;
+    let redis = connect_redis(&redis_target, Duration::from_millis(cfg.redis_timeout_ms.max(100))).await?;
     let store = store::Store::connect(&cfg.database_url).await?;
     let loyalty = crate::loyalty::open(&cfg, &store)?;
     let node = cfg.node_id.clone().unwrap_or_else(|| format!("g-{}", &crate::auth::random_token()[..10]));
@@ -68,7 +66,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         keys: Keys::new(cfg.key_prefix.clone()),
         node,
         redis,
-        redis_client,
+        redis_target,
         store,
         registry: Registry::default(),
         scripts: Scripts::default(),

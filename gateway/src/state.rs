@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 use schema::keys::Keys;
 use store::Store;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use redis_conn::{RedisConn, RedisTarget};
 use crate::registry::Registry;
 use crate::relay::Scripts;
 
@@ -17,8 +17,8 @@ pub struct State {
     pub keys: Keys,
     /// This node's id; its inbox is `keys.inbox(node)`.
     pub node: String,
-    pub redis: ConnectionManager,
-    pub redis_client: redis::Client,
+    pub redis: RedisConn,
+    pub redis_target: RedisTarget,
     pub store: Store,
     pub registry: Registry,
     pub scripts: Scripts,
@@ -33,7 +33,7 @@ pub struct State {
 pub type AppState = Arc<State>;
 
 impl State {
-    pub fn redis(&self) -> ConnectionManager {
+    pub fn redis(&self) -> RedisConn {
         self.redis.clone()
     }
 }

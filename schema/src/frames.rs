@@ -151,6 +151,7 @@ pub struct RawFrame {
     pub emoji: Option<String>,
     pub on: Option<bool>,
     pub positions: Option<HashMap<String, u64>>,
+    pub epoch: Option<String>,
 }
 
 /// A validated client frame.
@@ -163,7 +164,8 @@ pub enum ClientFrame {
     Typing { conversation: String },
     Delivered { conversation: String, seq: u64 },
     Seen { conversation: String, seq: u64 },
-    Resume { positions: Vec<(String, u64)> },
+    /// `epoch`: the epoch the positions were obtained in (a different one means reload).
+    Resume { positions: Vec<(String, u64)>, epoch: Option<String> },
     Ping,
 }
 
@@ -301,7 +303,10 @@ impl RawFrame {
                 }
                 let mut positions: Vec<_> = positions.into_iter().collect();
                 positions.sort();
-                ClientFrame::Resume { positions }
+                if self.epoch.as_ref().is_some_and(|e| e.len() > 64) {
+                    return Err(FrameError::invalid("resume: `epoch` longer than 64 characters"));
+                }
+                ClientFrame::Resume { positions, epoch: self.epoch }
             }
             "ping" => ClientFrame::Ping,
             other => {

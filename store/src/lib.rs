@@ -272,8 +272,14 @@ impl Store {
         // sqlx's SQLite defaults already give busy_timeout = 5 s and
         // foreign_keys = ON; synchronous = NORMAL is safe with WAL (a power
         // loss may drop the last commits, never corrupt) and much faster.
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
+        // Through the Any driver every new connection to `:memory:` opens a
+        // new, empty database: an in-memory store is one connection, kept forever.
+        let options = if in_memory {
+            AnyPoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+        } else {
+            AnyPoolOptions::new().max_connections(4)
+        };
+        let pool = options
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(|conn, _meta| {
                 Box::pin(async move {

@@ -16,7 +16,8 @@ use crate::{Backend, Result, StoreError};
 
 /// `(version, statements)`, applied in order; never edit a released entry,
 /// append a new one.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
+const MIGRATIONS: &[(i64, &[&str])] = &[
+(
     1,
     &[
         "CREATE TABLE IF NOT EXISTS agents (
@@ -88,6 +89,16 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
 ),
 (
     2,
+    &[
+        // The seq of the latest message, kept by persist (only grows), so
+        // the chat-list preview is a lookup by key instead of a scan.
+        "ALTER TABLE conversations ADD COLUMN last_msg_seq BIGINT NOT NULL DEFAULT 0",
+        "UPDATE conversations SET last_msg_seq = COALESCE((SELECT MAX(m.seq) FROM messages m
+            WHERE m.conversation_id = conversations.id AND m.stub = 0), 0)",
+    ],
+),
+(
+    3,
     &[
         // Order cards change after they are posted: the highest update
         // position wins (an update may reach the worker before its card).

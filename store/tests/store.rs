@@ -174,7 +174,7 @@ async fn edits_deletes_reactions(store: &Store) {
     assert_eq!(p[1].reactions.get("fire"), None, "a later off beats an earlier on, whatever the arrival order");
     assert!(p[0].reactions.is_empty());
 
-    // Delete the last message: preview falls back to the latest live one.
+    // Delete the last message: the preview says so.
     store.persist(&[delete(c, 10, 3)]).await.expect("delete");
     // An edit of a deleted message does nothing.
     store.persist(&[edit(c, 11, 3, "resurrect", 9_999)]).await.expect("edit deleted");
@@ -191,7 +191,7 @@ async fn edits_deletes_reactions(store: &Store) {
     assert_eq!(store.message_meta(c, 99).await.expect("meta"), None);
 
     let st = store.conversation_state(c).await.expect("state").expect("exists");
-    assert_eq!(st.preview, "staff says");
+    assert_eq!(st.preview, store::DELETED_PREVIEW);
     assert_eq!(st.last_ts, 1_003, "last_ts is the latest message's, deleted or not");
     assert_eq!(st.last_pos, 11);
     assert_eq!(store.max_pos(c).await.expect("max_pos"), 11);
@@ -492,7 +492,7 @@ async fn events_before_their_message(store: &Store) {
     let st = store.conversation_state(c).await.expect("state").expect("exists");
     assert_eq!(st.customer.username, format!("user_{c}"));
     assert_eq!(st.unread, 1, "seq 2 only: 1 was seen, 3 is deleted");
-    assert_eq!(st.preview, "edited before arrival");
+    assert_eq!(st.preview, store::DELETED_PREVIEW, "the latest message (3) is deleted");
     assert_eq!(st.last_pos, 6);
 }
 
@@ -559,9 +559,12 @@ async fn two_processes_migrate_one_fresh_sqlite_file() {
 #[tokio::test]
 async fn two_processes_migrate_one_fresh_postgres_db() {
     let (url, name) = common::create_pg_db().await;
-    let (a, b) = tokio::join!(Store::connect(&url), Store::connect(&url));
+    // The second spells the scheme `postgresql://`, which must work the same.
+    let alt = url.replacen("postgres://", "postgresql://", 1);
+    let (a, b) = tokio::join!(Store::connect(&url), Store::connect(&alt));
     let (a, b) = (a.expect("first"), b.expect("second"));
     assert_eq!(a.backend(), Backend::Postgres);
+    assert_eq!(b.backend(), Backend::Postgres);
     a.persist(&[cmsg("x", 1)]).await.expect("persist");
     assert_eq!(b.message_count("x").await.expect("count"), 1);
     a.close().await;
@@ -591,6 +594,25 @@ async fn store_eq_reference(store: &Store) {
     let got = snapshot(store, "cc").await;
     store.persist(&history("ref")).await.expect("reference");
     assert_eq!(got, snapshot(store, "ref").await);
+}
+
+#[tokio::test]
+async fn in_memory_sqlite_is_shared_by_the_pool() {
+    let store = Store::connect("sqlite::memory:").await.expect("memory");
+    store.persist(&[cmsg("m", 1), cmsg("m", 2)]).await.expect("persist");
+    // Several reads at once use several pooled connections: all see one database.
+    let counts = futures_join(&store).await;
+    assert!(counts.iter().all(|&n| n == 2), "{counts:?}");
+}
+
+async fn futures_join(store: &Store) -> Vec<u64> {
+    let (a, b, c, d) = tokio::join!(
+        store.message_count("m"),
+        store.message_count("m"),
+        store.message_count("m"),
+        store.message_count("m")
+    );
+    [a, b, c, d].into_iter().map(|r| r.expect("count")).collect()
 }
 
 #[tokio::test]

@@ -58,7 +58,8 @@ async function postHistory(page, n, replyToFirst) {
 
 describe('console', () => {
   test('layouts: three columns on desktop, navigation between columns on tablet and phone (screenshots)', async () => {
-    const name = uniqueName('maya');
+    // Each run has its own Redis prefix and database, so a plain name is unique here.
+    const name = 'maya';
     const customer = await newCustomer(browser, stack.url, name, { viewport: VIEWPORTS.phone });
     await send(customer.page, 'Hi! Do you still have the seasonal muffins?');
     await send(customer.page, 'And can I reserve two for tomorrow morning?');
@@ -66,6 +67,9 @@ describe('console', () => {
     // Desktop: list, conversation and customer info side by side.
     const desk = await newAgent(browser, stack.url, { viewport: VIEWPORTS.desktop });
     await row(desk.page, name).click();
+    const ask = message(desk.page, 'And can I reserve two for tomorrow morning?');
+    await ask.hover();
+    await ask.getByRole('button', { name: 'Reply' }).click();
     await send(desk.page, 'We do! I reserved two for you, see you tomorrow.');
     await message(customer.page, 'We do! I reserved two for you, see you tomorrow.').waitFor();
     await until(async () => (await message(desk.page, 'We do! I reserved two for you, see you tomorrow.').locator('.read-status').getAttribute('data-status')) === 'seen', {
@@ -80,8 +84,11 @@ describe('console', () => {
     await desk.page.locator('.customer-panel .points-value').waitFor();
     await desk.page.mouse.move(0, 0);
     await shot(desk.page, 'desktop-console');
-    mkdirSync(join(webDir, '..', 'docs'), { recursive: true });
-    await desk.page.screenshot({ path: join(webDir, '..', 'docs', 'console.png') });
+    if (process.env.UPDATE_DOCS_SCREENSHOT) {
+      // The README's picture: `UPDATE_DOCS_SCREENSHOT=1 npm run e2e`.
+      mkdirSync(join(webDir, '..', 'docs'), { recursive: true });
+      await desk.page.screenshot({ path: join(webDir, '..', 'docs', 'console.png') });
+    }
 
     // Tablet: list + conversation; the info panel replaces the conversation and back.
     const tab = await newAgent(browser, stack.url, { viewport: VIEWPORTS.tablet, label: 'tablet agent' });
@@ -105,6 +112,7 @@ describe('console', () => {
     await shot(phone.page, 'phone-list');
     await row(phone.page, name).click();
     await message(phone.page, 'We do! I reserved two for you, see you tomorrow.').waitFor();
+    await phone.page.mouse.move(380, 830);
     assert.ok(!(await visible(phone.page, '.col-list')));
     assert.ok(await visible(phone.page, '.col-conv'));
     await shot(phone.page, 'phone-conversation');
@@ -163,6 +171,140 @@ describe('console', () => {
     assert.deepEqual(texts, Array.from({ length: 65 }, (_, i) => `History ${i + 1}`));
     assertClean(agent, ca, cb);
     for (const x of [agent, ca, cb]) await x.context.close();
+  });
+
+  test('order progress cards render status steps, items and total', async () => {
+    const name = uniqueName('otto');
+    const customer = await newCustomer(browser, stack.url, name);
+    await send(customer.page, 'I just ordered');
+    // The order backend comes later: inject the order message frame into the agent's socket.
+    const context = await browser.newContext({ viewport: VIEWPORTS.desktop });
+    const page = await context.newPage();
+    let toPage = null;
+    await page.routeWebSocket(/\/ws\?/, (ws) => {
+      const server = ws.connectToServer();
+      toPage = (f) => ws.send(JSON.stringify(f));
+      ws.onMessage((m) => server.send(m));
+      server.onMessage((m) => ws.send(m));
+    });
+    const { watch } = await import('./harness.mjs');
+    const w = watch(page, 'agent');
+    await page.goto(stack.url);
+    await page.getByLabel('Username').fill('demo');
+    await page.getByLabel('Password').fill('demo');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('link', { name: /^Chat/ }).click();
+    await row(page, name).click();
+    await message(page, 'I just ordered').waitFor();
+    const order = (seq, status) => ({
+      type: 'message',
+      conversation: name,
+      pos: seq,
+      message: {
+        seq,
+        kind: 'order',
+        text: `Order 1042 ${status}`,
+        ts: Date.now(),
+        deleted: false,
+        reactions: {},
+        order: { order_id: '1042', status, items: [{ name: 'Latte', qty: 2, price: 3.5 }, { name: 'Croissant', qty: 1, price: 2.25 }], total: 9.25 },
+      },
+    });
+    toPage(order(900, 'preparing'));
+    const card = page.locator('.order-card').first();
+    await card.waitFor();
+    assert.equal(await card.getAttribute('data-status'), 'preparing');
+    assert.deepEqual(await card.locator('.order-steps li').evaluateAll((els) => els.map((e) => e.className)), ['done', 'done', 'current', '', '']);
+    assert.match(await textOf(card), /2× Latte/);
+    assert.match(await textOf(card.locator('.order-total')), /9\.25/);
+    toPage(order(901, 'cancelled'));
+    await page.locator('.order-card[data-status="cancelled"]').waitFor();
+    assert.match(await textOf(page.locator('.order-card[data-status="cancelled"]')), /cancelled/i);
+    assertClean(w, customer);
+    await context.close();
+    await customer.context.close();
+  });
+
+  test('composer grows with its text; Shift+Enter breaks the line, Enter sends', async () => {
+    const name = uniqueName('gus');
+    const customer = await newCustomer(browser, stack.url, name);
+    await send(customer.page, 'Multi-line test');
+    const agent = await newAgent(browser, stack.url);
+    await row(agent.page, name).click();
+    await message(agent.page, 'Multi-line test').waitFor();
+    const box = agent.page.getByLabel('Message', { exact: true });
+    const h0 = await box.evaluate((el) => el.getBoundingClientRect().height);
+    await box.pressSequentially('Line one');
+    await box.press('Shift+Enter');
+    await box.pressSequentially('Line two');
+    await box.press('Shift+Enter');
+    await box.pressSequentially('Line three');
+    const h1 = await box.evaluate((el) => el.getBoundingClientRect().height);
+    assert.ok(h1 > h0 + 20, `text area grew from ${h0} to ${h1}`);
+    await box.press('Enter');
+    const sent = customer.page.locator('.msg-text', { hasText: 'Line one' });
+    await sent.waitFor();
+    assert.equal(await sent.textContent(), 'Line one\nLine two\nLine three');
+    assert.equal(await box.inputValue(), '');
+    await until(async () => (await box.evaluate((el) => el.getBoundingClientRect().height)) <= h0 + 1, { what: 'text area shrinks back' });
+    assertClean(agent, customer);
+    for (const x of [agent, customer]) await x.context.close();
+  });
+
+  test('background alerts: desktop notification and sound for a new customer message', async () => {
+    const context = await browser.newContext({ viewport: VIEWPORTS.desktop });
+    // Record notifications and tones instead of showing them; the page is "in the background".
+    await context.addInitScript(() => {
+      window.__alerts = { notes: [], tones: 0 };
+      class FakeNotification {
+        static permission = 'granted';
+        static requestPermission() {
+          return Promise.resolve('granted');
+        }
+        constructor(title, opts) {
+          window.__alerts.notes.push({ title, body: opts?.body });
+        }
+        close() {}
+      }
+      window.Notification = FakeNotification;
+      const Osc = window.OscillatorNode;
+      if (Osc) {
+        const start = Osc.prototype.start;
+        Osc.prototype.start = function (...a) {
+          window.__alerts.tones++;
+          return start.apply(this, a);
+        };
+      }
+    });
+    const page = await context.newPage();
+    const { watch } = await import('./harness.mjs');
+    const w = watch(page, 'agent');
+    await page.goto(stack.url);
+    await page.getByLabel('Username').fill('demo');
+    await page.getByLabel('Password').fill('demo');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('link', { name: /^Chat/ }).click(); // the first click unlocks sound
+    await page.locator('.chat-row').first().waitFor();
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    const name = uniqueName('nina');
+    const customer = await newCustomer(browser, stack.url, name);
+    await send(customer.page, 'Are you open today?');
+    const alerts = await until(
+      async () => {
+        const a = await page.evaluate(() => window.__alerts);
+        return a.notes.length ? a : null;
+      },
+      { what: 'a notification' },
+    );
+    assert.equal(alerts.notes[0].title, `New message from ${name}`);
+    assert.equal(alerts.notes[0].body, 'Are you open today?');
+    assert.ok(alerts.tones >= 1, 'a sound played');
+    assertClean(w, customer);
+    await context.close();
+    await customer.context.close();
   });
 
   test('keyboard navigation of the list, unread total in the tab title', async () => {

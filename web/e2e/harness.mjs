@@ -189,7 +189,7 @@ export async function newCustomer(browser, url, username, { viewport = { width: 
   await page.goto(`${url}/widget`);
   await page.getByLabel('Your username').fill(username);
   await page.getByRole('button', { name: 'Start chat' }).click();
-  await page.getByLabel('Message').waitFor();
+  await page.getByLabel('Message', { exact: true }).waitFor();
   await page.waitForFunction(() => !document.querySelector('[data-testid="connection-banner"]'));
   return { context, page, ...w };
 }
@@ -200,7 +200,7 @@ export function uniqueName(base) {
 
 /** Types a message in the composer and sends it with Enter. */
 export async function send(page, text) {
-  const box = page.getByLabel('Message');
+  const box = page.getByLabel('Message', { exact: true });
   await box.fill(text);
   await box.press('Enter');
 }

@@ -60,6 +60,45 @@ describe('common workflows', () => {
     await customer.context.close();
   });
 
+  test('read status: single check sent, double check delivered, filled double check seen', async () => {
+    const agent = await newAgent(browser, stack.url);
+    const name = uniqueName('vera');
+    const customer = await newCustomer(browser, stack.url, name);
+    await send(customer.page, 'Ping');
+    await row(agent.page, name).click();
+    await message(agent.page, 'Ping').waitFor();
+
+    // The customer's tab goes to the background: messages arrive (delivered) but are not seen.
+    await customer.page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await customer.context.setOffline(true);
+    customer.pause();
+    await send(agent.page, 'Are you still there?');
+    const mine = message(agent.page, 'Are you still there?');
+    await mine.waitFor();
+    await until(async () => (await mine.locator('.read-status').getAttribute('data-status')) === 'sent', { what: 'single check' });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await mine.locator('.read-status').getAttribute('data-status'), 'sent', 'not delivered while the customer is offline');
+
+    await customer.context.setOffline(false);
+    await message(customer.page, 'Are you still there?').waitFor({ timeout: 20_000 });
+    customer.resume();
+    await until(async () => (await mine.locator('.read-status').getAttribute('data-status')) === 'delivered', { what: 'double check' });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await mine.locator('.read-status').getAttribute('data-status'), 'delivered', 'not seen while in the background');
+
+    await customer.page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await until(async () => (await mine.locator('.read-status').getAttribute('data-status')) === 'seen', { what: 'filled double check' });
+    assertClean(agent, customer);
+    await agent.context.close();
+    await customer.context.close();
+  });
+
   test('finding a specific conversation by username', async () => {
     const name = uniqueName('zora');
     const customer = await newCustomer(browser, stack.url, name);
@@ -88,6 +127,14 @@ describe('common workflows', () => {
 
   test('reviewing only unread conversations', async () => {
     const agent = await newAgent(browser, stack.url);
+    const readName = uniqueName('rita');
+    const reader = await newCustomer(browser, stack.url, readName);
+    await send(reader.page, 'Already answered question');
+    await row(agent.page, readName).click();
+    await message(agent.page, 'Already answered question').waitFor();
+    await until(async () => (await row(agent.page, readName).locator('[data-testid="unread-badge"]').count()) === 0, { what: 'read' });
+    await agent.page.keyboard.press('Escape'); // close the conversation
+
     const name = uniqueName('ursula');
     const customer = await newCustomer(browser, stack.url, name);
     await send(customer.page, 'Anyone there?');
@@ -102,19 +149,18 @@ describe('common workflows', () => {
       const badges = await agent.page.locator('.chat-row [data-testid="unread-badge"]').count();
       return badges === n && (await row(agent.page, name).count()) === 1;
     }, { what: 'only unread rows' });
-    // A demo conversation whose last message is from staff has nothing unread.
-    assert.equal(await row(agent.page, 'dave').count(), 0);
+    assert.equal(await row(agent.page, readName).count(), 0, 'a read conversation is filtered out');
 
     // Work through it: open, it stays while open, badge clears.
     await row(agent.page, name).click();
     await message(agent.page, 'Anyone there?').waitFor();
     await until(async () => (await row(agent.page, name).locator('[data-testid="unread-badge"]').count()) === 0, { what: 'badge cleared' });
+    assert.equal(await row(agent.page, name).count(), 1, 'the open conversation stays in the filtered list');
 
     await agent.page.getByText('Show unread only').click();
-    await row(agent.page, 'dave').waitFor();
-    assertClean(agent, customer);
-    await agent.context.close();
-    await customer.context.close();
+    await row(agent.page, readName).waitFor();
+    assertClean(agent, customer, reader);
+    for (const x of [agent, customer, reader]) await x.context.close();
   });
 
   test('reply, edit, delete and react update live on both sides', async () => {
@@ -146,7 +192,7 @@ describe('common workflows', () => {
     await staffMsg.hover();
     await staffMsg.getByRole('button', { name: 'Edit' }).click();
     await agent.page.getByText('Editing message').waitFor();
-    const box = agent.page.getByLabel('Message');
+    const box = agent.page.getByLabel('Message', { exact: true });
     await box.fill('Sure, what time suits you?');
     await box.press('Enter');
     const edited = message(customer.page, 'Sure, what time suits you?');
@@ -163,7 +209,7 @@ describe('common workflows', () => {
     const typo = message(customer.page, 'Typo here: tomorow');
     await typo.hover();
     await typo.getByRole('button', { name: 'Edit' }).click();
-    const cbox = customer.page.getByLabel('Message');
+    const cbox = customer.page.getByLabel('Message', { exact: true });
     await cbox.fill('Typo here: tomorrow');
     await cbox.press('Enter');
     await message(agent.page, 'Typo here: tomorrow').locator('.edited').waitFor();
@@ -210,14 +256,14 @@ describe('common workflows', () => {
     await row(agent.page, name).click();
     await message(agent.page, 'Quick question').waitFor();
 
-    await customer.page.getByLabel('Message').pressSequentially('I wanted to ask', { delay: 30 });
+    await customer.page.getByLabel('Message', { exact: true }).pressSequentially('I wanted to ask', { delay: 30 });
     const ind = agent.page.locator('[data-testid="typing"]');
     await ind.waitFor({ timeout: 5000 });
     assert.match(await textOf(ind), new RegExp(`${name} is typing`));
     // It goes away by itself once the customer stops.
     await ind.waitFor({ state: 'detached', timeout: 12_000 });
 
-    await agent.page.getByLabel('Message').pressSequentially('Go ahead', { delay: 30 });
+    await agent.page.getByLabel('Message', { exact: true }).pressSequentially('Go ahead', { delay: 30 });
     await customer.page.locator('[data-testid="typing"]').waitFor({ timeout: 5000 });
     assertClean(agent, customer);
     await agent.context.close();

@@ -2,6 +2,18 @@
 //! conversation and three sorted sets, plus the authoritative `conversation`
 //! frame relayed to staff nodes.
 //!
+//! - `keys.row(conv)` hash: `customer_id`, `username`, `avatar_url` (empty
+//!   when none), `preview`, `last_ts`, `last_seq` (= SQL `last_pos`),
+//!   `unread`, and `staff_seen` (the script's tie-breaker).
+//! - `keys.chats_all()`: member conv id, score `last_ts`.
+//! - `keys.chats_unread()`: the same, only while `unread > 0`.
+//! - `keys.chats_names()`: score 0, member `lowercase(username) \0 conv id`.
+//! - `keys.inbox(node)` for each node of `keys.staff_nodes()` seen in the
+//!   last 15 s: `e` = `Relay { Staff, Some(conv), pos 0, conversation frame }`.
+//!
+//! Conversations with no message yet (only receipts) get a row hash but stay
+//! out of the sorted sets and are not relayed.
+//!
 //! Several workers may write the same conversation's row (a reclaimed entry
 //! processed next to new ones), and their Redis writes may land in any order.
 //! The row is written by a script that keeps the newest state: states only
@@ -11,7 +23,7 @@
 //! accepted; keeping them out of the script keeps every multi-key operation
 //! inside one Cluster slot.
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 use redis::{ErrorKind, Pipeline, Script, Value};
 use schema::envelope::{self, Audience, Relay};
 use schema::frames::{ConversationRow, ServerFrame};
@@ -104,7 +116,7 @@ impl ChatList {
     /// the live staff nodes. Loads the script and retries once if Redis lost it.
     pub async fn write_rows(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut (impl ConnectionLike + Send),
         states: &[ConversationState],
         with_nodes: bool,
     ) -> Result<(Vec<Applied>, Vec<String>), WorkerError> {
@@ -200,7 +212,7 @@ impl ChatList {
 /// Rewrites every conversation's row and index entries from the SQL record
 /// (after Redis lost its state). Safe to run next to live workers: the row
 /// script refuses to replace a newer state. Returns the rows written.
-pub async fn rebuild_chat_list(store: &Store, redis: &mut ConnectionManager, keys: &Keys) -> Result<usize, WorkerError> {
+pub async fn rebuild_chat_list(store: &Store, redis: &mut (impl ConnectionLike + Send), keys: &Keys) -> Result<usize, WorkerError> {
     const PAGE: usize = 500;
     let list = ChatList::new(keys.clone());
     let mut after: Option<String> = None;
@@ -221,6 +233,10 @@ pub async fn rebuild_chat_list(store: &Store, redis: &mut ConnectionManager, key
         }
         after = Some(last);
     }
-    tracing::info!(rows = written, "rebuilt chat list from the SQL store");
+    if written > 0 {
+        tracing::info!(rows = written, "rebuilt chat list from the SQL store");
+    } else {
+        tracing::debug!("chat list rebuild: nothing to write");
+    }
     Ok(written)
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// One URL, or comma-separated seed nodes of a Redis Cluster.
     pub redis_url: String,
+    /// Treat `redis_url` as a Redis Cluster (implied by several URLs).
+    pub redis_cluster: bool,
     /// `sqlite://...` or `postgres://...` (see `store::Store::connect`).
     pub database_url: String,
     /// Prefix of every Redis key (`schema::keys::Keys`).
@@ -38,6 +41,7 @@ impl Config {
     pub fn new(redis_url: impl Into<String>, database_url: impl Into<String>) -> Config {
         Config {
             redis_url: redis_url.into(),
+            redis_cluster: false,
             database_url: database_url.into(),
             key_prefix: "chat:".into(),
             shards: 4,

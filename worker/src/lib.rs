@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis_conn::{RedisConn, RedisTarget};
 use schema::envelope::{self, LogEvent};
 use schema::keys::{Keys, WORKER_GROUP};
 use store::{ConversationState, Store};
@@ -92,9 +92,13 @@ pub struct Worker {
     store: Store,
     list: ChatList,
     /// Normal commands (pipelines, scripts, acks, claims).
-    redis: ConnectionManager,
+    redis: RedisConn,
     /// Only for `XREADGROUP ... BLOCK`, which would stall a shared connection.
-    reader: ConnectionManager,
+    reader: RedisConn,
+    /// A Redis Cluster refuses `XREADGROUP` across slots: shards are read one by one.
+    cluster: bool,
+    /// Shard whose turn it is to block, in cluster mode.
+    turn: usize,
     streams: Vec<String>,
     read_pending: bool,
 }
@@ -112,23 +116,18 @@ impl Worker {
         if cfg.shards == 0 || cfg.batch_size == 0 {
             return Err(WorkerError::Config("shards and batch size must be at least 1".into()));
         }
-        let client = redis::Client::open(cfg.redis_url.as_str())?;
-        let normal = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(Duration::from_secs(10))
-            .set_number_of_retries(2);
-        let mut redis = ConnectionManager::new_with_config(client.clone(), normal).await?;
+        let target = RedisTarget::new(&cfg.redis_url, cfg.redis_cluster)?;
+        // Every request has a deadline: a Redis that stops answering must not
+        // hang the worker (the reconnecting manager alone can wait far longer).
+        let mut redis = target.shared(Duration::from_secs(5)).await?;
         // The blocking read may legitimately take `block`; allow that plus slack.
-        let blocking = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(cfg.block + Duration::from_secs(5))
-            .set_number_of_retries(2);
-        let reader = ConnectionManager::new_with_config(client, blocking).await?;
+        let reader = target.dedicated(cfg.block + Duration::from_secs(5)).await?;
+        let cluster = target.is_cluster();
         let keys = Keys::new(cfg.key_prefix.clone());
         let streams: Vec<String> = (0..cfg.shards).map(|s| keys.log(s)).collect();
         stream::ensure_groups(&mut redis, &streams).await?;
         // Entries delivered to this consumer name before a restart are ours to finish.
-        let mut w = Worker { list: ChatList::new(keys), cfg, store, redis, reader, streams, read_pending: true };
+        let mut w = Worker { list: ChatList::new(keys), cfg, store, redis, reader, cluster, turn: 0, streams, read_pending: true };
         w.ensure_chat_list().await?;
         tracing::info!(worker = %w.cfg.worker_id, shards = w.cfg.shards, "worker ready");
         Ok(w)
@@ -171,6 +170,9 @@ impl Worker {
 
     async fn read_batch_inner(&mut self) -> Result<Vec<Entry>, WorkerError> {
         let (id, count, block) = (&self.cfg.worker_id, self.cfg.batch_size, self.cfg.block.as_millis() as u64);
+        if self.cluster {
+            return self.read_batch_cluster().await;
+        }
         if self.read_pending {
             let pending = stream::read_group(&mut self.reader, &self.streams, id, count, block, true).await?;
             if !pending.is_empty() {
@@ -179,6 +181,32 @@ impl Worker {
             self.read_pending = false;
         }
         stream::read_group(&mut self.reader, &self.streams, id, count, block, false).await
+    }
+
+    /// Cluster mode: one shard per `XREADGROUP` (shards live in different
+    /// slots). Non-blocking over all shards; when all are empty, block briefly
+    /// on one shard in turn.
+    async fn read_batch_cluster(&mut self) -> Result<Vec<Entry>, WorkerError> {
+        let (id, count) = (self.cfg.worker_id.clone(), self.cfg.batch_size);
+        let mut out = Vec::new();
+        for s in self.streams.clone() {
+            let one = [s];
+            if self.read_pending {
+                out.extend(stream::read_group(&mut self.reader, &one, &id, count, 0, true).await?);
+            } else {
+                out.extend(stream::read_group(&mut self.reader, &one, &id, count, 1, false).await?);
+            }
+        }
+        if self.read_pending && out.is_empty() {
+            self.read_pending = false;
+        }
+        if out.is_empty() && !self.read_pending {
+            self.turn = (self.turn + 1) % self.streams.len();
+            let one = [self.streams[self.turn].clone()];
+            let block = self.cfg.block.as_millis().min(50) as u64;
+            out = stream::read_group(&mut self.reader, &one, &id, count, block, false).await?;
+        }
+        Ok(out)
     }
 
     /// One step: read a batch and process it.

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis_conn::{RedisConn, RedisTarget};
 use schema::envelope::{self, LoyaltyReply, LoyaltyRequest};
 use schema::frames::ErrorCode;
 use schema::keys::{Keys, WORKER_GROUP};
@@ -53,9 +53,9 @@ pub struct LoyaltyWorker {
     keys: Keys,
     consumer: String,
     loyalty: SharedLoyalty,
-    redis: ConnectionManager,
+    redis: RedisConn,
     /// Only for `XREADGROUP ... BLOCK`.
-    reader: ConnectionManager,
+    reader: RedisConn,
     streams: Vec<String>,
     block: Duration,
     claim_idle: Duration,
@@ -110,17 +110,10 @@ pub async fn execute(loyalty: &SharedLoyalty, req: &LoyaltyRequest) -> LoyaltyRe
 
 impl LoyaltyWorker {
     pub async fn new(cfg: &Config, loyalty: SharedLoyalty) -> Result<LoyaltyWorker, WorkerError> {
-        let client = redis::Client::open(cfg.redis_url.as_str())?;
-        let normal = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(Duration::from_secs(10))
-            .set_number_of_retries(2);
-        let mut redis = ConnectionManager::new_with_config(client.clone(), normal).await?;
-        let blocking = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(cfg.block + Duration::from_secs(5))
-            .set_number_of_retries(2);
-        let reader = ConnectionManager::new_with_config(client, blocking).await?;
+        // One stream, so one key per command: the same on a Redis Cluster.
+        let target = RedisTarget::new(&cfg.redis_url, cfg.redis_cluster)?;
+        let mut redis = target.shared(Duration::from_secs(5)).await?;
+        let reader = target.dedicated(cfg.block + Duration::from_secs(5)).await?;
         let keys = Keys::new(cfg.key_prefix.clone());
         let streams = vec![keys.loyalty()];
         stream::ensure_groups(&mut redis, &streams).await?;

@@ -10,8 +10,12 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "worker", about = "Persists the chat log to the SQL store and maintains the Redis chat list")]
 struct Args {
+    /// One URL, or comma-separated seed nodes of a Redis Cluster.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// Treat REDIS_URL as a Redis Cluster (implied by several comma-separated URLs).
+    #[arg(long, env = "CHAT_REDIS_CLUSTER", default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    redis_cluster: bool,
     /// `sqlite://path` or `postgres://...`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/chat.db")]
     database_url: String,
@@ -29,6 +33,9 @@ struct Args {
     /// Pending entries idle this long are claimed from their (dead) consumer.
     #[arg(long, env = "CHAT_CLAIM_IDLE_MS", default_value_t = 30_000)]
     claim_idle_ms: u64,
+    /// How often to look for idle entries to claim (and refresh the pending gauge).
+    #[arg(long, env = "WORKER_CLAIM_INTERVAL_MS", default_value_t = 5_000)]
+    claim_interval_ms: u64,
     /// Entries read per shard per `XREADGROUP`.
     #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 512)]
     batch_size: usize,
@@ -73,9 +80,13 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // stdout carries only the `worker metrics on ...` line that scripts read.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let mut cfg = worker::Config::new(args.redis_url, args.database_url);
+    cfg.redis_cluster = args.redis_cluster;
     cfg.key_prefix = args.key_prefix;
     cfg.shards = args.log_shards;
     if let Some(id) = args.worker_id.filter(|s| !s.is_empty()) {
@@ -83,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
     }
     cfg.metrics_addr = Some(args.metrics_addr);
     cfg.claim_idle = Duration::from_millis(args.claim_idle_ms);
+    cfg.claim_interval = Duration::from_millis(args.claim_interval_ms.max(100));
     cfg.batch_size = args.batch_size;
     cfg.loyalty_url = args.loyalty_url.filter(|u| !u.is_empty());
     cfg.loyalty_token = args.loyalty_token.filter(|t| !t.is_empty());

@@ -4,7 +4,7 @@
 //! comes back with no fields) is an entry without payload, not a parse error
 //! that would stall the whole read.
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 use redis::{ErrorKind, Value};
 use schema::keys::{FIELD, WORKER_GROUP};
 
@@ -21,7 +21,7 @@ pub struct Entry {
 }
 
 /// Creates the worker group on every shard (and the stream itself), once.
-pub async fn ensure_groups(conn: &mut ConnectionManager, streams: &[String]) -> Result<(), WorkerError> {
+pub async fn ensure_groups(conn: &mut (impl ConnectionLike + Send), streams: &[String]) -> Result<(), WorkerError> {
     for s in streams {
         let r: redis::RedisResult<()> =
             redis::cmd("XGROUP").arg("CREATE").arg(s).arg(WORKER_GROUP).arg("0").arg("MKSTREAM").query_async(conn).await;
@@ -38,7 +38,7 @@ pub async fn ensure_groups(conn: &mut ConnectionManager, streams: &[String]) -> 
 /// delivered-but-unacked entries (id `0`, returns at once); otherwise reads
 /// new entries (`>`), blocking up to `block_ms`.
 pub async fn read_group(
-    conn: &mut ConnectionManager,
+    conn: &mut (impl ConnectionLike + Send),
     streams: &[String],
     consumer: &str,
     count: usize,
@@ -71,7 +71,7 @@ pub async fn read_group(
 /// One `XAUTOCLAIM` call: entries of `stream` idle for `min_idle_ms`, from
 /// `cursor`. Returns the entries and the next cursor (`0-0` when done).
 pub async fn autoclaim(
-    conn: &mut ConnectionManager,
+    conn: &mut (impl ConnectionLike + Send),
     stream: &str,
     consumer: &str,
     min_idle_ms: u64,
@@ -104,7 +104,7 @@ pub async fn autoclaim(
 }
 
 /// Number of entries pending (delivered, not acked) in the group on `stream`.
-pub async fn pending_count(conn: &mut ConnectionManager, stream: &str) -> Result<u64, WorkerError> {
+pub async fn pending_count(conn: &mut (impl ConnectionLike + Send), stream: &str) -> Result<u64, WorkerError> {
     let reply: Value = redis::cmd("XPENDING").arg(stream).arg(WORKER_GROUP).query_async(conn).await?;
     Ok(as_seq(&reply).and_then(|s| s.first()).and_then(as_int).map(|n| n.max(0) as u64).unwrap_or(0))
 }

@@ -3,6 +3,8 @@
 //! PostgreSQL database per test, so tests run in parallel.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -61,6 +63,9 @@ pub struct Stack {
     pub gateways: Vec<Proc>,
     pub workers: Vec<Proc>,
     pub extra_env: Vec<(String, String)>,
+    /// Settings for gateways only / workers only (applied after `extra_env`).
+    pub gw_env: Vec<(String, String)>,
+    pub wk_env: Vec<(String, String)>,
     pub http: reqwest::Client,
 }
 
@@ -104,7 +109,7 @@ impl Stack {
                 (format!("postgres://postgres@127.0.0.1:5432/{name}"), Some(name))
             }
         };
-        Stack { prefix, dir, db, db_url, pg_db, gateways: vec![], workers: vec![], extra_env: vec![], http: reqwest::Client::new() }
+        Stack { prefix, dir, db, db_url, pg_db, gateways: vec![], workers: vec![], extra_env: vec![], gw_env: vec![], wk_env: vec![], http: reqwest::Client::new() }
     }
 
     /// The usual stack: `g` gateways, `w` workers, dev mode without demo customers.
@@ -143,6 +148,9 @@ impl Stack {
         let mut cmd = Command::new(bin("gateway"));
         self.common_env(&mut cmd);
         cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", format!("{}g{n}", &self.prefix[..self.prefix.len() - 1]));
+        for (k, v) in &self.gw_env {
+            cmd.env(k, v);
+        }
         let p = spawn(&mut cmd, self.dir.join(format!("gateway{n}.log")), "listening on http://");
         self.gateways.push(p);
         n
@@ -153,9 +161,20 @@ impl Stack {
         let mut cmd = Command::new(bin("worker"));
         self.common_env(&mut cmd);
         cmd.env("WORKER_METRICS_ADDR", "127.0.0.1:0").env("WORKER_ID", format!("w{n}-{}", uuid::Uuid::new_v4().simple()));
+        for (k, v) in &self.wk_env {
+            cmd.env(k, v);
+        }
         let p = spawn(&mut cmd, self.dir.join(format!("worker{n}.log")), "metrics on http://");
         self.workers.push(p);
         n
+    }
+
+    /// Replaces gateway `g` (killed or stopped) by a new process.
+    pub fn restart_worker(&mut self, w: usize) {
+        self.workers[w].kill9();
+        let n = self.add_worker();
+        self.workers.swap(w, n);
+        self.workers.pop();
     }
 
     pub fn url(&self, g: usize) -> String {
@@ -349,9 +368,23 @@ impl Client {
             match self.read_one(left).await {
                 Some(v) if pred(&v) => return v,
                 Some(v) => self.buf.push_back(v),
-                None => panic!("expected frame not received (closed: {:?}); buffered: {:#?}", self.closed, self.buf),
+                None => panic!("expected frame not received (closed: {:?}); {} buffered, the last: {}", self.closed, self.buf.len(), self.tail()),
             }
         }
+    }
+
+    /// The last few buffered frames, shortened, for failure messages.
+    pub fn tail(&self) -> String {
+        self.buf
+            .iter()
+            .rev()
+            .take(4)
+            .map(|v| {
+                let s = v.to_string();
+                if s.len() > 300 { format!("{}...", &s[..300]) } else { s }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Asserts no frame matching `pred` arrives within `wait`.
@@ -375,8 +408,9 @@ impl Client {
 
     /// Sends a message and returns its ack.
     pub async fn say(&mut self, conv: &str, text: &str) -> Value {
+        // rid = client_id, so tests can map acks to the record.
         let rid = uuid();
-        self.send(json!({"type":"send","rid":rid,"conversation":conv,"client_id":uuid(),"text":text})).await;
+        self.send(json!({"type":"send","rid":rid,"conversation":conv,"client_id":rid,"text":text})).await;
         self.reply(&rid).await
     }
 

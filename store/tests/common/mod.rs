@@ -64,6 +64,10 @@ pub fn drop_pg_db(name: String) {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = self.pg.take() {
+            if std::env::var_os("STORE_TEST_KEEP").is_some() {
+                eprintln!("kept database {name}");
+                return;
+            }
             drop_pg_db(name);
         }
         if let Some(dir) = self.dir.take() {

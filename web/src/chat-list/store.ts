@@ -48,8 +48,6 @@ export class ChatListStore {
   private unsubs: (() => void)[] = [];
   /** The open conversation stays in the list even when it stops matching "unread only". */
   selected: string | null = null;
-  /** Called for each live row (notifications, title). */
-  onRow: ((row: ConversationRow, previous: ConversationRow | undefined) => void) | null = null;
 
   constructor(
     socket: ChatSocket,
@@ -185,8 +183,6 @@ export class ChatListStore {
       const { type: _t, ...row } = f;
       void _t;
       this.upsert(row);
-    } else if (f.type === 'presence') {
-      // nothing in the list shows presence today
     }
   }
 
@@ -199,7 +195,6 @@ export class ChatListStore {
     let unreadConversations = this.state.unreadConversations;
     if (known === undefined) this.scheduleTotal();
     else unreadConversations += (row.unread > 0 ? 1 : 0) - (known > 0 ? 1 : 0);
-    this.onRow?.(row, prev);
     const next = rows.slice();
     if (i >= 0) next.splice(i, 1);
     if (this.matches(row)) {

@@ -21,6 +21,8 @@ export function Shell({ onLogout }: { onLogout: () => void }) {
       href={to}
       className={`nav-link${active ? ' active' : ''}`}
       aria-current={active ? 'page' : undefined}
+      aria-label={count ? `${label} (${count} unread)` : label}
+      title={label}
       onClick={(e) => {
         if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
         e.preventDefault();

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { ChatSocket } from '../lib/socket';
 import type { Emoji, Message } from '../lib/types';
 import type { ConversationStore } from './store';
@@ -6,6 +6,7 @@ import { useConversation, useSocket } from './useConversation';
 import { MessageList } from './MessageList';
 import { Composer, type ComposerHandle } from './Composer';
 
+// The gateway relays at most one typing frame per 1.5 s per conversation and socket.
 const TYPING_EVERY_MS = 2000;
 
 /** Messages, typing indicator and composer of one conversation; shared by the console and the widget. */
@@ -28,6 +29,13 @@ export function ChatPane({
   const [notice, setNotice] = useState<string | null>(null);
   const [highlight, setHighlight] = useState<number | null>(null);
   const lastTyping = useRef(0);
+  const typingTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  useEffect(
+    () => () => {
+      if (typingTimer.current) clearTimeout(typingTimer.current);
+    },
+    [],
+  );
   const composer = useRef<ComposerHandle>(null);
 
   useEffect(() => {
@@ -71,18 +79,17 @@ export function ChatPane({
         setNotice('The original message is no longer available.');
         return;
       }
-      // Wait a frame for the prepended history to render.
-      requestAnimationFrame(() => {
-        document.getElementById(`msg-${id}-${seq}`)?.scrollIntoView({ block: 'center', behavior: 'smooth' });
-        setHighlight(seq);
-        setTimeout(() => setHighlight((h) => (h === seq ? null : h)), 2000);
-      });
+      // The store has it; React may not have rendered the older page yet.
+      const el = await waitForElement(`msg-${id}-${seq}`);
+      el?.scrollIntoView({ block: 'center', behavior: 'smooth' });
+      setHighlight(seq);
+      setTimeout(() => setHighlight((h) => (h === seq ? null : h)), 2000);
     },
     [store, id],
   );
 
+  const outbox = useMemo(() => sock.outbox.filter((it) => it.conversation === id), [sock.outbox, id]);
   if (!state) return null;
-  const outbox = sock.outbox.filter((it) => it.conversation === id);
   const typing = state.typing && state.typing.until > Date.now() ? state.typing : null;
 
   return (
@@ -92,7 +99,6 @@ export function ChatPane({
         side={store.side}
         myId={socket.user?.id ?? null}
         outbox={outbox}
-        online={sock.state === 'open'}
         highlight={highlight}
         onReply={onReply}
         onEdit={onEdit}
@@ -131,18 +137,33 @@ export function ChatPane({
         onSend={(text) => {
           socket.send(id, text, replyTo ? { seq: replyTo.seq, excerpt: replyTo.text.slice(0, 140) } : undefined);
           setReplyTo(null);
-          lastTyping.current = 0;
+          if (typingTimer.current) clearTimeout(typingTimer.current);
+          typingTimer.current = null;
         }}
         onSaveEdit={(m, text) => {
           setEditing(null);
           socket.request({ type: 'edit', conversation: id, seq: m.seq, text }).catch(fail);
         }}
         onTyping={() => {
-          const now = Date.now();
-          if (now - lastTyping.current < TYPING_EVERY_MS) return;
-          if (socket.fire({ type: 'typing', conversation: id })) lastTyping.current = now;
+          // Throttled with a trailing edge: typing right after a frame still shows once the window opens.
+          const fire = () => {
+            typingTimer.current = null;
+            if (socket.fire({ type: 'typing', conversation: id })) lastTyping.current = Date.now();
+          };
+          const wait = TYPING_EVERY_MS - (Date.now() - lastTyping.current);
+          if (wait <= 0) fire();
+          else if (!typingTimer.current) typingTimer.current = setTimeout(fire, wait);
         }}
       />
     </div>
   );
+}
+
+async function waitForElement(id: string, timeoutMs = 2000): Promise<HTMLElement | null> {
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    const el = document.getElementById(id);
+    if (el || performance.now() > end) return el;
+    await new Promise((r) => requestAnimationFrame(() => r(undefined)));
+  }
 }

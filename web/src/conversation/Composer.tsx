@@ -43,7 +43,6 @@ export const Composer = forwardRef<ComposerHandle, ComposerProps>(function Compo
       setText(draft.current);
       draft.current = '';
     }
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [p.editing?.seq]);
 
   useEffect(() => {

@@ -102,51 +102,51 @@ export const MessageBubble = memo(function MessageBubble(p: BubbleProps) {
             })}
           </div>
         )}
+        {canAct && (
+          <div className="msg-actions" role="toolbar" aria-label="Message actions">
+            <button type="button" aria-label="Reply" title="Reply" onClick={() => p.onReply(m)}>
+              <ReplyIcon />
+            </button>
+            <button type="button" aria-label="React" title="React" aria-expanded={picker} onClick={() => setPicker((v) => !v)}>
+              <SmileIcon />
+            </button>
+            {own && m.kind !== 'order' && (
+              <>
+                <button type="button" aria-label="Edit" title="Edit" onClick={() => p.onEdit(m)}>
+                  <EditIcon />
+                </button>
+                <button type="button" aria-label="Delete" title="Delete" className="danger" onClick={() => p.onDelete(m)}>
+                  <TrashIcon />
+                </button>
+              </>
+            )}
+            {picker && (
+              <div className="emoji-picker" role="menu" aria-label="Reactions">
+                {EMOJIS.map((e) => {
+                  const on = p.mine.has(`${m.seq}:${e.key}`);
+                  return (
+                    <button
+                      type="button"
+                      role="menuitemcheckbox"
+                      aria-checked={on}
+                      key={e.key}
+                      aria-label={e.label}
+                      title={e.label}
+                      onClick={() => {
+                        setPicker(false);
+                        setActive(false);
+                        p.onReact(m, e.key, !on);
+                      }}
+                    >
+                      {e.glyph}
+                    </button>
+                  );
+                })}
+              </div>
+            )}
+          </div>
+        )}
       </div>
-      {canAct && (
-        <div className="msg-actions" role="toolbar" aria-label="Message actions">
-          <button type="button" aria-label="Reply" title="Reply" onClick={() => p.onReply(m)}>
-            <ReplyIcon />
-          </button>
-          <button type="button" aria-label="React" title="React" aria-expanded={picker} onClick={() => setPicker((v) => !v)}>
-            <SmileIcon />
-          </button>
-          {own && m.kind !== 'order' && (
-            <>
-              <button type="button" aria-label="Edit" title="Edit" onClick={() => p.onEdit(m)}>
-                <EditIcon />
-              </button>
-              <button type="button" aria-label="Delete" title="Delete" className="danger" onClick={() => p.onDelete(m)}>
-                <TrashIcon />
-              </button>
-            </>
-          )}
-          {picker && (
-            <div className="emoji-picker" role="menu" aria-label="Reactions">
-              {EMOJIS.map((e) => {
-                const on = p.mine.has(`${m.seq}:${e.key}`);
-                return (
-                  <button
-                    type="button"
-                    role="menuitemcheckbox"
-                    aria-checked={on}
-                    key={e.key}
-                    aria-label={e.label}
-                    title={e.label}
-                    onClick={() => {
-                      setPicker(false);
-                      setActive(false);
-                      p.onReact(m, e.key, !on);
-                    }}
-                  >
-                    {e.glyph}
-                  </button>
-                );
-              })}
-            </div>
-          )}
-        </div>
-      )}
     </div>
   );
 });

@@ -11,7 +11,6 @@ export interface MessageListProps {
   side: Side;
   myId: string | null;
   outbox: readonly OutboxItem[];
-  online: boolean;
   highlight: number | null;
   onReply: (m: Message) => void;
   onEdit: (m: Message) => void;
@@ -47,23 +46,31 @@ export function MessageList(p: MessageListProps) {
   const delivery = (m: Message): Delivery =>
     m.seq <= state.other.seen ? 'seen' : m.seq <= state.other.delivered ? 'delivered' : 'sent';
 
-  // Keep the view pinned to the bottom for new messages, and keep the reader's place
-  // when older history is prepended above.
+  // Keep the view pinned to the bottom for new messages (when the reader is there, or
+  // just sent one), and keep the reader's place when older history is prepended.
+  const lastKey = useRef('');
+  const lastOutbox = useRef(0);
+  const lastSeq = state.messages[state.messages.length - 1]?.seq ?? 0;
+  const key = `${lastSeq}:${state.messages.length}:${p.outbox.length}:${state.typing ? 1 : 0}`;
   useLayoutEffect(() => {
     const el = scroller.current;
     if (!el) return;
     const first = state.messages[0]?.seq ?? null;
+    const sent = p.outbox.length > lastOutbox.current;
     if (initial.current && state.status === 'ready') {
       el.scrollTop = el.scrollHeight;
       initial.current = false;
     } else if (firstSeq.current !== null && first !== null && first < firstSeq.current) {
       el.scrollTop += el.scrollHeight - lastHeight.current;
-    } else if (atBottom.current) {
+    } else if (key !== lastKey.current && (atBottom.current || sent)) {
       el.scrollTop = el.scrollHeight;
+      atBottom.current = true;
     }
+    lastKey.current = key;
+    lastOutbox.current = p.outbox.length;
     firstSeq.current = first;
     lastHeight.current = el.scrollHeight;
-  }, [state.messages, state.status, p.outbox, state.typing]);
+  }, [key, state.messages, state.status, p.outbox.length]);
 
   // A short history that does not fill the view cannot be scrolled: load more now.
   useEffect(() => {

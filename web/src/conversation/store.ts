@@ -30,6 +30,9 @@ export interface ConvState {
 
 const PAGE = 50;
 const MAX_CACHED = 12;
+/** Live events kept per conversation that is not open, and how many conversations. */
+const RECENT_PER_CONV = 40;
+const RECENT_CONVS = 500;
 
 interface MessagesPage {
   items: Message[];
@@ -39,6 +42,13 @@ interface MessagesPage {
 export class ConversationStore {
   private convs = new Map<string, ConvState>();
   private buffers = new Map<string, EventFrame[]>();
+  /**
+   * Recent live events of conversations that are not loaded. History comes from the
+   * SQL record, which the worker writes a moment after the event went out live: an
+   * event that arrived just before a conversation is opened may not be in the first
+   * page yet, so it is merged from here.
+   */
+  private recent = new Map<string, EventFrame[]>();
   private loads = new Map<string, number>();
   private listeners = new Map<string, Set<() => void>>();
   private sentSeen = new Map<string, number>();
@@ -57,7 +67,8 @@ export class ConversationStore {
       socket.onConnected((e) => {
         for (const [id, c] of this.convs) {
           if (e.epochChanged || c.status !== 'ready') void this.load(id, e.epochChanged);
-          else if (this.side === 'staff') void this.refreshDetail(id);
+          // Receipts are state, not replayed events: read them again.
+          else void this.refreshDetail(id);
         }
         // Anything we thought we had sent may have been lost with the old socket.
         this.sentSeen.clear();
@@ -136,10 +147,7 @@ export class ConversationStore {
     this.convs.set(id, base);
     this.emit(id);
     try {
-      let detail: ConversationDetail | null = null;
-      if (this.side === 'staff') {
-        detail = await request<ConversationDetail>(`/api/conversations/${encodeURIComponent(id)}`, { token: this.token() });
-      }
+      const detail = await request<ConversationDetail>(`/api/conversations/${encodeURIComponent(id)}`, { token: this.token() });
       const page = await request<MessagesPage>(
         `/api/conversations/${encodeURIComponent(id)}/messages${query({ limit: PAGE })}`,
         { token: this.token() },
@@ -148,7 +156,7 @@ export class ConversationStore {
       const items = [...(page.items ?? [])].sort((a, b) => a.seq - b.seq);
       // Everything up to this position is reflected in the page we got.
       const lastSeq = items.length ? items[items.length - 1].seq : 0;
-      const basePos = Math.max(detail?.row?.last_seq ?? 0, lastSeq);
+      const basePos = Math.max(detail.row?.last_seq ?? 0, lastSeq);
       const cur = this.convs.get(id) ?? base;
       let next: ConvState = {
         ...cur,
@@ -156,18 +164,14 @@ export class ConversationStore {
         error: undefined,
         messages: items,
         hasMore: !!page.has_more,
-        row: detail?.row ?? cur.row,
-        online: detail ? !!detail.online : cur.online,
-        other: detail
-          ? {
-              delivered: Math.max(cur.other.delivered, detail.receipts?.customer_delivered ?? 0),
-              seen: Math.max(cur.other.seen, detail.receipts?.customer_seen ?? 0),
-            }
-          : cur.other,
+        row: detail.row ?? cur.row,
+        online: !!detail.online,
+        other: this.otherReceipts(cur, detail),
       };
       this.socket.track(id, basePos);
-      const buffered = this.buffers.get(id) ?? [];
+      const buffered = [...(this.recent.get(id) ?? []), ...(this.buffers.get(id) ?? [])].sort((a, b) => a.pos - b.pos);
       this.buffers.delete(id);
+      this.recent.delete(id);
       for (const ev of buffered) {
         if (ev.pos <= basePos) continue;
         next = this.apply(next, ev);
@@ -194,17 +198,18 @@ export class ConversationStore {
       const d = await request<ConversationDetail>(`/api/conversations/${encodeURIComponent(id)}`, { token: this.token() });
       const c = this.convs.get(id);
       if (!c) return;
-      this.update(id, {
-        row: d.row,
-        online: !!d.online,
-        other: {
-          delivered: Math.max(c.other.delivered, d.receipts?.customer_delivered ?? 0),
-          seen: Math.max(c.other.seen, d.receipts?.customer_seen ?? 0),
-        },
-      });
+      this.update(id, { row: d.row ?? c.row, online: !!d.online, other: this.otherReceipts(c, d) });
     } catch {
       /* the next event brings it */
     }
+  }
+
+  /** The other side's read state from a detail answer (receipts only move forward). */
+  private otherReceipts(c: ConvState, d: ConversationDetail): ConvState['other'] {
+    const r = d.receipts;
+    const delivered = (this.side === 'staff' ? r?.customer_delivered : r?.staff_delivered) ?? 0;
+    const seen = (this.side === 'staff' ? r?.customer_seen : r?.staff_seen) ?? 0;
+    return { delivered: Math.max(c.other.delivered, delivered, seen), seen: Math.max(c.other.seen, seen) };
   }
 
   /** Loads the page before the oldest message held. */
@@ -282,7 +287,10 @@ export class ConversationStore {
         return;
       }
       const c = this.convs.get(id);
-      if (!c || c.status !== 'ready') return;
+      if (!c || c.status !== 'ready') {
+        this.remember(f);
+        return;
+      }
       this.convs.set(id, this.apply(c, f));
       this.emit(id);
       return;
@@ -330,6 +338,16 @@ export class ConversationStore {
       default:
         return;
     }
+  }
+
+  private remember(f: EventFrame): void {
+    let list = this.recent.get(f.conversation);
+    if (list) this.recent.delete(f.conversation);
+    else list = [];
+    list.push(f);
+    if (list.length > RECENT_PER_CONV) list.shift();
+    this.recent.set(f.conversation, list); // most recent last
+    if (this.recent.size > RECENT_CONVS) this.recent.delete(this.recent.keys().next().value as string);
   }
 
   private clearTyping(id: string): void {

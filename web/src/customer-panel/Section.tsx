@@ -51,7 +51,6 @@ export function Section({
     if (!open || loadedFor.current === refreshKey) return;
     loadedFor.current = refreshKey;
     void load(null);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [open, refreshKey]);
 
   return (

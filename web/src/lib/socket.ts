@@ -129,11 +129,6 @@ export class ChatSocket {
     this.setState('closed');
   }
 
-  /** Drops the current socket as if the network failed (used by the offline handler and tests). */
-  drop(): void {
-    if (this.ws) this.handleClose(this.generation);
-  }
-
   private onOnline = () => {
     if (this.stopped) return;
     if (this.state === 'offline' || this.state === 'reconnecting') {
@@ -190,7 +185,8 @@ export class ChatSocket {
       // Resume must be the first frame of every connection.
       const positions: Record<string, number> = {};
       for (const [c, p] of this.positions) positions[c] = p;
-      this.rawSend({ type: 'resume', positions });
+      // The epoch the positions belong to: the server answers complete:false when it changed.
+      this.rawSend(this.epoch ? { type: 'resume', positions, epoch: this.epoch } : { type: 'resume', positions });
       this.startHeartbeat(gen);
     };
     ws.onmessage = (ev) => {

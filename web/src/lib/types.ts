@@ -75,7 +75,7 @@ export interface Receipts {
 }
 
 export interface ConversationDetail {
-  row: ConversationRow;
+  row: ConversationRow | null;
   receipts: Receipts;
   online: boolean;
 }

@@ -59,7 +59,7 @@ function WidgetLogin({ onLogin }: { onLogin: (s: WidgetSession) => void }) {
       >
         <label>
           Your username
-          <input name="username" value={username} onChange={(e) => setUsername(e.target.value)} required pattern="[\p{L}\p{N}_.\-]{1,64}" autoFocus />
+          <input name="username" value={username} onChange={(e) => setUsername(e.target.value)} required pattern="[A-Za-z0-9_.\-]{1,64}" title="Letters, digits, _ - . (up to 64)" autoFocus />
         </label>
         {error && (
           <div className="form-error" role="alert">
@@ -83,7 +83,6 @@ function WidgetChat({ session, onSignOut }: { session: WidgetSession; onSignOut:
     });
     const store = new ConversationStore(socket, 'customer', () => session.token);
     return { socket, store };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [session.token]);
   const [conversation, setConversation] = useState(session.conversation);
   const sock = useSocket(socket);

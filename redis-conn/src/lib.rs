@@ -1,0 +1,116 @@
+//! The Redis connection gateway and worker share: one type for a single server or a Redis
+//! Cluster, with a deadline on every request, so that a Redis that stops
+//! answering turns into a prompt `unavailable` for the client instead of a
+//! hang.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
+
+#[derive(Clone)]
+enum Inner {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A multiplexed connection (cheap to clone) with a per-request deadline.
+#[derive(Clone)]
+pub struct RedisConn {
+    inner: Inner,
+    timeout: Duration,
+}
+
+/// How to open connections: the shared one and dedicated ones for blocking reads.
+#[derive(Clone)]
+pub enum RedisTarget {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+impl RedisTarget {
+    /// `urls`: one URL, or several comma-separated seed nodes of a cluster.
+    pub fn new(urls: &str, cluster: bool) -> Result<Self, RedisError> {
+        let list: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        if cluster || list.len() > 1 {
+            Ok(RedisTarget::Cluster(ClusterClient::builder(list).build()?))
+        } else {
+            Ok(RedisTarget::Single(redis::Client::open(urls.trim())?))
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisTarget::Cluster(_))
+    }
+
+    /// The shared, reconnecting connection.
+    pub async fn shared(&self, timeout: Duration) -> Result<RedisConn, RedisError> {
+        let inner = match self {
+            RedisTarget::Single(c) => {
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(timeout)
+                    .set_number_of_retries(1);
+                Inner::Single(ConnectionManager::new_with_config(c.clone(), cfg).await?)
+            }
+            RedisTarget::Cluster(c) => Inner::Cluster(c.get_async_connection().await?),
+        };
+        Ok(RedisConn { inner, timeout })
+    }
+
+    /// A connection of its own, for `XREAD BLOCK` (which would stall a shared one).
+    pub async fn dedicated(&self, timeout: Duration) -> Result<RedisConn, RedisError> {
+        let inner = match self {
+            RedisTarget::Single(c) => {
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(timeout)
+                    .set_number_of_retries(1);
+                Inner::Single(ConnectionManager::new_with_config(c.clone(), cfg).await?)
+            }
+            RedisTarget::Cluster(c) => Inner::Cluster(c.get_async_connection().await?),
+        };
+        Ok(RedisConn { inner, timeout })
+    }
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from((ErrorKind::IoError, "redis request timed out"))
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let t = self.timeout;
+        Box::pin(async move {
+            let fut = async {
+                match &mut self.inner {
+                    Inner::Single(c) => c.req_packed_command(cmd).await,
+                    Inner::Cluster(c) => c.req_packed_command(cmd).await,
+                }
+            };
+            tokio::time::timeout(t, fut).await.unwrap_or_else(|_| Err(timed_out()))
+        })
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, cmd: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        let t = self.timeout;
+        Box::pin(async move {
+            let fut = async {
+                match &mut self.inner {
+                    Inner::Single(c) => c.req_packed_commands(cmd, offset, count).await,
+                    Inner::Cluster(c) => c.req_packed_commands(cmd, offset, count).await,
+                }
+            };
+            tokio::time::timeout(t, fut).await.unwrap_or_else(|_| Err(timed_out()))
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.inner {
+            Inner::Single(c) => c.get_db(),
+            Inner::Cluster(c) => c.get_db(),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+// Unit tests of the WebSocket client (src/lib/socket.ts) against a fake
+// WebSocket: resume first, reconnect with backoff, offline pause, the outbox
+// (queued while offline, sent once, same client_id on retry), epoch changes.
+// The TypeScript module is bundled with esbuild (a Vite dependency) on the fly.
+
+import { test, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildSync } from 'esbuild';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const out = mkdtempSync(join(tmpdir(), 'socket-test-'));
+buildSync({ entryPoints: [join(here, '../src/lib/socket.ts')], bundle: true, format: 'esm', outfile: join(out, 'socket.mjs'), logLevel: 'error' });
+const { ChatSocket } = await import(pathToFileURL(join(out, 'socket.mjs')).href);
+rmSync(out, { recursive: true, force: true });
+
+// ---------------------------------------------------------------- fakes
+
+class FakeWebSocket {
+  static OPEN = 1;
+  static all = [];
+  readyState = 0;
+  sent = [];
+  constructor(url) {
+    this.url = url;
+    FakeWebSocket.all.push(this);
+  }
+  send(s) {
+    this.sent.push(JSON.parse(s));
+  }
+  close() {
+    this.readyState = 3;
+  }
+  // test side
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  receive(frame) {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+  drop() {
+    this.readyState = 3;
+    this.onclose?.({ code: 1006 });
+  }
+}
+
+const listeners = {};
+let online = true;
+beforeEach(() => {
+  FakeWebSocket.all = [];
+  online = true;
+  globalThis.WebSocket = FakeWebSocket;
+  globalThis.location = { protocol: 'http:', host: 'test' };
+  globalThis.window = {
+    isSecureContext: false,
+    addEventListener: (t, f) => ((listeners[t] ??= new Set()).add(f)),
+    removeEventListener: (t, f) => listeners[t]?.delete(f),
+  };
+  Object.defineProperty(globalThis, 'navigator', { configurable: true, get: () => ({ onLine: online }) });
+});
+afterEach(() => {
+  for (const k of Object.keys(listeners)) delete listeners[k];
+});
+
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+async function until(fn, ms = 3000) {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await tick(5);
+  }
+}
+const hello = (epoch = 'e1') => ({ type: 'hello', user: { kind: 'agent', id: 'a1', username: 'demo' }, epoch });
+
+async function connected(sock, epoch) {
+  await until(() => FakeWebSocket.all.length > 0 && FakeWebSocket.all.at(-1).readyState === 0);
+  const ws = FakeWebSocket.all.at(-1);
+  ws.open();
+  ws.receive(hello(epoch));
+  return ws;
+}
+
+function newSocket() {
+  let tickets = 0;
+  const s = new ChatSocket({ getTicket: async () => `t${++tickets}` });
+  s.start();
+  return s;
+}
+
+// ---------------------------------------------------------------- tests
+
+test('resume is the first frame, with the held positions and the epoch', async () => {
+  const s = newSocket();
+  const ws = await connected(s);
+  assert.deepEqual(ws.sent[0], { type: 'resume', positions: {} });
+  assert.equal(s.state, 'open');
+  s.track('c1', 4);
+  ws.receive({ type: 'message', conversation: 'c1', pos: 5, message: { seq: 5, kind: 'customer', text: 'x', ts: 1, deleted: false, reactions: {} } });
+  ws.receive({ type: 'edited', conversation: 'c1', pos: 6, seq: 5, text: 'y', edited_at: 2 });
+  // Events of untracked conversations do not make up positions.
+  ws.receive({ type: 'message', conversation: 'c2', pos: 9, message: { seq: 9, kind: 'customer', text: 'x', ts: 1, deleted: false, reactions: {} } });
+  ws.drop();
+  assert.equal(s.state, 'reconnecting');
+  const ws2 = await connected(s);
+  assert.deepEqual(ws2.sent[0], { type: 'resume', positions: { c1: 6 }, epoch: 'e1' });
+  assert.match(ws2.url, /\/ws\?ticket=t2$/);
+  s.stop();
+});
+
+test('outbox: queued while disconnected, sent after resume, removed on ack, never twice', async () => {
+  const s = newSocket();
+  const ws = await connected(s);
+  ws.drop();
+  const item = s.send('c1', 'typed offline');
+  assert.equal(s.outbox[0].status, 'queued');
+  const sentEvents = [];
+  s.onSent((e) => sentEvents.push(e));
+  const ws2 = await connected(s);
+  assert.equal(ws2.sent[0].type, 'resume');
+  const sends = ws2.sent.filter((f) => f.type === 'send');
+  assert.equal(sends.length, 1);
+  assert.equal(sends[0].client_id, item.client_id);
+  assert.equal(sends[0].rid, item.client_id);
+  assert.equal(s.outbox[0].status, 'sending');
+  ws2.receive({ type: 'ack', rid: item.client_id, conversation: 'c1', seq: 7, ts: 1, pos: 7 });
+  assert.equal(s.outbox.length, 0);
+  assert.equal(sentEvents[0].seq, 7);
+  s.stop();
+});
+
+test('unacknowledged sends go again with the same client_id after a drop', async () => {
+  const s = newSocket();
+  const ws = await connected(s);
+  const item = s.send('c1', 'hello');
+  assert.equal(ws.sent.filter((f) => f.type === 'send').length, 1);
+  ws.drop();
+  assert.equal(s.outbox[0].status, 'queued');
+  const ws2 = await connected(s);
+  const again = ws2.sent.filter((f) => f.type === 'send');
+  assert.equal(again.length, 1);
+  assert.equal(again[0].client_id, item.client_id);
+  // The echoed message (with client_id) also clears the outbox.
+  ws2.receive({ type: 'message', conversation: 'c1', pos: 3, message: { seq: 3, kind: 'staff', text: 'hello', ts: 1, deleted: false, reactions: {}, client_id: item.client_id } });
+  assert.equal(s.outbox.length, 0);
+  s.stop();
+});
+
+test('an error marks the message failed; retry reuses the client_id', async () => {
+  const s = newSocket();
+  const ws = await connected(s);
+  const item = s.send('c1', 'will fail');
+  ws.receive({ type: 'error', rid: item.client_id, code: 'unavailable', message: 'busy' });
+  assert.equal(s.outbox[0].status, 'failed');
+  assert.equal(s.outbox[0].error, 'busy');
+  s.retry(item.client_id);
+  const sends = ws.sent.filter((f) => f.type === 'send');
+  assert.equal(sends.length, 2);
+  assert.equal(sends[1].client_id, item.client_id);
+  assert.equal(s.outbox[0].status, 'sending');
+  s.stop();
+});
+
+test('offline pauses reconnecting until the browser is online again', async () => {
+  const s = newSocket();
+  const ws = await connected(s);
+  online = false;
+  listeners.offline.forEach((f) => f());
+  assert.equal(ws.readyState, 3, 'the old socket is not trusted');
+  assert.equal(s.state, 'offline');
+  await tick(700);
+  assert.equal(FakeWebSocket.all.length, 1, 'no attempts while offline');
+  online = true;
+  listeners.online.forEach((f) => f());
+  const ws2 = await connected(s);
+  assert.equal(ws2.sent[0].type, 'resume');
+  assert.equal(s.state, 'open');
+  s.stop();
+});
+
+test('reconnect attempts back off', async () => {
+  const s = newSocket();
+  await connected(s);
+  const times = [];
+  for (let i = 0; i < 4; i++) {
+    const before = FakeWebSocket.all.length;
+    const t0 = Date.now();
+    FakeWebSocket.all.at(-1).drop();
+    await until(() => FakeWebSocket.all.length > before, 5000);
+    times.push(Date.now() - t0);
+  }
+  // 300 ms * 2^n with jitter in [0.5, 1]: 150-300, 300-600, 600-1200, 1200-2400.
+  assert.ok(times[3] > times[0], `backoff grows: ${times.join(', ')}`);
+  assert.ok(times[3] >= 1100, `fourth delay ${times[3]} ms`);
+  s.stop();
+});
+
+test('a new epoch drops positions and is reported', async () => {
+  const s = newSocket();
+  const ws = await connected(s, 'e1');
+  s.track('c1', 10);
+  const events = [];
+  s.onConnected((e) => events.push(e));
+  ws.drop();
+  await connected(s, 'e2');
+  assert.deepEqual(events, [{ reconnect: true, epochChanged: true }]);
+  assert.equal(s.position('c1'), undefined);
+  s.stop();
+});
+
+test('requests resolve on ack and fail fast while disconnected', async () => {
+  const s = newSocket();
+  const ws = await connected(s);
+  const p = s.request({ type: 'edit', conversation: 'c1', seq: 1, text: 'x' });
+  const rid = ws.sent.at(-1).rid;
+  ws.receive({ type: 'ack', rid, conversation: 'c1', seq: 1, ts: 1 });
+  assert.equal((await p).type, 'ack');
+  const q = s.request({ type: 'delete', conversation: 'c1', seq: 1 });
+  ws.receive({ type: 'error', rid: ws.sent.at(-1).rid, code: 'forbidden', message: 'no' });
+  await assert.rejects(q, /no/);
+  ws.drop();
+  await assert.rejects(s.request({ type: 'delete', conversation: 'c1', seq: 1 }), /Not connected/);
+  s.stop();
+});
