@@ -18,6 +18,7 @@ use hyper::{Request, Response, StatusCode};
 use schema::envelope::{self, Audience, LoyaltyReply, LoyaltyRequest};
 use schema::frames::{ErrorCode, MessageKind, ServerFrame};
 use schema::keys::FIELD;
+use schema::limits::DEDUPE_TTL_SECS;
 use schema::loyalty::{
     Actor, Balance, OrderFilter, PointsAction, PointsOutcome, MAX_IDEMPOTENCY_KEY, MAX_REASON_CHARS, POINTS_HARD_MAX,
 };
@@ -338,25 +339,37 @@ async fn announce(
             None => format!("{} points awarded by {name}", tx.amount),
         },
     };
-    let client_id = stable_uuid(&format!("points:{customer}:{key}"));
-    post_message(
-        state,
-        NewMessage {
-            conv: customer,
-            kind: MessageKind::System,
-            author: None,
-            text: &text,
-            reply_to: None,
-            client_id: &client_id,
-            order_json: None,
-        },
-    )
-    .await?;
-    let frame = ServerFrame::Points {
-        customer: customer.to_string(),
-        balance: outcome.balance,
-        version: Some(outcome.version),
+    // The message dedupes on its client_id only while the send path
+    // remembers it (DEDUPE_TTL_SECS): a repeat older than half that is not
+    // re-announced (its first execution announced it long ago).
+    let stale = outcome.replayed && schema::now_ms() - tx.ts > (DEDUPE_TTL_SECS as i64) * 500;
+    if !stale {
+        let client_id = stable_uuid(&format!("points:{customer}:{key}"));
+        post_message(
+            state,
+            NewMessage {
+                conv: customer,
+                kind: MessageKind::System,
+                author: None,
+                text: &text,
+                reply_to: None,
+                client_id: &client_id,
+                order_json: None,
+            },
+        )
+        .await?;
+    }
+    // A repeat's outcome may be older than later actions: relay the current balance.
+    let now = if outcome.replayed {
+        match state.loyalty.balance(customer).await {
+            Ok(b) => b,
+            Err(_) => return Ok(()),
+        }
+    } else {
+        Balance { balance: outcome.balance, version: outcome.version }
     };
+    let frame =
+        ServerFrame::Points { customer: customer.to_string(), balance: now.balance, version: Some(now.version) };
     crate::relay::relay_frame(state, Audience::Staff, customer, frame.to_json(), None).await?;
     Ok(())
 }

@@ -164,6 +164,13 @@ async fn reset_balance(db: Db) {
     let again = reset(&s, 0, &tok, &conv, "r1").await;
     assert!(again.replayed);
     assert_eq!(again.body, r.body);
+    // A late repeat of the first award answers its original outcome, but the
+    // balance relayed live is the current one.
+    let late = give(&s, 0, &tok, &conv, "g1", json!({"amount": 30})).await;
+    assert!(late.replayed);
+    assert_eq!(late.body["balance"], 30);
+    let p = agent.expect(|f| f["type"] == "points" && f["version"] == 3).await;
+    assert_eq!(p["balance"], 0);
     // A new reset of a zero balance: no-op.
     let n = reset(&s, 0, &tok, &conv, "r2").await;
     assert_eq!(n.status, 200);
