@@ -85,7 +85,8 @@ const PANEL: &[(&str, Ledger, Vouchers)] = &[
 
 /// (order id, customer, items (name, qty, unit price in cents), statuses with their age).
 type Items = &'static [(&'static str, u32, i64)];
-const ORDERS: &[(&str, &str, Items, &[(OrderStatus, i64)])] = &[
+type Statuses = &'static [(OrderStatus, i64)];
+const ORDERS: &[(&str, &str, Items, Statuses)] = &[
     ("1036", "alice", &[("Flat white", 2, 380), ("Croissant", 1, 290)], &[(OrderStatus::Completed, 9 * DAY)]),
     ("1040", "alice", &[("Latte", 1, 390)], &[(OrderStatus::Completed, 2 * DAY)]),
     ("1042", "alice", &[("Latte", 1, 390), ("Banana bread", 1, 320)], &[(OrderStatus::Placed, 25 * MIN), (OrderStatus::Preparing, 20 * MIN)]),
