@@ -72,7 +72,7 @@ const PANEL: &[(&str, Ledger, Vouchers)] = &[
     ("bob", &[("earn", 300, "Order #1990", 5 * DAY)], &[("v-bob-vegan", "Vegan week: 2 for 1", "VEGAN-2FOR1", 6 * DAY, VoucherState::Active)]),
     (
         "carol",
-        &[("earn", 80, "Order #3001", 20 * DAY), ("earn", 60, "Welcome bonus", 30 * DAY), ("spend", 50, "Free muffin", 10 * DAY)],
+        &[("earn", 60, "Welcome bonus", 30 * DAY), ("earn", 80, "Order #3001", 20 * DAY), ("spend", 50, "Free muffin", 10 * DAY)],
         &[("v-carol-coffee", "Free coffee at 150 points", "COFFEE-150", 60 * DAY, VoucherState::Active)],
     ),
     (
