@@ -20,5 +20,8 @@ scripts/web-build.sh
 echo "== rust tests"
 cargo test --workspace --quiet -- --test-threads=4
 
+echo "== websocket conformance (Autobahn 1-10)"
+scripts/autobahn.sh target/debug/gateway
+
 echo "== browser tests"
 (cd web && CHAT_BIN_DIR="$PWD/../target/debug" npm run --silent e2e)

@@ -12,6 +12,8 @@ export default defineConfig({
     outDir: 'dist',
     emptyOutDir: true,
     rollupOptions: {
+      // React in its own long-cached chunk, shared by both pages.
+      output: { manualChunks: { react: ['react', 'react-dom', 'react-dom/client'] } },
       input: {
         index: resolve(import.meta.dirname, 'index.html'),
         widget: resolve(import.meta.dirname, 'widget.html'),
@@ -20,8 +22,9 @@ export default defineConfig({
   },
   server: {
     proxy: {
-      '/api': gateway,
-      '/ws': { target: gateway.replace(/^http/, 'ws'), ws: true },
+      '/api': { target: gateway, changeOrigin: true },
+      // The gateway refuses WebSocket upgrades from other origins: present its own.
+      '/ws': { target: gateway, ws: true, changeOrigin: true, headers: { origin: gateway } },
     },
   },
 });

@@ -62,12 +62,21 @@ pub struct Config {
     /// Most sockets this node accepts.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
+    /// Open sockets allowed from one client address.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 10_000)]
+    pub max_connections_per_ip: usize,
+    /// New sockets per second allowed from one client address (bursts of 5x).
+    #[arg(long, env = "CHAT_CONNECT_RATE_PER_IP", default_value_t = 200)]
+    pub connect_rate_per_ip: u32,
     /// Messages (send/edit/delete/react) per second one socket may send; bursts of twice that.
     #[arg(long, env = "CHAT_SEND_RATE", default_value_t = 20)]
     pub send_rate: u32,
     /// Seconds a socket may stay silent (no frame, no pong) before it is closed.
     #[arg(long, env = "CHAT_IDLE_TIMEOUT_SECS", default_value_t = 90)]
     pub idle_timeout_secs: u64,
+    /// Test only: serve `/ws-echo`, an echo over the same socket stack (for the Autobahn suite).
+    #[arg(long, env = "CHAT_TEST_ECHO", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub test_echo: bool,
     /// Seconds given to open sockets to drain on SIGTERM.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

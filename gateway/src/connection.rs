@@ -207,7 +207,7 @@ fn reply_err(h: &ConnHandle, rid: Option<String>, e: FrameError) {
     reply(h, ServerFrame::error(rid, e));
 }
 
-async fn read_loop(state: &AppState, mut rd: Reader, ident: &Identity, h: &ConnHandle) {
+async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandle) {
     let idle = Duration::from_secs(state.cfg.idle_timeout_secs.max(1));
     let rate = state.cfg.send_rate.max(1) as f64;
     let mut writes = Bucket::new(rate, rate * 2.0);
@@ -215,70 +215,29 @@ async fn read_loop(state: &AppState, mut rd: Reader, ident: &Identity, h: &ConnH
     let mut typing_at: HashMap<String, Instant> = HashMap::new();
     let mut first = true;
     let mut strikes = 0u32;
-    let mut partial: Option<Vec<u8>> = None;
+    let mut reader = MessageReader::new(rd, MAX_FRAME_BYTES);
     let obligated = h.tx.clone();
-    let mut send_fn = move |f: Frame<'_>| {
-        // Pong and close replies go through the write task, the socket's only writer.
-        let out = match f.opcode {
-            OpCode::Pong => Some(Out::Pong(f.payload.to_vec())),
-            OpCode::Close => Some(Out::CloseRaw(f.payload.to_vec())),
-            _ => None,
-        };
-        if let Some(o) = out {
-            let _ = obligated.try_send(o);
-        }
-        std::future::ready(Ok::<(), std::io::Error>(()))
-    };
+    let mut send_fn = obligated_sender(obligated);
     loop {
-        let frame = tokio::select! {
-            r = tokio::time::timeout(idle, rd.read_frame(&mut send_fn)) => r,
+        let msg = tokio::select! {
+            r = tokio::time::timeout(idle, reader.next(&mut send_fn)) => r,
             _ = h.kill.cancelled() => return,
         };
-        let frame = match frame {
+        let data: Vec<u8> = match msg {
             Err(_) => {
                 h.close_code.store(CLOSE_GOING_AWAY, Ordering::Relaxed);
                 return;
             }
-            Ok(Err(WebSocketError::FrameTooLarge)) => {
-                h.close_code.store(CLOSE_TOO_BIG, Ordering::Relaxed);
+            Ok(Err(End::Close(code))) => {
+                h.close_code.store(code, Ordering::Relaxed);
                 return;
             }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "read ended");
-                return;
-            }
-            Ok(Ok(f)) => f,
-        };
-        let data: Vec<u8> = match frame.opcode {
-            OpCode::Close => return,
-            OpCode::Ping | OpCode::Pong => continue,
-            OpCode::Text | OpCode::Binary if frame.fin && partial.is_none() => {
-                if frame.opcode == OpCode::Binary {
-                    reply_err(h, None, FrameError::invalid("binary frames are not accepted: send JSON text frames"));
-                    continue;
-                }
-                frame.payload.to_vec()
-            }
-            OpCode::Text if partial.is_none() => {
-                partial = Some(frame.payload.to_vec());
+            Ok(Err(End::Gone)) => return,
+            Ok(Ok(Message::Binary(_))) => {
+                reply_err(h, None, FrameError::invalid("binary frames are not accepted: send JSON text frames"));
                 continue;
             }
-            OpCode::Continuation if partial.is_some() => {
-                let Some(buf) = partial.as_mut() else { continue };
-                buf.extend_from_slice(&frame.payload);
-                if buf.len() > MAX_FRAME_BYTES {
-                    h.close_code.store(CLOSE_TOO_BIG, Ordering::Relaxed);
-                    return;
-                }
-                if !frame.fin {
-                    continue;
-                }
-                partial.take().unwrap_or_default()
-            }
-            _ => {
-                h.close_code.store(CLOSE_POLICY, Ordering::Relaxed);
-                return;
-            }
+            Ok(Ok(Message::Text(t))) => t,
         };
         metrics::counter!(crate::metrics::FRAMES_IN).increment(1);
         if !all.take() {
@@ -371,6 +330,159 @@ async fn read_loop(state: &AppState, mut rd: Reader, ident: &Identity, h: &ConnH
     }
 }
 
+/// A whole message read from a socket.
+pub enum Message {
+    Text(Vec<u8>),
+    Binary(Vec<u8>),
+}
+
+/// Why reading stopped.
+pub enum End {
+    /// The socket must be closed with this code.
+    Close(u16),
+    /// The peer closed or the connection broke.
+    Gone,
+}
+
+pub const CLOSE_PROTOCOL: u16 = 1002;
+pub const CLOSE_BAD_DATA: u16 = 1007;
+
+/// Pong and close replies owed by the reader go through the write task, the
+/// socket's only writer.
+pub fn obligated_sender(tx: mpsc::Sender<Out>) -> impl FnMut(Frame<'_>) -> std::future::Ready<Result<(), std::io::Error>> {
+    move |f: Frame<'_>| {
+        let out = match f.opcode {
+            OpCode::Pong => Some(Out::Pong(f.payload.to_vec())),
+            // Control frames carry at most 125 bytes (RFC 6455 5.5); the
+            // library checks pings only, so an oversized close is answered here.
+            OpCode::Close if f.payload.len() > 125 => Some(Out::CloseRaw(CLOSE_PROTOCOL.to_be_bytes().to_vec())),
+            OpCode::Close => Some(Out::CloseRaw(f.payload.to_vec())),
+            _ => None,
+        };
+        if let Some(o) = out {
+            let _ = tx.try_send(o);
+        }
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Reassembles fragmented messages with a cap on the whole message (the
+/// library caps single frames only), validates UTF-8 of text, and maps
+/// protocol violations to their close codes (RFC 6455 section 7.4.1).
+pub struct MessageReader {
+    rd: Reader,
+    max: usize,
+    partial: Option<(bool, Vec<u8>)>,
+}
+
+impl MessageReader {
+    pub fn new(rd: Reader, max: usize) -> Self {
+        Self { rd, max, partial: None }
+    }
+
+    pub async fn next<F>(&mut self, send_fn: &mut F) -> Result<Message, End>
+    where
+        F: FnMut(Frame<'_>) -> std::future::Ready<Result<(), std::io::Error>>,
+    {
+        loop {
+            let frame = match self.rd.read_frame(send_fn).await {
+                Ok(f) => f,
+                Err(WebSocketError::FrameTooLarge) => return Err(End::Close(CLOSE_TOO_BIG)),
+                Err(WebSocketError::InvalidUTF8) => return Err(End::Close(CLOSE_BAD_DATA)),
+                Err(WebSocketError::IoError(_) | WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed) => {
+                    return Err(End::Gone)
+                }
+                // Reserved bits, bad opcodes, bad close frames, fragmented control frames...
+                Err(e) => {
+                    tracing::debug!(error = %e, "protocol error");
+                    return Err(End::Close(CLOSE_PROTOCOL));
+                }
+            };
+            let (text, data) = match (frame.opcode, self.partial.as_mut()) {
+                (OpCode::Close, _) => return Err(End::Gone),
+                (OpCode::Ping | OpCode::Pong, _) => continue,
+                (OpCode::Text | OpCode::Binary, None) => {
+                    let text = frame.opcode == OpCode::Text;
+                    if !frame.fin {
+                        if frame.payload.len() > self.max {
+                            return Err(End::Close(CLOSE_TOO_BIG));
+                        }
+                        self.partial = Some((text, frame.payload.to_vec()));
+                        continue;
+                    }
+                    (text, frame.payload.to_vec())
+                }
+                (OpCode::Continuation, Some((_, buf))) => {
+                    if buf.len() + frame.payload.len() > self.max {
+                        return Err(End::Close(CLOSE_TOO_BIG));
+                    }
+                    buf.extend_from_slice(&frame.payload);
+                    if !frame.fin {
+                        continue;
+                    }
+                    match self.partial.take() {
+                        Some(p) => p,
+                        None => continue,
+                    }
+                }
+                // A continuation with nothing to continue, or a new message inside a fragmented one.
+                _ => return Err(End::Close(CLOSE_PROTOCOL)),
+            };
+            if text {
+                if std::str::from_utf8(&data).is_err() {
+                    return Err(End::Close(CLOSE_BAD_DATA));
+                }
+                return Ok(Message::Text(data));
+            }
+            return Ok(Message::Binary(data));
+        }
+    }
+}
+
+/// Test-only echo route (`CHAT_TEST_ECHO=1`): the same socket stack (reader,
+/// write task, close handling) echoing every message, for the Autobahn suite.
+pub async fn serve_echo(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut) {
+    let Ok(mut ws) = fut.await else { return };
+    const ECHO_MAX: usize = 32 << 20;
+    ws.set_max_message_size(ECHO_MAX);
+    ws.set_auto_pong(true);
+    ws.set_auto_close(true);
+    let (rd, wr) = ws.split(|s| {
+        let (r, w) = tokio::io::split(s);
+        (r, BufWriter::new(w))
+    });
+    let (tx, rx) = mpsc::channel(64);
+    let kill = CancellationToken::new();
+    let close_code = Arc::new(AtomicU16::new(CLOSE_NORMAL));
+    let writer = tokio::spawn(write_loop(state, rx, wr, kill.clone(), close_code.clone()));
+    // No resume to wait for.
+    let _ = tx.send(Out::Open).await;
+    let mut reader = MessageReader::new(rd, ECHO_MAX);
+    let mut send_fn = obligated_sender(tx.clone());
+    loop {
+        match reader.next(&mut send_fn).await {
+            Ok(Message::Text(t)) => {
+                if tx.send(Out::Echo(true, t)).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Message::Binary(b)) => {
+                if tx.send(Out::Echo(false, b)).await.is_err() {
+                    break;
+                }
+            }
+            Err(End::Close(code)) => {
+                close_code.store(code, Ordering::Relaxed);
+                break;
+            }
+            Err(End::Gone) => break,
+        }
+    }
+    // Let the writer finish what is queued (the close reply among it).
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
 /// The write side: the only task that writes to the socket.
 struct WriteState {
     state: AppState,
@@ -379,10 +491,12 @@ struct WriteState {
     hw: HashMap<Arc<str>, u64>,
     /// Live events held until the first client frame (or [`HOLD_MS`]).
     held: Option<Vec<Out>>,
+    /// A close frame went out: nothing more may follow it.
+    closed: bool,
 }
 
 async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer, kill: CancellationToken, close_code: Arc<AtomicU16>) {
-    let mut w = WriteState { state, ws, hw: HashMap::new(), held: Some(Vec::new()) };
+    let mut w = WriteState { state, ws, hw: HashMap::new(), held: Some(Vec::new()), closed: false };
     let hold = tokio::time::sleep(Duration::from_millis(HOLD_MS));
     tokio::pin!(hold);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
@@ -429,7 +543,7 @@ async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer, ki
         }
     }
     .await;
-    if res.is_ok() {
+    if res.is_ok() && !w.closed {
         let code = close_code.load(Ordering::Relaxed);
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             let _ = w.ws.write_frame(Frame::close(code, close_reason(code).as_bytes())).await;
@@ -477,7 +591,12 @@ impl WriteState {
             Out::Pong(p) => {
                 self.ws.write_frame(Frame::pong(Payload::Owned(p))).await?;
             }
+            Out::Echo(text, data) => {
+                let op = if text { OpCode::Text } else { OpCode::Binary };
+                self.ws.write_frame(Frame::new(true, op, None, Payload::Owned(data))).await?;
+            }
             Out::CloseRaw(p) => {
+                self.closed = true;
                 self.ws.write_frame(Frame::close_raw(Payload::Owned(p))).await?;
                 self.ws.flush().await?;
                 return Ok(false);

@@ -22,6 +22,8 @@ pub enum Out {
     Resume(Vec<(String, u64)>, Option<String>),
     /// The client's first frame was not a resume: deliver buffered live events now.
     Open,
+    /// A message echoed as-is (test-only echo route): text or binary.
+    Echo(bool, Vec<u8>),
     /// A pong owed to a client ping.
     Pong(Vec<u8>),
     /// The reply to a client's close frame; the socket ends after it.
@@ -80,6 +82,10 @@ impl ConnHandle {
 #[derive(Default)]
 pub struct Registry {
     next_id: AtomicU64,
+    /// Open sockets per client address.
+    per_ip: DashMap<std::net::IpAddr, usize>,
+    /// New sockets per client address in the current one-second window: (window, count).
+    ip_rate: DashMap<std::net::IpAddr, (u64, u32)>,
     agents: DashMap<u64, ConnHandle>,
     customers: DashMap<String, Vec<ConnHandle>>,
 }
@@ -125,6 +131,41 @@ impl Registry {
             self.customers.remove_if(conv, |_, v| v.is_empty());
         }
         left
+    }
+
+    /// Admits a new socket from `ip`: under both the open-socket cap and the
+    /// connect rate (a window of one second, bursts of 5x the rate). On
+    /// success the socket counts until [`Registry::release_ip`].
+    pub fn admit_ip(&self, ip: std::net::IpAddr, max_open: usize, rate: u32) -> Result<(), &'static str> {
+        let now = (schema::now_ms() / 1000) as u64;
+        {
+            if self.ip_rate.len() > 100_000 {
+                self.ip_rate.retain(|_, (w, _)| *w + 5 >= now);
+            }
+            let mut e = self.ip_rate.entry(ip).or_insert((now, 0));
+            let (w, n) = *e;
+            // Tokens refill by `rate` per elapsed second, capped at the burst.
+            let burst = rate.saturating_mul(5).max(1);
+            let refilled = n.saturating_sub(rate.saturating_mul(now.saturating_sub(w) as u32));
+            if refilled >= burst {
+                *e = (now, refilled);
+                return Err("too many new connections from your address: slow down");
+            }
+            *e = (now, refilled + 1);
+        }
+        let mut open = self.per_ip.entry(ip).or_insert(0);
+        if *open >= max_open {
+            return Err("too many open connections from your address");
+        }
+        *open += 1;
+        Ok(())
+    }
+
+    pub fn release_ip(&self, ip: std::net::IpAddr) {
+        if let Some(mut n) = self.per_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+        }
+        self.per_ip.remove_if(&ip, |_, n| *n == 0);
     }
 
     pub fn agent_count(&self) -> usize {

@@ -135,6 +135,7 @@ async fn route(state: AppState, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let (route, res) = match (req.method(), path.as_str()) {
         (_, "/ws") => ("/ws", ws_upgrade(&state, req).await),
+        (_, "/ws-echo") if state.cfg.test_echo => ("/ws-echo", echo_upgrade(&state, req)),
         (&Method::GET, "/healthz") => ("/healthz", text(StatusCode::OK, "ok")),
         (&Method::GET, "/readyz") => ("/readyz", api::readyz(&state).await),
         (&Method::GET, "/metrics") => ("/metrics", text(StatusCode::OK, &state.metrics.render())),
@@ -178,7 +179,7 @@ pub fn origin_allowed(cfg: &Config, origin: Option<&str>, host: Option<&str>) ->
     false
 }
 
-async fn ws_upgrade(state: &AppState, mut req: Request<Incoming>) -> Response<Body> {
+async fn ws_upgrade(state: &AppState, req: Request<Incoming>) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return api::error(ErrorCode::Invalid, "expected a WebSocket upgrade request");
     }
@@ -193,6 +194,19 @@ async fn ws_upgrade(state: &AppState, mut req: Request<Incoming>) -> Response<Bo
     if state.registry.total() >= state.cfg.max_connections {
         return api::error(ErrorCode::Unavailable, "node is full: connect to another");
     }
+    let ip = req.extensions().get::<std::net::SocketAddr>().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if let Err(msg) = state.registry.admit_ip(ip, state.cfg.max_connections_per_ip, state.cfg.connect_rate_per_ip) {
+        return api::error(ErrorCode::RateLimited, msg);
+    }
+    // Released below on every path that does not hand the socket over.
+    let resp = ws_authorize_and_upgrade(state, req, ip).await;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        state.registry.release_ip(ip);
+    }
+    resp
+}
+
+async fn ws_authorize_and_upgrade(state: &AppState, mut req: Request<Incoming>, ip: std::net::IpAddr) -> Response<Body> {
     let q = api::query(&req);
     let ident = match (q.get("ticket"), crate::auth::bearer(&req)) {
         (Some(t), _) => crate::auth::redeem_ticket(state, t).await,
@@ -210,7 +224,22 @@ async fn ws_upgrade(state: &AppState, mut req: Request<Incoming>) -> Response<Bo
     }
     match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok((resp, fut)) => {
-            tokio::spawn(crate::connection::serve(state.clone(), fut, ident));
+            let state = state.clone();
+            tokio::spawn(async move {
+                crate::connection::serve(state.clone(), fut, ident).await;
+                state.registry.release_ip(ip);
+            });
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, Full::new(Bytes::new()))
+        }
+        Err(e) => api::error(ErrorCode::Invalid, &format!("bad upgrade: {e}")),
+    }
+}
+
+fn echo_upgrade(state: &AppState, mut req: Request<Incoming>) -> Response<Body> {
+    match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok((resp, fut)) => {
+            tokio::spawn(crate::connection::serve_echo(state.clone(), fut));
             let (parts, _) = resp.into_parts();
             Response::from_parts(parts, Full::new(Bytes::new()))
         }

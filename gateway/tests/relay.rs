@@ -339,27 +339,30 @@ async fn killing_the_worker_loses_nothing() {
     }
     // A new worker (another consumer) takes over the dead one's pending entries.
     s.add_worker();
-    // Wait until the whole history has arrived.
-    let total = loop {
-        let (_, c) = s.get(0, &format!("/api/conversations/{conv}"), &agent_tok).await;
-        if c["row"]["last_seq"].as_u64() == Some(acked) {
-            break acked;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Wait (bounded) until the whole history has arrived: the dead worker's
+    // pending entries come back once they are idle past CHAT_CLAIM_IDLE_MS.
+    let total = acked;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut seqs = std::collections::BTreeSet::new();
-    let mut cursor: Option<u64> = None;
-    loop {
-        let q = cursor.map(|c| format!("&before={c}")).unwrap_or_default();
-        let (_, p) = s.get(0, &format!("/api/conversations/{conv}/messages?limit=100{q}"), &agent_tok).await;
-        let items = p["items"].as_array().unwrap();
-        for m in items {
-            assert!(seqs.insert(m["seq"].as_u64().unwrap()), "duplicate seq {}", m["seq"]);
+    while std::time::Instant::now() < deadline {
+        seqs.clear();
+        let mut cursor: Option<u64> = None;
+        loop {
+            let q = cursor.map(|c| format!("&before={c}")).unwrap_or_default();
+            let (_, p) = s.get(0, &format!("/api/conversations/{conv}/messages?limit=100{q}"), &agent_tok).await;
+            let items = p["items"].as_array().unwrap();
+            for m in items {
+                assert!(seqs.insert(m["seq"].as_u64().unwrap()), "duplicate seq {}", m["seq"]);
+            }
+            if p["has_more"] != true {
+                break;
+            }
+            cursor = items.first().and_then(|m| m["seq"].as_u64());
         }
-        if p["has_more"] != true {
+        if seqs.len() as u64 >= total {
             break;
         }
-        cursor = items.first().and_then(|m| m["seq"].as_u64());
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(seqs.len() as u64, total, "every acked message persisted exactly once");
     assert_eq!(seqs.into_iter().collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());

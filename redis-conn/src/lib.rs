@@ -100,7 +100,21 @@ impl ConnectionLike for RedisConn {
             let fut = async {
                 match &mut self.inner {
                     Inner::Single(c) => c.req_packed_commands(cmd, offset, count).await,
-                    Inner::Cluster(c) => c.req_packed_commands(cmd, offset, count).await,
+                    // A cluster refuses a pipeline whose keys span slots. Our
+                    // pipelines are not transactions, so send each command on
+                    // its own, all at once: still one round trip of latency.
+                    Inner::Cluster(c) => {
+                        let calls = cmd.cmd_iter().map(|one| {
+                            let mut c = c.clone();
+                            async move { c.req_packed_command(one).await }
+                        });
+                        let replies = futures::future::join_all(calls).await;
+                        let mut out = Vec::with_capacity(replies.len());
+                        for r in replies {
+                            out.push(r?);
+                        }
+                        Ok(out.into_iter().skip(offset).take(count).collect())
+                    }
                 }
             };
             tokio::time::timeout(t, fut).await.unwrap_or_else(|_| Err(timed_out()))

@@ -342,6 +342,71 @@ describe('console', () => {
     for (const x of [agent, customer]) await x.context.close();
   });
 
+  test('customer info panel against the loyalty API of PROTOCOL.md (REST mocked until that backend lands)', async () => {
+    const agent = await newAgent(browser, stack.url);
+    const seen = { keys: [], bodies: [] };
+    let balance = 120;
+    await agent.page.route(/\/api\/customers\/bob(\/.*)?(\?.*)?$/, async (route) => {
+      const req = route.request();
+      const url = new URL(req.url());
+      const json = (body) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) });
+      if (url.pathname === '/api/customers/bob') return route.continue();
+      if (url.pathname.endsWith('/vouchers')) return json({ items: [{ id: 'v1', code: 'FREECOFFEE', title: 'Free coffee', expires_at: Date.now() + 86_400_000 }] });
+      if (url.pathname.endsWith('/orders') && url.searchParams.get('state') === 'active')
+        return json({ items: [{ order_id: '2001', status: 'preparing', items: [{ name: 'Flat white', qty: 1 }], total: 3.8 }] });
+      if (url.pathname.endsWith('/orders')) return json({ items: [{ order_id: '1990', status: 'completed', items: [{ name: 'Bagel', qty: 2 }], total: 6 }] });
+      if (url.pathname.endsWith('/transactions')) return json({ items: [{ id: 't1', amount: 20, kind: 'awarded', reason: 'Sorry for the wait' }] });
+      if (url.pathname.endsWith('/points/reset')) {
+        seen.keys.push(req.headers()['idempotency-key']);
+        balance = 0;
+        return json({ balance, transaction: { id: 't3', amount: -145 } });
+      }
+      if (url.pathname.endsWith('/points')) {
+        seen.keys.push(req.headers()['idempotency-key']);
+        seen.bodies.push(req.postDataJSON());
+        balance += req.postDataJSON().amount;
+        return json({ balance, transaction: { id: 't2', amount: req.postDataJSON().amount } });
+      }
+      return route.continue();
+    });
+    await row(agent.page, 'bob').click();
+    const panel = agent.page.locator('.customer-panel');
+    await panel.locator('.profile-name', { hasText: 'bob' }).waitFor();
+
+    const expand = async (title, expect) => {
+      await panel.getByRole('button', { name: new RegExp(`^${title}`) }).click();
+      await panel.locator('.section.open', { hasText: expect }).waitFor();
+    };
+    await expand('Vouchers', 'Free coffee');
+    await expand('Active Orders', 'Order #2001');
+    await expand('Recent Orders', '2× Bagel');
+    await expand('Transactions', 'Sorry for the wait');
+    await shot(agent.page, 'desktop-customer-panel');
+
+    await panel.getByRole('button', { name: 'Give Points' }).click();
+    const dialog = agent.page.getByRole('dialog', { name: 'Give Points' });
+    await dialog.getByLabel('Amount').fill('25');
+    await dialog.getByLabel('Reason (optional)').fill('Birthday');
+    await dialog.getByRole('button', { name: 'Confirm' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    await until(async () => (await textOf(panel.locator('.points-value'))) === '145', { what: 'balance updated' });
+    assert.deepEqual(seen.bodies[0], { amount: 25, reason: 'Birthday' });
+    assert.match(seen.keys[0], /^[0-9a-f-]{36}$/, 'Idempotency-Key sent');
+
+    await panel.getByRole('button', { name: 'Reset Balance' }).click();
+    const confirm = agent.page.getByRole('dialog', { name: 'Reset Balance' });
+    await confirm.getByRole('button', { name: 'Reset to 0' }).click();
+    await until(async () => (await textOf(panel.locator('.points-value'))) === '0', { what: 'balance reset' });
+    assert.equal(seen.keys.length, 2);
+    assert.notEqual(seen.keys[0], seen.keys[1]);
+
+    // Then tell the customer, as the workflow says.
+    await send(agent.page, 'I just added 25 bonus points to your account!');
+    await message(agent.page, 'I just added 25 bonus points to your account!').waitFor();
+    assertClean(agent);
+    await agent.context.close();
+  });
+
   test('customer info panel: profile and points, sections and actions never crash', async () => {
     const agent = await newAgent(browser, stack.url);
     await row(agent.page, 'carol').click();

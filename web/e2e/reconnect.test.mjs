@@ -3,6 +3,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { launchBrowser, message, newAgent, newCustomer, send, startStack, uniqueName } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
@@ -133,6 +134,64 @@ describe('connection', () => {
     const unexpected = w.problems.filter((p) => !/WebSocket/.test(p));
     assert.deepEqual(unexpected, []);
     assertClean(customer);
+    await context.close();
+    await customer.context.close();
+  });
+
+  test('a new epoch (Redis lost its state): the console drops its positions and reloads', async () => {
+    const name = uniqueName('edna');
+    const customer = await newCustomer(browser, stack.url, name);
+    await send(customer.page, 'Before the epoch change');
+    await message(customer.page, 'Before the epoch change').waitFor();
+
+    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await context.newPage();
+    const sockets = [];
+    await page.routeWebSocket(/\/ws\?/, (ws) => {
+      const entry = { frames: [], received: [], ws };
+      sockets.push(entry);
+      const server = ws.connectToServer();
+      ws.onMessage((m) => {
+        entry.frames.push(JSON.parse(m));
+        server.send(m);
+      });
+      server.onMessage((m) => {
+        entry.received.push(JSON.parse(m));
+        ws.send(m);
+      });
+      server.onClose((code, reason) => ws.close({ code, reason }));
+      ws.onClose((code, reason) => server.close({ code, reason }));
+    });
+    const { watch } = await import('./harness.mjs');
+    const w = watch(page, 'agent');
+    await page.goto(stack.url);
+    await page.getByLabel('Username').fill('demo');
+    await page.getByLabel('Password').fill('demo');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('link', { name: /^Chat/ }).click();
+    await row(page, name).click();
+    await message(page, 'Before the epoch change').waitFor();
+    const oldEpoch = sockets.at(-1).received.find((f) => f.type === 'hello').epoch;
+
+    // Only the epoch key goes (sessions must survive for the test to log in again).
+    const del = spawnSync('redis-cli', ['DEL', `${stack.prefix}epoch`], { encoding: 'utf8' });
+    assert.equal(del.status, 0, del.stderr);
+    const reload = page.waitForRequest((r) => r.url().includes(`/api/conversations/${name}/messages`));
+    sockets.at(-1).ws.close({ code: 1001, reason: 'going away' });
+
+    await reload;
+    const last = sockets.at(-1);
+    await until(() => last.received.some((f) => f.type === 'hello'), { what: 'hello' });
+    assert.equal(last.frames[0].type, 'resume');
+    assert.equal(last.frames[0].epoch, oldEpoch, 'resume names the epoch its positions came from');
+    assert.notEqual(last.received.find((f) => f.type === 'hello').epoch, oldEpoch);
+    await banner(page).waitFor({ state: 'detached', timeout: 20_000 });
+    await message(page, 'Before the epoch change').waitFor();
+    assert.equal(await countText(page, 'Before the epoch change'), 1);
+    await send(customer.page, 'After the epoch change');
+    await message(page, 'After the epoch change').waitFor();
+    assert.equal(await countText(page, 'After the epoch change'), 1);
+    assertClean(w, customer);
     await context.close();
     await customer.context.close();
   });

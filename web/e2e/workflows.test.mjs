@@ -24,6 +24,9 @@ const row = (page, username) => page.locator(`.chat-row[data-username="${usernam
 describe('common workflows', () => {
   test('responding to a customer question: unread badge, open, reply, read status reaches seen', async () => {
     const agent = await newAgent(browser, stack.url);
+    const total = agent.page.locator('[data-testid="total-count"]');
+    await until(async () => /^\d/.test(await textOf(total)), { what: 'total count' });
+    const before = Number((await textOf(total)).replace(/\D/g, ''));
     const name = uniqueName('quinn');
     const customer = await newCustomer(browser, stack.url, name);
 
@@ -37,6 +40,7 @@ describe('common workflows', () => {
     await until(async () => (await textOf(r.locator('[data-testid="unread-badge"]'))) === '2', { what: 'unread badge 2' });
     assert.equal(await agent.page.locator('.chat-row').first().getAttribute('data-username'), name, 'new conversation at the top');
     assert.match(await textOf(r.locator('.row-preview')), /order 77/);
+    await until(async () => Number((await textOf(total)).replace(/\D/g, '')) === before + 1, { what: 'total count + 1' });
 
     await r.click();
     await message(agent.page, 'Hello, is my order on the way?').waitFor();

@@ -137,6 +137,7 @@ impl Stack {
             .env("CHAT_DEV", "1")
             .env("CHAT_DEMO_DATA", "0")
             .env("CHAT_CLAIM_IDLE_MS", "1500")
+            .env("WORKER_CLAIM_INTERVAL_MS", "500")
             .env("RUST_LOG", "info");
         for (k, v) in &self.extra_env {
             cmd.env(k, v);

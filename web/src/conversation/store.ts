@@ -262,7 +262,11 @@ export class ConversationStore {
     const c = this.convs.get(id);
     const latest = seq ?? (c && c.messages.length ? c.messages[c.messages.length - 1].seq : 0);
     if (!latest || (this.sentDelivered.get(id) ?? 0) >= latest) return;
-    if (this.socket.fire({ type: 'delivered', conversation: id, seq: latest })) this.sentDelivered.set(id, latest);
+    if (this.socket.fire({ type: 'delivered', conversation: id, seq: latest })) {
+      // An agent hears every conversation: keep this map bounded (a repeat is harmless).
+      if (this.sentDelivered.size > 5000) this.sentDelivered.clear();
+      this.sentDelivered.set(id, latest);
+    }
   }
 
   // ------------------------------------------------------------ live frames
