@@ -253,41 +253,42 @@ pub async fn edit_or_delete(
         None => ("delete", ServerFrame::Deleted { conversation: conv.clone(), pos: 0, seq }.to_json(), String::new()),
     };
     let k = &state.keys;
-    let mut restored = false;
-    loop {
-        let call = Call::new()
-            .key(k.seq(&conv))
-            .key(k.replay(&conv))
-            .key(k.meta(&conv))
-            .key(k.customer_nodes(&conv))
-            .arg(seq)
-            .arg(side.as_str())
-            .arg(mode)
-            .arg(&excerpt)
-            .arg(&frame)
-            .arg(state.cfg.replay_len);
-        let (v, staff) = relay::eval(state, &state.scripts.mutate, &call).await?;
-        let st = status(&v);
-        if st == "NOTFOUND" && !restored {
-            restored = true;
-            if restore_meta(state, &conv, seq).await? {
-                continue;
-            }
-        }
-        if st != "OK" {
-            return Err(meta_error(&st, seq, mode));
-        }
-        let pos = int_at(&v, 1) as u64;
-        let by = ident.user_ref();
-        let ev = match &new_text {
-            Some(t) => LogEvent::Edit { conversation: conv.clone(), pos, seq, text: t.clone(), edited_at: ts, by },
-            None => LogEvent::Delete { conversation: conv.clone(), pos, seq, ts, by },
-        };
-        let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: subst(&frame, "pos", pos) };
-        let nodes = targets(Audience::Both, strings_at(&v, 2), staff);
-        publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
-        return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false });
+    let call = Call::new()
+        .key(k.seq(&conv))
+        .key(k.replay(&conv))
+        .key(k.meta(&conv))
+        .key(k.customer_nodes(&conv))
+        .arg(seq)
+        .arg(side.as_str())
+        .arg(mode)
+        .arg(&excerpt)
+        .arg(&frame)
+        .arg(state.cfg.replay_len);
+    let (v, staff) = eval_on_message(state, &state.scripts.mutate, &call, &conv, seq).await?;
+    let st = status(&v);
+    if st != "OK" {
+        return Err(meta_error(&st, seq, mode));
     }
+    let pos = int_at(&v, 1) as u64;
+    let by = ident.user_ref();
+    let ev = match &new_text {
+        Some(t) => LogEvent::Edit { conversation: conv.clone(), pos, seq, text: t.clone(), edited_at: ts, by },
+        None => LogEvent::Delete { conversation: conv.clone(), pos, seq, ts, by },
+    };
+    let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: subst(&frame, "pos", pos) };
+    let nodes = targets(Audience::Both, strings_at(&v, 2), staff);
+    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
+    Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
+}
+
+/// Runs a script about one message; when Redis has lost the message's
+/// metadata, restores it once from the SQL record and runs it again.
+async fn eval_on_message(state: &AppState, script: &redis::Script, call: &Call, conv: &str, seq: u64) -> Result<(Vec<redis::Value>, Vec<String>)> {
+    let first = relay::eval(state, script, call).await?;
+    if status(&first.0) == "NOTFOUND" && restore_meta(state, conv, seq).await? {
+        return relay::eval(state, script, call).await;
+    }
+    Ok(first)
 }
 
 pub async fn react(
@@ -314,45 +315,35 @@ pub async fn react(
     .to_json();
     let member = format!("{}:{}:{}", side_of(ident), ident.id, emoji.as_str());
     let k = &state.keys;
-    let mut restored = false;
-    loop {
-        let call = Call::new()
-            .key(k.seq(&conv))
-            .key(k.replay(&conv))
-            .key(k.meta(&conv))
-            .key(k.customer_nodes(&conv))
-            .key(k.reactions(&conv, seq))
-            .key(k.reactors(&conv, seq))
-            .arg(seq)
-            .arg(&member)
-            .arg(emoji.as_str())
-            .arg(if on { "1" } else { "0" })
-            .arg(&frame)
-            .arg(state.cfg.replay_len);
-        let (v, staff) = relay::eval(state, &state.scripts.react, &call).await?;
-        let st = status(&v);
-        if st == "NOTFOUND" && !restored {
-            restored = true;
-            if restore_meta(state, &conv, seq).await? {
-                continue;
-            }
-        }
-        match st.as_str() {
-            // Already in that state: nothing changes, nothing is relayed.
-            "NOOP" => return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: None, duplicate: true }),
-            "OK" => {}
-            _ => return Err(meta_error(&st, seq, "react to")),
-        }
-        let pos = int_at(&v, 1) as u64;
-        let rx = str_at(&v, 2);
-        let mut f = subst(&frame, "pos", pos);
-        f = f.replacen("\"reactions\":{},", &format!("\"reactions\":{rx},"), 1);
-        let ev = LogEvent::React { conversation: conv.clone(), pos, seq, emoji, on, by, ts };
-        let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: f };
-        let nodes = targets(Audience::Both, strings_at(&v, 3), staff);
-        publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
-        return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false });
+    let call = Call::new()
+        .key(k.seq(&conv))
+        .key(k.replay(&conv))
+        .key(k.meta(&conv))
+        .key(k.customer_nodes(&conv))
+        .key(k.reactions(&conv, seq))
+        .key(k.reactors(&conv, seq))
+        .arg(seq)
+        .arg(&member)
+        .arg(emoji.as_str())
+        .arg(if on { "1" } else { "0" })
+        .arg(&frame)
+        .arg(state.cfg.replay_len);
+    let (v, staff) = eval_on_message(state, &state.scripts.react, &call, &conv, seq).await?;
+    match status(&v).as_str() {
+        // Already in that state: nothing changes, nothing is relayed.
+        "NOOP" => return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: None, duplicate: true }),
+        "OK" => {}
+        st => return Err(meta_error(st, seq, "react to")),
     }
+    let pos = int_at(&v, 1) as u64;
+    let rx = str_at(&v, 2);
+    let mut f = subst(&frame, "pos", pos);
+    f = f.replacen("\"reactions\":{},", &format!("\"reactions\":{rx},"), 1);
+    let ev = LogEvent::React { conversation: conv.clone(), pos, seq, emoji, on, by, ts };
+    let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: f };
+    let nodes = targets(Audience::Both, strings_at(&v, 3), staff);
+    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
+    Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
 }
 
 fn side_of(ident: &Identity) -> &'static str {

@@ -258,7 +258,7 @@ async fn act(
 /// A connection of its own for `BLPOP`: a blocking command would stall every
 /// other command multiplexed on the shared connection.
 async fn blocking_connection(state: &AppState, wait: Duration) -> Result<redis_conn::RedisConn> {
-    Ok(state.redis_target.dedicated(wait + Duration::from_secs(2)).await?)
+    Ok(state.redis_target.connect(wait + Duration::from_secs(2)).await?)
 }
 
 fn unavailable(msg: &str) -> GatewayError {

@@ -386,7 +386,7 @@ pub async fn inbox_loop(state: AppState) {
             return;
         }
         // BLOCK 1000 plus slack: a Redis that stops answering is noticed in seconds.
-        let mut conn = match state.redis_target.dedicated(Duration::from_millis(3000)).await {
+        let mut conn = match state.redis_target.connect(Duration::from_millis(3000)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "inbox: cannot connect to redis");

@@ -35,7 +35,7 @@ async fn connect_redis(target: &RedisTarget, timeout: Duration) -> anyhow::Resul
     let mut delay = Duration::from_millis(200);
     let mut attempt = 0;
     loop {
-        match target.shared(timeout).await {
+        match target.connect(timeout).await {
             Ok(c) => return Ok(c),
             Err(e) if attempt < 50 => {
                 tracing::warn!(error = %e, "redis not reachable yet, retrying");

@@ -205,7 +205,8 @@ async fn chat_list_order_unread_search_pages() {
         convs.push(conv);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let l = s.list_until("", &agent_tok, |l| l["total"] == 5 && l["items"][0]["customer"]["username"] == "bea").await;
+    // The worker persists asynchronously: wait for the final state of the list.
+    let l = s.list_until("", &agent_tok, |l| l["total"] == 5 && l["items"][0]["preview"] == "bea again" && l["items"][4]["preview"] == "zed again").await;
     let order: Vec<&str> = l["items"].as_array().unwrap().iter().map(|r| r["customer"]["username"].as_str().unwrap()).collect();
     assert_eq!(order, ["bea", "bill", "amber", "amy", "zed"]);
     let first = &l["items"][0];

@@ -45,23 +45,10 @@ impl RedisTarget {
         matches!(self, RedisTarget::Cluster(_))
     }
 
-    /// The shared, reconnecting connection.
-    pub async fn shared(&self, timeout: Duration) -> Result<RedisConn, RedisError> {
-        let inner = match self {
-            RedisTarget::Single(c) => {
-                let cfg = ConnectionManagerConfig::new()
-                    .set_connection_timeout(timeout)
-                    .set_response_timeout(timeout)
-                    .set_number_of_retries(1);
-                Inner::Single(ConnectionManager::new_with_config(c.clone(), cfg).await?)
-            }
-            RedisTarget::Cluster(c) => Inner::Cluster(c.get_async_connection().await?),
-        };
-        Ok(RedisConn { inner, timeout })
-    }
-
-    /// A connection of its own, for `XREAD BLOCK` (which would stall a shared one).
-    pub async fn dedicated(&self, timeout: Duration) -> Result<RedisConn, RedisError> {
+    /// A new reconnecting, multiplexed connection. Processes share one for
+    /// ordinary commands and open one more for each blocking reader
+    /// (`XREAD BLOCK` would stall everyone else on a shared one).
+    pub async fn connect(&self, timeout: Duration) -> Result<RedisConn, RedisError> {
         let inner = match self {
             RedisTarget::Single(c) => {
                 let cfg = ConnectionManagerConfig::new()

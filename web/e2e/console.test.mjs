@@ -173,7 +173,7 @@ describe('console', () => {
     for (const x of [agent, ca, cb]) await x.context.close();
   });
 
-  test('order progress cards render status steps, items and total', async () => {
+  test('order progress cards and system messages render as specified', async () => {
     const name = uniqueName('otto');
     const customer = await newCustomer(browser, stack.url, name);
     await send(customer.page, 'I just ordered');
@@ -217,8 +217,21 @@ describe('console', () => {
     assert.deepEqual(await card.locator('.order-steps li').evaluateAll((els) => els.map((e) => e.className)), ['done', 'done', 'current', '', '']);
     assert.match(await textOf(card), /2× Latte/);
     assert.match(await textOf(card.locator('.order-total')), /9\.25/);
+    // System messages: centred and muted, Reply and React only.
+    toPage({ type: 'message', conversation: name, pos: 899, message: { seq: 899, kind: 'system', text: 'Order 1042 was placed', ts: Date.now(), deleted: false, reactions: {} } });
+    const sys = page.locator('.msg-system', { hasText: 'Order 1042 was placed' });
+    await sys.waitFor();
+    const box = await sys.locator('.system-text').boundingBox();
+    const pane = await page.locator('[data-testid="messages"]').boundingBox();
+    assert.ok(Math.abs(box.x + box.width / 2 - (pane.x + pane.width / 2)) < 40, 'system message centred');
+    await sys.hover();
+    await sys.getByRole('button', { name: 'Reply' }).waitFor();
+    await sys.getByRole('button', { name: 'React' }).waitFor();
+    assert.equal(await sys.getByRole('button', { name: 'Edit' }).count(), 0);
     toPage(order(901, 'cancelled'));
     await page.locator('.order-card[data-status="cancelled"]').waitFor();
+    await page.mouse.move(0, 0);
+    await shot(page, 'desktop-order-cards');
     assert.match(await textOf(page.locator('.order-card[data-status="cancelled"]')), /cancelled/i);
     assertClean(w, customer);
     await context.close();

@@ -119,9 +119,9 @@ impl Worker {
         let target = RedisTarget::new(&cfg.redis_url, cfg.redis_cluster)?;
         // Every request has a deadline: a Redis that stops answering must not
         // hang the worker (the reconnecting manager alone can wait far longer).
-        let mut redis = target.shared(Duration::from_secs(5)).await?;
+        let mut redis = target.connect(Duration::from_secs(5)).await?;
         // The blocking read may legitimately take `block`; allow that plus slack.
-        let reader = target.dedicated(cfg.block + Duration::from_secs(5)).await?;
+        let reader = target.connect(cfg.block + Duration::from_secs(5)).await?;
         let cluster = target.is_cluster();
         let keys = Keys::new(cfg.key_prefix.clone());
         let streams: Vec<String> = (0..cfg.shards).map(|s| keys.log(s)).collect();

@@ -112,8 +112,8 @@ impl LoyaltyWorker {
     pub async fn new(cfg: &Config, loyalty: SharedLoyalty) -> Result<LoyaltyWorker, WorkerError> {
         // One stream, so one key per command: the same on a Redis Cluster.
         let target = RedisTarget::new(&cfg.redis_url, cfg.redis_cluster)?;
-        let mut redis = target.shared(Duration::from_secs(5)).await?;
-        let reader = target.dedicated(cfg.block + Duration::from_secs(5)).await?;
+        let mut redis = target.connect(Duration::from_secs(5)).await?;
+        let reader = target.connect(cfg.block + Duration::from_secs(5)).await?;
         let keys = Keys::new(cfg.key_prefix.clone());
         let streams = vec![keys.loyalty()];
         stream::ensure_groups(&mut redis, &streams).await?;

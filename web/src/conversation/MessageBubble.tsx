@@ -29,18 +29,8 @@ export const MessageBubble = memo(function MessageBubble(p: BubbleProps) {
   const [active, setActive] = useState(false);
   const id = `msg-${p.conversation}-${m.seq}`;
 
-  if (m.kind === 'system') {
-    return (
-      <div className="msg msg-system" id={id} data-seq={m.seq} data-kind="system">
-        <span className="system-text">{m.text}</span>
-        <time className="system-time" title={fullTime(m.ts)}>
-          {timeOfDay(m.ts)}
-        </time>
-      </div>
-    );
-  }
-
-  const side = m.kind === 'order' ? 'order' : own ? 'own' : 'other';
+  const system = m.kind === 'system';
+  const side = system ? 'system' : m.kind === 'order' ? 'order' : own ? 'own' : 'other';
   const reactions = Object.entries(m.reactions ?? {}).filter(([, n]) => n > 0);
   const canAct = !m.deleted;
 
@@ -62,25 +52,34 @@ export const MessageBubble = memo(function MessageBubble(p: BubbleProps) {
     >
       <div className="msg-body">
         {p.showAuthor && m.author && <div className="msg-author">{m.author.username}</div>}
-        <div className="bubble">
-          {m.reply_to && !m.deleted && (
-            <button type="button" className="quote" onClick={() => p.onJump(m.reply_to!.seq)} title="Show the original message">
-              <span className="quote-excerpt">{m.reply_to.excerpt || 'Message'}</span>
-            </button>
-          )}
-          {m.kind === 'order' ? (
-            <OrderCard order={m.order} text={m.text} />
-          ) : m.deleted ? (
-            <span className="msg-text deleted">This message was deleted</span>
-          ) : (
-            <span className="msg-text">{m.text}</span>
-          )}
-          <span className="msg-meta">
-            {m.edited_at && !m.deleted && <span className="edited">edited</span>}
-            <time title={fullTime(m.ts)}>{timeOfDay(m.ts)}</time>
-            {own && p.delivery && <ReadStatus status={p.delivery} />}
-          </span>
-        </div>
+        {system ? (
+          <div className="system-line">
+            <span className="system-text">{m.deleted ? 'This message was deleted' : m.text}</span>
+            <time className="system-time" title={fullTime(m.ts)}>
+              {timeOfDay(m.ts)}
+            </time>
+          </div>
+        ) : (
+          <div className="bubble">
+            {m.reply_to && !m.deleted && (
+              <button type="button" className="quote" onClick={() => p.onJump(m.reply_to!.seq)} title="Show the original message">
+                <span className="quote-excerpt">{m.reply_to.excerpt || 'Message'}</span>
+              </button>
+            )}
+            {m.kind === 'order' ? (
+              <OrderCard order={m.order} text={m.text} />
+            ) : m.deleted ? (
+              <span className="msg-text deleted">This message was deleted</span>
+            ) : (
+              <span className="msg-text">{m.text}</span>
+            )}
+            <span className="msg-meta">
+              {m.edited_at && !m.deleted && <span className="edited">edited</span>}
+              <time title={fullTime(m.ts)}>{timeOfDay(m.ts)}</time>
+              {own && p.delivery && <ReadStatus status={p.delivery} />}
+            </span>
+          </div>
+        )}
         {reactions.length > 0 && (
           <div className="reactions">
             {reactions.map(([key, n]) => {
@@ -110,7 +109,7 @@ export const MessageBubble = memo(function MessageBubble(p: BubbleProps) {
             <button type="button" aria-label="React" title="React" aria-expanded={picker} onClick={() => setPicker((v) => !v)}>
               <SmileIcon />
             </button>
-            {own && m.kind !== 'order' && (
+            {own && m.kind !== 'order' && !system && (
               <>
                 <button type="button" aria-label="Edit" title="Edit" onClick={() => p.onEdit(m)}>
                   <EditIcon />
