@@ -43,10 +43,34 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> (&'static str, 
             let id = id.to_string();
             ("/api/customers/{id}", customer(state, req, &id).await)
         }
+        (Method::GET, ["customers", id, "vouchers"]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}/vouchers", crate::loyalty::vouchers(state, req, &id).await)
+        }
+        (Method::GET, ["customers", id, "orders"]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}/orders", crate::loyalty::orders(state, req, &id).await)
+        }
+        (Method::GET, ["customers", id, "transactions"]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}/transactions", crate::loyalty::transactions(state, req, &id).await)
+        }
+        (Method::POST, ["customers", id, "points"]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}/points", crate::loyalty::give_points(state, req, &id).await)
+        }
+        (Method::POST, ["customers", id, "points", "reset"]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}/points/reset", crate::loyalty::reset_points(state, req, &id).await)
+        }
+        (Method::POST, ["orders", "events"]) => ("/api/orders/events", crate::orders::order_event(state, req).await),
         _ => {
             let known = matches!(
                 segs.as_slice(),
                 ["login"] | ["logout"] | ["me"] | ["ws-ticket"] | ["conversations"] | ["conversations", _] | ["conversations", _, "messages"] | ["customers", _]
+            ) || matches!(
+                segs.as_slice(),
+                ["customers", _, "vouchers" | "orders" | "transactions" | "points"] | ["customers", _, "points", "reset"] | ["orders", "events"]
             );
             if known {
                 let e = GatewayError::invalid(format!("method {method} is not allowed on {path}"));
@@ -95,7 +119,7 @@ pub async fn caller(state: &AppState, req: &Request<Incoming>) -> Result<Identit
     auth::identify(state, &token).await
 }
 
-async fn agent(state: &AppState, req: &Request<Incoming>) -> Result<Identity> {
+pub(crate) async fn agent(state: &AppState, req: &Request<Incoming>) -> Result<Identity> {
     let who = caller(state, req).await?;
     if !who.is_agent() {
         return Err(GatewayError::forbidden("agents only"));
@@ -104,7 +128,7 @@ async fn agent(state: &AppState, req: &Request<Incoming>) -> Result<Identity> {
 }
 
 /// Agents, or the customer whose conversation it is.
-async fn agent_or_owner(state: &AppState, req: &Request<Incoming>, conv: &str) -> Result<Identity> {
+pub(crate) async fn agent_or_owner(state: &AppState, req: &Request<Incoming>, conv: &str) -> Result<Identity> {
     let who = caller(state, req).await?;
     if let Some(own) = who.own_conversation() {
         if own != conv {
@@ -375,14 +399,16 @@ async fn customer(state: &AppState, req: Request<Incoming>, id: &str) -> Result<
         .hget(state.keys.customer(id), "last_seen")
         .query_async(&mut conn)
         .await?;
-    // The loyalty ledger arrives with the customer-panel issue; until then no
-    // points exist, so the balance is 0.
-    let points = 0i64;
+    // null (with points_unavailable) when the loyalty service is down: the
+    // rest of the profile does not depend on it.
+    let balance = crate::loyalty::balance(state, id).await;
     ok(json!({
         "id": c.id,
         "username": c.username,
         "avatar_url": c.avatar_url,
-        "points": points,
+        "points": balance.map(|b| b.balance),
+        "points_version": balance.map(|b| b.version),
+        "points_unavailable": balance.is_none(),
         "online": online > 0,
         "last_seen": last_seen,
     }))

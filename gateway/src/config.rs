@@ -80,6 +80,21 @@ pub struct Config {
     /// Seconds given to open sockets to drain on SIGTERM.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// External loyalty service base URL (docs/loyalty-service.md). Unset: the SQL loyalty store.
+    #[arg(long, env = "CHAT_LOYALTY_URL")]
+    pub loyalty_url: Option<String>,
+    /// Bearer token sent to the loyalty service.
+    #[arg(long, env = "CHAT_LOYALTY_TOKEN")]
+    pub loyalty_token: Option<String>,
+    /// Timeout of one call to the loyalty service (panel reads; keep it under the points wait).
+    #[arg(long, env = "CHAT_LOYALTY_TIMEOUT_MS", default_value_t = 3000)]
+    pub loyalty_timeout_ms: u64,
+    /// Largest amount one Give Points may award.
+    #[arg(long, env = "CHAT_MAX_POINTS", default_value_t = 100_000)]
+    pub max_points: i64,
+    /// How long a points action waits for a worker's answer before answering 503.
+    #[arg(long, env = "CHAT_POINTS_WAIT_MS", default_value_t = 5000)]
+    pub points_wait_ms: u64,
 }
 
 impl Config {

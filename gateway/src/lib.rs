@@ -10,6 +10,9 @@
 //! - [`registry`]: which sockets this node holds, sharded maps.
 //! - [`handlers`]: one function per client frame type.
 //! - [`relay`]: Redis in and out: scripts, log shards, node inboxes, heartbeats.
+//! - [`loyalty`]: the customer panel's REST (vouchers, orders, transactions)
+//!   and the points actions, executed by a worker over a request/reply.
+//! - [`orders`]: order events from the order system and the order cards.
 //! - [`seed`]: demo data for dev mode.
 //! - [`state`]: the shared application state.
 //! - [`error`]: the one place errors become client replies.
@@ -20,7 +23,9 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod handlers;
+pub mod loyalty;
 pub mod metrics;
+pub mod orders;
 pub mod registry;
 pub mod relay;
 pub mod seed;

@@ -59,6 +59,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     let redis_target = RedisTarget::new(&cfg.redis_url, cfg.redis_cluster)?;
     let redis = connect_redis(&redis_target, Duration::from_millis(cfg.redis_timeout_ms.max(100))).await?;
     let store = store::Store::connect(&cfg.database_url).await?;
+    let loyalty = crate::loyalty::open(&cfg, &store)?;
     let node = cfg.node_id.clone().unwrap_or_else(|| format!("g-{}", &crate::auth::random_token()[..10]));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state: AppState = Arc::new(State {
@@ -72,6 +73,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         metrics,
         shutdown: shutdown_rx.clone(),
         customer_secret: secret,
+        loyalty,
         cfg,
     });
     tracing::info!(node = %state.node, "gateway node started");

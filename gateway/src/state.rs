@@ -26,6 +26,8 @@ pub struct State {
     /// Flips to true once on SIGTERM/SIGINT.
     pub shutdown: watch::Receiver<bool>,
     pub customer_secret: Vec<u8>,
+    /// Points ledger, vouchers and orders (SQL or the external service).
+    pub loyalty: store::loyalty::SharedLoyalty,
 }
 
 pub type AppState = Arc<State>;

@@ -151,4 +151,27 @@ async fn core_flow_on_a_three_master_redis_cluster() {
         }
     }
     assert!(used >= 2, "all keys on one master");
+
+    // The customer panel on a cluster: a points action (request stream and
+    // reply list on their own slots) and an order card with an update.
+    let (_, conv) = &convs[2];
+    let r = s
+        .http
+        .post(format!("{}/api/customers/{conv}/points", s.url(0)))
+        .bearer_auth(&agent_tok)
+        .header("Idempotency-Key", "cluster-1")
+        .json(&json!({"amount": 25}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    agent.expect(|f| f["type"] == "points" && f["balance"] == 25).await;
+    let ts = schema::now_ms();
+    for (status, t) in [("placed", ts), ("ready", ts + 1000)] {
+        let body = json!({"order_id": "c-1", "customer_id": conv, "status": status,
+            "items": [{"name": "Tea", "qty": 1}], "total": 2.5, "ts": t});
+        let r = s.http.post(format!("{}/api/orders/events", s.url(1))).bearer_auth("dev-service-token").json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    agent.expect(|f| f["type"] == "order" && f["order"]["status"] == "ready").await;
 }

@@ -5,10 +5,13 @@
 //! - [`LogEvent`]: gateway -> worker, on the log shards. What the worker persists.
 //! - [`Relay`]: anyone -> a gateway node's inbox. A frame already rendered as
 //!   JSON once, delivered as-is to the local sockets of its audience.
+//! - [`LoyaltyRequest`]: gateway -> worker, on the loyalty stream: a points
+//!   action to execute; [`LoyaltyReply`]: worker -> the waiting gateway.
 
 use serde::{Deserialize, Serialize};
 
-use crate::frames::{CustomerRef, Emoji, MessageKind, ReplyRef, Side, UserRef};
+use crate::frames::{CustomerRef, Emoji, ErrorCode, MessageKind, ReplyRef, Side, UserRef};
+use crate::loyalty::{Actor, PointsAction, PointsOutcome};
 
 /// Current envelope version. Bump it when a type below changes shape.
 pub const ENVELOPE_VERSION: u8 = 1;
@@ -48,6 +51,10 @@ pub enum LogEvent {
     React { conversation: String, pos: u64, seq: u64, emoji: Emoji, on: bool, by: UserRef, ts: i64 },
     /// `side` has received (`delivered`) or read (`seen`) up to these positions.
     Read { conversation: String, side: Side, delivered: u64, seen: u64, ts: i64 },
+    /// The order card at message `seq` now shows `order_json` (an
+    /// [`crate::loyalty::OrderCard`] as JSON); `pos` is this update's
+    /// position, and the highest `pos` wins.
+    OrderCard { conversation: String, pos: u64, seq: u64, order_json: String, ts: i64 },
 }
 
 impl LogEvent {
@@ -57,7 +64,8 @@ impl LogEvent {
             | LogEvent::Edit { conversation, .. }
             | LogEvent::Delete { conversation, .. }
             | LogEvent::React { conversation, .. }
-            | LogEvent::Read { conversation, .. } => conversation,
+            | LogEvent::Read { conversation, .. }
+            | LogEvent::OrderCard { conversation, .. } => conversation,
         }
     }
 }
@@ -93,6 +101,28 @@ pub struct Relay {
     pub pos: u64,
     /// The rendered JSON text frame.
     pub frame: String,
+}
+
+/// A points action for the worker to execute (the gateway validated it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoyaltyRequest {
+    /// Names the reply list (`keys.loyalty_reply(id)`).
+    pub id: String,
+    pub customer: String,
+    pub idempotency_key: String,
+    pub action: PointsAction,
+    pub by: Actor,
+    /// The gateway stops waiting at this time (ms since the epoch); a worker
+    /// that picks the request up later drops it unexecuted, so a timed-out
+    /// request (503) almost never takes effect behind the agent's back.
+    pub deadline_ms: i64,
+}
+
+/// The worker's answer to a [`LoyaltyRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoyaltyReply {
+    Done(PointsOutcome),
+    Failed { code: ErrorCode, message: String },
 }
 
 fn config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<MAX_ENVELOPE_BYTES>> {
@@ -151,6 +181,19 @@ mod tests {
         assert_eq!(decode::<LogEvent>(&b).unwrap(), e);
         let r = Relay { audience: Audience::Both, conversation: Some("c1".into()), pos: 3, frame: "{}".into() };
         assert_eq!(decode::<Relay>(&encode(&r)).unwrap(), r);
+        let o = LogEvent::OrderCard { conversation: "c1".into(), pos: 9, seq: 4, order_json: "{}".into(), ts: 1 };
+        assert_eq!(decode::<LogEvent>(&encode(&o)).unwrap(), o);
+        let q = LoyaltyRequest {
+            id: "r".into(),
+            customer: "c1".into(),
+            idempotency_key: "k".into(),
+            action: PointsAction::Award { amount: 5, reason: Some("sorry".into()) },
+            by: Actor { id: "a".into(), username: "ann".into(), display_name: Some("Ann".into()) },
+            deadline_ms: 7,
+        };
+        assert_eq!(decode::<LoyaltyRequest>(&encode(&q)).unwrap(), q);
+        let f = LoyaltyReply::Failed { code: ErrorCode::Conflict, message: "x".into() };
+        assert_eq!(decode::<LoyaltyReply>(&encode(&f)).unwrap(), f);
     }
 
     #[test]

@@ -482,6 +482,10 @@ pub enum ServerFrame {
     Points {
         customer: String,
         balance: i64,
+        /// The balance's version (ledger length): frames of concurrent
+        /// actions may arrive out of order; keep the highest version.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        version: Option<u64>,
     },
     Replay {
         conversation: String,
@@ -492,6 +496,14 @@ pub enum ServerFrame {
         to_seq: Option<u64>,
     },
     Pong,
+    /// An order card (the message at `seq`, kind `order`) changed: replace
+    /// its `order` field. Positioned like `edited`.
+    Order {
+        conversation: String,
+        pos: u64,
+        seq: u64,
+        order: serde_json::Value,
+    },
 }
 
 impl ServerFrame {

@@ -72,6 +72,11 @@ impl Keys {
     pub fn typing_gate(&self, conv: &str, who: &str) -> String {
         self.conv(conv, &format!("ty:{who}"))
     }
+    /// Short lock (token, PX) serialising the events of one order, so exactly
+    /// one progress card is created and card updates land in order.
+    pub fn order_lock(&self, conv: &str, order_id: &str) -> String {
+        self.conv(conv, &format!("olock:{order_id}"))
+    }
 
     // ---- global
     /// Random id that changes when Redis loses its state.
@@ -109,6 +114,16 @@ impl Keys {
     /// Single-use WebSocket ticket -> identity JSON, 30 s TTL.
     pub fn ticket(&self, ticket: &str) -> String {
         format!("{}ticket:{}", self.prefix, ticket)
+    }
+    /// Stream of points-action requests ([`crate::envelope::LoyaltyRequest`]),
+    /// read by the worker group.
+    pub fn loyalty(&self) -> String {
+        format!("{}loyalty", self.prefix)
+    }
+    /// List the worker pushes one [`crate::envelope::LoyaltyReply`] to (short
+    /// TTL); the requesting gateway waits on it with `BLPOP`.
+    pub fn loyalty_reply(&self, request_id: &str) -> String {
+        format!("{}loyalty:reply:{}", self.prefix, request_id)
     }
     /// Counter for login attempts of one username or address, with a TTL.
     pub fn login_attempts(&self, who: &str) -> String {

@@ -5,6 +5,8 @@
 //! - [`frames`]: the client wire protocol (JSON text frames), both directions.
 //! - [`envelope`]: what gateways and workers put in Redis streams (bincode 2
 //!   behind a version byte).
+//! - [`loyalty`]: the customer panel's data (points ledger, vouchers, orders,
+//!   order cards) shared by the store, the worker and the gateway.
 //! - [`keys`]: the Redis key layout. Every key of one conversation carries the
 //!   hash tag `{c:<id>}` so multi-key scripts stay in one Cluster slot.
 
@@ -13,6 +15,7 @@ pub mod frames;
 pub mod ids;
 pub mod keys;
 pub mod limits;
+pub mod loyalty;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub fn now_ms() -> i64 {

@@ -6,6 +6,8 @@
 //! - `persist`: the worker's batch writer ([`Store::persist`]): one
 //!   transaction, idempotent and order-safe under at-least-once delivery.
 //! - `password`: argon2 hashing and verification on the blocking pool.
+//! - [`loyalty`]: the loyalty store trait (points ledger, vouchers, orders)
+//!   with its SQL implementation and the external service's HTTP client.
 //! - Reads (this file): history pages, message metadata, conversation state,
 //!   agents and customers, used by the gateway and by the worker's rebuild.
 //!
@@ -13,6 +15,7 @@
 //! only `TEXT`/`BIGINT` columns, so every query is written once.
 //! The worker is the only writer of history; the gateway reads.
 
+pub mod loyalty;
 mod migrate;
 mod password;
 mod persist;

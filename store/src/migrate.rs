@@ -96,6 +96,78 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         "UPDATE conversations SET last_msg_seq = COALESCE((SELECT MAX(m.seq) FROM messages m
             WHERE m.conversation_id = conversations.id AND m.stub = 0), 0)",
     ],
+),
+(
+    3,
+    &[
+        // Order cards change after they are posted: the highest update
+        // position wins (an update may reach the worker before its card).
+        "ALTER TABLE messages ADD COLUMN order_pos BIGINT NOT NULL DEFAULT 0",
+        // One row per customer with a ledger: the balance (always equal to the
+        // ledger's sum, both written in one transaction) and the number of
+        // entries. Updating this row is what serialises concurrent actions
+        // on one customer (a row lock on PostgreSQL).
+        "CREATE TABLE IF NOT EXISTS loyalty_accounts (
+            customer_id TEXT PRIMARY KEY,
+            balance BIGINT NOT NULL DEFAULT 0 CHECK (balance >= 0),
+            entries BIGINT NOT NULL DEFAULT 0
+        )",
+        // Append-only: rows are inserted, never updated or deleted.
+        "CREATE TABLE IF NOT EXISTS loyalty_ledger (
+            customer_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            balance_after BIGINT NOT NULL,
+            reason TEXT,
+            by_id TEXT,
+            by_username TEXT,
+            by_display_name TEXT,
+            idempotency_key TEXT,
+            ts BIGINT NOT NULL,
+            PRIMARY KEY (customer_id, seq)
+        )",
+        // Every executed points action by idempotency key: what was asked
+        // (fingerprint) and what it did (outcome JSON), so a repeat returns
+        // the same outcome and a different request under the key is refused.
+        "CREATE TABLE IF NOT EXISTS loyalty_requests (
+            idempotency_key TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            outcome_json TEXT NOT NULL DEFAULT '',
+            created_at BIGINT NOT NULL
+        )",
+        "CREATE TABLE IF NOT EXISTS vouchers (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            code TEXT NOT NULL,
+            expires_at BIGINT,
+            state TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS vouchers_customer ON vouchers (customer_id)",
+        // The current state is the event with the highest (status_ts,
+        // status_rank); history_json keeps every (status, ts) seen. card_*:
+        // which message shows the order and which state it shows.
+        "CREATE TABLE IF NOT EXISTS orders (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            status_ts BIGINT NOT NULL,
+            status_rank BIGINT NOT NULL,
+            items_json TEXT NOT NULL,
+            total TEXT NOT NULL,
+            currency TEXT,
+            history_json TEXT NOT NULL,
+            placed_at BIGINT NOT NULL,
+            card_seq BIGINT NOT NULL DEFAULT 0,
+            card_status TEXT NOT NULL DEFAULT '',
+            card_ts BIGINT NOT NULL DEFAULT 0,
+            created_at BIGINT NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS orders_customer ON orders (customer_id, status_ts)",
+    ],
 )];
 
 /// Arbitrary constant naming this schema's advisory lock on PostgreSQL.

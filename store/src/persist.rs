@@ -9,6 +9,8 @@
 //!   holding its outcome, which the message fills in when it arrives;
 //! - reactions are last-writer-wins by `pos`; read positions and `last_pos`
 //!   only grow;
+//! - an order card's payload is last-writer-wins by `pos` (`order_pos`); an
+//!   update that arrives before its card leaves a stub like an edit does;
 //! - derived columns (preview, last_ts, unread) are recomputed from the rows,
 //!   never incremented.
 //!
@@ -106,6 +108,8 @@ struct Plan {
     deletes: BTreeMap<(String, i64), ()>,
     /// (conv, seq, who, emoji) -> (on, pos)
     reactions: BTreeMap<(String, i64, String, &'static str), (bool, i64)>,
+    /// (conv, seq) -> (pos, order JSON) of the newest card update.
+    order_cards: BTreeMap<(String, i64), (i64, String)>,
 }
 
 fn max_in(slot: &mut i64, v: i64) {
@@ -201,6 +205,14 @@ impl Plan {
                     let slot = p.reactions.entry(key).or_insert((*on, pos));
                     if pos > slot.1 {
                         *slot = (*on, pos);
+                    }
+                }
+                LogEvent::OrderCard { conversation, pos, seq, order_json, ts } => {
+                    let pos = to_i64(*pos);
+                    max_in(&mut p.conv(conversation, *ts).last_pos, pos);
+                    let slot = p.order_cards.entry((conversation.clone(), to_i64(*seq))).or_insert((pos, clean(order_json)));
+                    if pos > slot.0 {
+                        *slot = (pos, clean(order_json));
                     }
                 }
                 LogEvent::Read { conversation, side, delivered, seen, ts } => {
@@ -348,7 +360,8 @@ pub(crate) async fn persist(
     .await?;
 
     // Messages: a stored message never changes; a stub (edit/delete that came
-    // first) takes the message's fields but keeps its own text and flags.
+    // first) takes the message's fields but keeps its own text and flags (a
+    // stub left by an order-card update has neither: it takes the text too).
     let messages: Vec<_> = plan.messages.iter().collect();
     let inserted = insert_chunked(
         &mut tx,
@@ -359,7 +372,9 @@ pub(crate) async fn persist(
             stub = 0, kind = excluded.kind, author_kind = excluded.author_kind, author_id = excluded.author_id,
             author_name = excluded.author_name, reply_to_seq = excluded.reply_to_seq,
             reply_excerpt = excluded.reply_excerpt, ts = excluded.ts, client_id = excluded.client_id,
-            order_json = excluded.order_json
+            order_json = CASE WHEN messages.order_pos > 0 THEN messages.order_json ELSE excluded.order_json END,
+            text = CASE WHEN messages.edited_at IS NULL AND messages.deleted = 0 THEN excluded.text ELSE messages.text END,
+            excerpt = CASE WHEN messages.edited_at IS NULL AND messages.deleted = 0 THEN excluded.excerpt ELSE messages.excerpt END
          WHERE messages.stub = 1",
         &messages,
         |q, ((conv, seq), m)| {
@@ -406,6 +421,18 @@ pub(crate) async fn persist(
         "ON CONFLICT (conversation_id, seq) DO UPDATE SET deleted = 1, text = '', excerpt = '', edited_at = NULL, edit_pos = 0",
         &deletes,
         |q, (conv, seq)| q.bind(conv.as_str()).bind(*seq),
+    )
+    .await?;
+
+    let cards: Vec<_> = plan.order_cards.iter().collect();
+    insert_chunked(
+        &mut tx,
+        "INSERT INTO messages (conversation_id, seq, stub, kind, text, excerpt, ts, order_json, order_pos)",
+        "(?, ?, 1, '', '', '', 0, ?, ?)",
+        "ON CONFLICT (conversation_id, seq) DO UPDATE SET order_json = excluded.order_json, order_pos = excluded.order_pos
+         WHERE messages.order_pos < excluded.order_pos",
+        &cards,
+        |q, ((conv, seq), (pos, json))| q.bind(conv.as_str()).bind(*seq).bind(json.as_str()).bind(*pos),
     )
     .await?;
 

@@ -28,6 +28,12 @@ pub struct Config {
     pub batch_size: usize,
     /// `BLOCK` of one `XREADGROUP`.
     pub block: Duration,
+    /// External loyalty service (`CHAT_LOYALTY_URL`); `None`: the SQL store.
+    pub loyalty_url: Option<String>,
+    /// Bearer token for the loyalty service.
+    pub loyalty_token: Option<String>,
+    /// Per call to the loyalty service (under the gateway's wait).
+    pub loyalty_timeout: Duration,
 }
 
 impl Config {
@@ -45,6 +51,9 @@ impl Config {
             claim_interval: Duration::from_secs(5),
             batch_size: 512,
             block: Duration::from_millis(1000),
+            loyalty_url: None,
+            loyalty_token: None,
+            loyalty_timeout: Duration::from_secs(3),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - [`chatlist`]: the Redis chat-list rows and indexes, the staff relay, and
 //!   [`rebuild_chat_list`] for when Redis lost its state.
 //! - [`metrics`]: metric names and the `/metrics` endpoint.
+//! - [`loyalty`]: points actions requested by the gateways, executed through
+//!   the loyalty store and answered on a reply list.
 //! - This file: [`Worker`], one step at a time ([`Worker::process_once`],
 //!   [`Worker::claim_once`]), and [`run`], the loop with shutdown.
 //!
@@ -21,6 +23,7 @@
 pub mod chatlist;
 pub mod config;
 mod error;
+pub mod loyalty;
 pub mod metrics;
 pub mod stream;
 
@@ -74,6 +77,7 @@ fn event_kind(e: &LogEvent) -> &'static str {
         LogEvent::Delete { .. } => "delete",
         LogEvent::React { .. } => "react",
         LogEvent::Read { .. } => "read",
+        LogEvent::OrderCard { .. } => "order_card",
     }
 }
 
@@ -392,7 +396,7 @@ impl Worker {
 }
 
 /// Sleeps `d` unless a stop comes first; returns true when stopping.
-async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+pub(crate) async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     if *stop.borrow() {
         return true;
     }
@@ -448,6 +452,8 @@ async fn run_loop(cfg: Config, stop: &mut watch::Receiver<bool>) -> Result<(), W
             }
         }
     };
+    // Points requests run beside the log, on the same store.
+    let loyalty_task = tokio::spawn(loyalty::run(cfg.clone(), worker.store().clone(), stop.clone()));
     backoff = Duration::from_millis(100);
     let mut next_claim = Instant::now();
     loop {
@@ -478,6 +484,10 @@ async fn run_loop(cfg: Config, stop: &mut watch::Receiver<bool>) -> Result<(), W
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+    // The loyalty loop saw the same stop; let it answer what it is executing.
+    if tokio::time::timeout(Duration::from_secs(10), loyalty_task).await.is_err() {
+        tracing::warn!("loyalty requests did not stop in time");
     }
     tracing::info!("worker stopped");
     Ok(())

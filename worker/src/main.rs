@@ -39,6 +39,15 @@ struct Args {
     /// Entries read per shard per `XREADGROUP`.
     #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 512)]
     batch_size: usize,
+    /// External loyalty service base URL (docs/loyalty-service.md); unset: the SQL store.
+    #[arg(long, env = "CHAT_LOYALTY_URL")]
+    loyalty_url: Option<String>,
+    /// Bearer token sent to the loyalty service.
+    #[arg(long, env = "CHAT_LOYALTY_TOKEN")]
+    loyalty_token: Option<String>,
+    /// Timeout of one call to the loyalty service.
+    #[arg(long, env = "CHAT_LOYALTY_TIMEOUT_MS", default_value_t = 3000)]
+    loyalty_timeout_ms: u64,
 }
 
 async fn shutdown_signal() {
@@ -87,6 +96,9 @@ async fn main() -> anyhow::Result<()> {
     cfg.claim_idle = Duration::from_millis(args.claim_idle_ms);
     cfg.claim_interval = Duration::from_millis(args.claim_interval_ms.max(100));
     cfg.batch_size = args.batch_size;
+    cfg.loyalty_url = args.loyalty_url.filter(|u| !u.is_empty());
+    cfg.loyalty_token = args.loyalty_token.filter(|t| !t.is_empty());
+    cfg.loyalty_timeout = Duration::from_millis(args.loyalty_timeout_ms);
     tracing::info!(worker = %cfg.worker_id, prefix = %cfg.key_prefix, shards = cfg.shards, "starting worker");
     worker::run(cfg, shutdown_signal()).await.context("worker failed")
 }

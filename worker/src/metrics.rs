@@ -31,6 +31,9 @@ pub const CLAIMED_TOTAL: &str = "worker_claimed_total";
 pub const STREAM_PENDING: &str = "worker_stream_pending";
 /// Failures by `stage` (read, persist, redis, claim, connect).
 pub const ERRORS_TOTAL: &str = "worker_errors_total";
+/// Points requests handled, by `outcome` (ok, replayed, noop, conflict,
+/// invalid, not_found, unavailable, expired).
+pub const LOYALTY_TOTAL: &str = "worker_loyalty_requests_total";
 
 /// The process-wide recorder, installed on first use. `None` when another
 /// recorder was installed first (an embedding program's own).
@@ -81,6 +84,7 @@ fn describe() {
     metrics::describe_counter!(CLAIMED_TOTAL, "Log entries claimed from idle consumers");
     metrics::describe_gauge!(STREAM_PENDING, "Log entries delivered and not yet acknowledged");
     metrics::describe_counter!(ERRORS_TOTAL, "Worker failures by stage");
+    metrics::describe_counter!(LOYALTY_TOTAL, "Points requests handled, by outcome");
 }
 
 /// Serves `GET /metrics` on `addr` (port 0 picks one); returns the bound
