@@ -111,6 +111,24 @@ test('resume is the first frame, with the held positions and the epoch', async (
   s.stop();
 });
 
+test('order card updates are positioned events: they count in the resume positions', async () => {
+  const s = newSocket();
+  const ws = await connected(s);
+  s.track('c1', 3);
+  const seen = [];
+  s.onFrame((f) => seen.push(f.type));
+  const order = { id: '1042', status: 'ready', steps: [], items: [], total: 3.9, updated_at: 2 };
+  ws.receive({ type: 'order', conversation: 'c1', pos: 4, seq: 2, order });
+  // Balance frames are state, not events: no position.
+  ws.receive({ type: 'points', customer: 'c1', balance: 50, version: 9 });
+  assert.equal(s.position('c1'), 4);
+  assert.deepEqual(seen, ['order', 'points']);
+  ws.drop();
+  const ws2 = await connected(s);
+  assert.deepEqual(ws2.sent[0], { type: 'resume', positions: { c1: 4 }, epoch: 'e1' });
+  s.stop();
+});
+
 test('outbox: queued while disconnected, sent after resume, removed on ack, never twice', async () => {
   const s = newSocket();
   const ws = await connected(s);

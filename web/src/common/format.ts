@@ -35,3 +35,11 @@ export function money(v: number | string | undefined): string {
   if (Number.isNaN(n)) return String(v);
   return n.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 }
+
+/** A calendar date ("Jan 14", with the year when it is another year); for future dates too. */
+export function shortDate(ts: number, now = Date.now()): string {
+  const d = toDate(ts);
+  const opts: Intl.DateTimeFormatOptions = { month: 'short', day: 'numeric' };
+  if (d.getFullYear() !== new Date(now).getFullYear()) opts.year = 'numeric';
+  return d.toLocaleDateString(undefined, opts);
+}

@@ -373,6 +373,10 @@ export class ConversationStore {
         };
       case 'deleted':
         return { ...c, messages: c.messages.map((m) => (m.seq === f.seq ? { ...m, deleted: true, text: '' } : m)) };
+      case 'order':
+        // The order card at `seq` changed: replace its order in place (absolute, so a replay is harmless).
+        // A card not held (an older page) comes back from history with the new state.
+        return { ...c, messages: c.messages.map((m) => (m.seq === f.seq ? { ...m, order: f.order } : m)) };
       case 'reactions': {
         const me = this.socket.user;
         let mine = c.mine;

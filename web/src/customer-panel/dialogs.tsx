@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from 'react';
 import { ApiError, uuid } from '../lib/api';
+import { capitalize } from './Section';
 
 function Dialog({ title, onClose, children }: { title: string; onClose: () => void; children: React.ReactNode }) {
   const ref = useRef<HTMLDivElement>(null);
@@ -31,8 +32,16 @@ function Dialog({ title, onClose, children }: { title: string; onClose: () => vo
   );
 }
 
+/** What a failed points action shows: the server's own words for what was wrong with the request. */
 function errorText(e: unknown): string {
-  if (e instanceof ApiError && e.notAvailable) return 'Not available yet: the points service is not connected.';
+  if (e instanceof ApiError) {
+    if (e.status === 501 || e.status === 405) return 'Not available yet: the points service is not connected.';
+    if (e.status === 503) return 'The points service is not answering right now. Try again: points are never given twice.';
+    if (e.status === 409) return 'This action was already sent with different details. Close the dialog and start again.';
+    if (e.status === 404) return 'This customer is not known to the shop.';
+    if (e.status === 0) return 'The server cannot be reached. Try again.';
+    return capitalize(e.message);
+  }
   return (e as Error).message || 'Something went wrong.';
 }
 
@@ -51,12 +60,14 @@ export function PointsDialog({
   const [error, setError] = useState<string | null>(null);
   // One key per dialog: pressing Confirm again after a lost answer does not award twice.
   const key = useRef(uuid());
+  // The server validates the amount (a whole number from 1 to its maximum) and says what is wrong.
   const n = Number(amount);
-  const valid = Number.isInteger(n) && n > 0 && n <= 1_000_000;
+  const valid = amount.trim() !== '' && Number.isFinite(n);
 
   return (
     <Dialog title="Give Points" onClose={onClose}>
       <form
+        noValidate
         onSubmit={async (e) => {
           e.preventDefault();
           if (!valid) return;
@@ -75,7 +86,16 @@ export function PointsDialog({
         <p className="muted">Award loyalty points to {username}.</p>
         <label>
           Amount
-          <input type="number" min={1} step={1} inputMode="numeric" value={amount} onChange={(e) => setAmount(e.target.value)} required />
+          <input
+            type="number"
+            min={1}
+            step={1}
+            inputMode="numeric"
+            value={amount}
+            onChange={(e) => setAmount(e.target.value)}
+            aria-invalid={error ? true : undefined}
+            required
+          />
         </label>
         <label>
           Reason (optional)
@@ -99,14 +119,24 @@ export function PointsDialog({
   );
 }
 
-export function ResetDialog({ username, onClose, onConfirm }: { username: string; onClose: () => void; onConfirm: (idempotencyKey: string) => Promise<void> }) {
+export function ResetDialog({
+  username,
+  balance,
+  onClose,
+  onConfirm,
+}: {
+  username: string;
+  balance: number | null;
+  onClose: () => void;
+  onConfirm: (idempotencyKey: string) => Promise<void>;
+}) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const key = useRef(uuid());
   return (
     <Dialog title="Reset Balance" onClose={onClose}>
       <p>
-        Set {username}'s points balance to <strong>0</strong>? This cannot be undone.
+        Set {username}'s points balance{balance !== null ? ` (${balance.toLocaleString()})` : ''} to <strong>0</strong>? This cannot be undone.
       </p>
       {error && (
         <div className="form-error" role="alert">

@@ -26,16 +26,64 @@ export interface OrderItem {
   name?: string;
   qty?: number;
   quantity?: number;
+  /** Unit price. */
   price?: number | string;
 }
 
+export type OrderStatus = 'placed' | 'accepted' | 'preparing' | 'ready' | 'completed' | 'cancelled';
+
+export interface OrderStep {
+  status: string;
+  state: 'done' | 'current' | 'todo';
+}
+
+/** The `order` of an order card message (and of the `order` frame). */
 export interface OrderInfo {
-  order_id?: string;
   id?: string;
+  /** Older shape, read defensively. */
+  order_id?: string;
   status?: string;
+  steps?: OrderStep[];
   items?: OrderItem[];
   total?: number | string;
+  currency?: string;
+  updated_at?: number;
   ts?: number;
+}
+
+/** An order as the panel sections list it (`GET /api/customers/{id}/orders`). */
+export interface Order extends OrderInfo {
+  customer_id?: string;
+  history?: { status: string; ts: number }[];
+  placed_at?: number;
+}
+
+export interface Voucher {
+  id: string;
+  title?: string;
+  code?: string;
+  expires_at?: number | null;
+  state?: string;
+}
+
+export interface LedgerEntry {
+  id: string;
+  seq?: number;
+  kind: 'earned' | 'spent' | 'awarded' | 'reset' | string;
+  amount: number;
+  balance_after?: number;
+  reason?: string | null;
+  by?: { id: string; username: string; display_name?: string | null } | null;
+  ts?: number;
+}
+
+/** Answer of Give Points and Reset Balance. */
+export interface PointsOutcome {
+  balance: number;
+  version?: number;
+  transaction: LedgerEntry | null;
+  noop?: boolean;
+  message?: string;
 }
 
 export interface Message {
@@ -84,8 +132,13 @@ export interface Customer {
   id: string;
   username: string;
   avatar_url?: string | null;
-  points: number;
+  /** null when the loyalty service cannot answer (then `points_unavailable` is true). */
+  points: number | null;
+  /** Ledger length: only a higher version replaces a balance. */
+  points_version?: number | null;
+  points_unavailable?: boolean;
   online: boolean;
+  last_seen?: number | null;
 }
 
 export interface Agent {
@@ -125,7 +178,8 @@ export type ServerFrame =
   | { type: 'receipt'; conversation: string; delivered_seq: number; seen_seq: number }
   | { type: 'presence'; customer: string; online: boolean; last_seen?: number }
   | ({ type: 'conversation' } & ConversationRow)
-  | { type: 'points'; customer: string; balance: number }
+  | { type: 'points'; customer: string; balance: number; version?: number }
+  | { type: 'order'; conversation: string; pos: number; seq: number; order: OrderInfo }
   | { type: 'replay'; conversation: string; from_seq: number; complete: boolean; to_seq?: number }
   | { type: 'pong' };
 
@@ -134,7 +188,7 @@ export type EventFrame = Extract<ServerFrame, { pos: number }>;
 
 export function isEventFrame(f: ServerFrame): f is EventFrame {
   return (
-    (f.type === 'message' || f.type === 'edited' || f.type === 'deleted' || f.type === 'reactions') &&
+    (f.type === 'message' || f.type === 'edited' || f.type === 'deleted' || f.type === 'reactions' || f.type === 'order') &&
     typeof (f as EventFrame).pos === 'number'
   );
 }
