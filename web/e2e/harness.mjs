@@ -38,8 +38,11 @@ function waitForLine(child, re, timeoutMs, name) {
   });
 }
 
-/** Starts gateway + worker; returns { url, prefix, stop }. */
-export async function startStack() {
+/**
+ * Starts gateway + worker; returns { url, prefix, stop }. `env` adds or overrides
+ * variables of both processes (e.g. `CHAT_LOYALTY_URL` for an external loyalty service).
+ */
+export async function startStack({ env: extraEnv = {} } = {}) {
   for (const b of ['gateway', 'worker']) {
     if (!existsSync(join(binDir, b))) {
       throw new Error(`${join(binDir, b)} is missing: build with \`cargo build --release -p gateway -p worker\` or set CHAT_BIN_DIR`);
@@ -60,6 +63,7 @@ export async function startStack() {
     GATEWAY_ADDR: '127.0.0.1:0',
     WORKER_METRICS_ADDR: '127.0.0.1:0',
     RUST_LOG: process.env.RUST_LOG ?? 'warn',
+    ...extraEnv,
   };
   const logs = { gateway: '', worker: '' };
   const procs = [];
@@ -192,6 +196,52 @@ export async function newCustomer(browser, url, username, { viewport = { width: 
   await page.getByLabel('Message', { exact: true }).waitFor();
   await page.waitForFunction(() => !document.querySelector('[data-testid="connection-banner"]'));
   return { context, page, ...w };
+}
+
+/** The dev-mode service token of the order system (`CHAT_SERVICE_TOKEN` unset). */
+export const DEV_SERVICE_TOKEN = 'dev-service-token';
+
+/** A REST call from the test (not the browser); returns { status, body, headers }. */
+export async function api(stack, path, { method, body, token, headers = {} } = {}) {
+  const h = { Accept: 'application/json', ...headers };
+  if (body !== undefined) h['Content-Type'] = 'application/json';
+  if (token) h.Authorization = `Bearer ${token}`;
+  const r = await fetch(`${stack.url}${path}`, { method: method ?? (body !== undefined ? 'POST' : 'GET'), headers: h, body: body !== undefined ? JSON.stringify(body) : undefined });
+  const text = await r.text();
+  let json;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = text;
+  }
+  return { status: r.status, body: json, headers: r.headers };
+}
+
+/** Logs the demo agent in over REST; returns its token. */
+export async function agentToken(stack) {
+  const r = await api(stack, '/api/login', { body: { username: 'demo', password: 'demo' } });
+  if (r.status !== 200) throw new Error(`login: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.token;
+}
+
+/** Posts an order event as the order system does (`POST /api/orders/events`, service token); expects 202. */
+export async function postOrderEvent(stack, event) {
+  const r = await api(stack, '/api/orders/events', { body: { currency: 'EUR', ts: Date.now(), ...event }, token: DEV_SERVICE_TOKEN });
+  if (r.status !== 202) throw new Error(`order event: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/**
+ * Takes the expected problems (matching `re`) out of a watcher's list; fails when
+ * none matched, so a test states exactly which errors it provokes.
+ */
+export function expectProblems(w, re) {
+  const hit = w.problems.filter((p) => re.test(p));
+  if (!hit.length) throw new Error(`expected a problem matching ${re}; got:\n${w.problems.join('\n')}`);
+  const rest = w.problems.filter((p) => !re.test(p));
+  w.problems.length = 0;
+  w.problems.push(...rest);
+  return hit;
 }
 
 export function uniqueName(base) {

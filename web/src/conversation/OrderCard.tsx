@@ -1,5 +1,5 @@
 import type { OrderInfo, OrderStep } from '../lib/types';
-import { money, timeOfDay } from '../common/format';
+import { fullTime, listTime, money } from '../common/format';
 
 // Compact order progress card for messages of kind "order". The server sends the
 // card with its steps (placed, accepted, preparing, ready, completed; a cancelled
@@ -91,7 +91,9 @@ export function OrderCard({ order, text }: { order?: OrderInfo; text?: string })
           <span>{price(order.total, order.currency)}</span>
         </div>
       )}
-      {typeof updated === 'number' && updated > 0 && <div className="order-updated muted">Updated {timeOfDay(updated)}</div>}
+      {typeof updated === 'number' && updated > 0 && <div className="order-updated muted" title={fullTime(updated)}>
+          Updated {listTime(updated)}
+        </div>}
       {!order && text && <div className="order-text">{text}</div>}
     </div>
   );
