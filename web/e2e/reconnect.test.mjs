@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { launchBrowser, message, newAgent, newCustomer, send, startStack, uniqueName } from './harness.mjs';
+import { launchBrowser, message, newAgent, newCustomer, postOrderEvent, send, startStack, uniqueName } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
 let stack;
@@ -134,6 +134,91 @@ describe('connection', () => {
     const unexpected = w.problems.filter((p) => !/WebSocket/.test(p));
     assert.deepEqual(unexpected, []);
     assertClean(customer);
+    await context.close();
+    await customer.context.close();
+  });
+
+  test('order card updates are positioned: the resume names them, a missed update is replayed in place on both sides', async () => {
+    const name = uniqueName('ozzy');
+    const customer = await newCustomer(browser, stack.url, name);
+    await send(customer.page, 'Where is my order?');
+    await message(customer.page, 'Where is my order?').waitFor();
+
+    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await context.newPage();
+    const sockets = [];
+    let refuse = false;
+    await page.routeWebSocket(/\/ws\?/, (ws) => {
+      const entry = { frames: [], received: [], ws };
+      sockets.push(entry);
+      if (refuse) {
+        ws.close({ code: 1001, reason: 'going away' });
+        return;
+      }
+      const server = ws.connectToServer();
+      ws.onMessage((m) => {
+        entry.frames.push(JSON.parse(m));
+        server.send(m);
+      });
+      server.onMessage((m) => {
+        entry.received.push(JSON.parse(m));
+        ws.send(m);
+      });
+      server.onClose((code, reason) => ws.close({ code, reason }));
+      ws.onClose((code, reason) => server.close({ code, reason }));
+    });
+    const { watch } = await import('./harness.mjs');
+    const w = watch(page, 'agent');
+    await page.goto(stack.url);
+    await page.getByLabel('Username').fill('demo');
+    await page.getByLabel('Password').fill('demo');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('link', { name: /^Chat/ }).click();
+    await row(page, name).click();
+    await message(page, 'Where is my order?').waitFor();
+
+    const id = `r${Date.now() % 1e7}`;
+    const t0 = Date.now();
+    const items = [{ name: 'Chai', qty: 1, price: 3.4 }];
+    await postOrderEvent(stack, { order_id: id, customer_id: name, status: 'preparing', items, total: 3.4, ts: t0 });
+    // Same status, one more item: only the card changes (an `order` frame, no status message).
+    const more = [...items, { name: 'Scone', qty: 1, price: 2.6 }];
+    await postOrderEvent(stack, { order_id: id, customer_id: name, status: 'preparing', items: more, total: 6, ts: t0 + 1000 });
+    await until(async () => /1× Scone/.test(await textOf(page.locator(`.order-card[data-order="${id}"]`))), { what: 'card updated live' });
+    const live = sockets.filter((s) => s.frames.length > 0).at(-1);
+    const update = live.received.find((f) => f.type === 'order' && f.conversation === name);
+    assert.ok(update && typeof update.pos === 'number', 'an order frame arrived');
+    const lastPos = Math.max(...live.received.filter((f) => f.conversation === name && typeof f.pos === 'number').map((f) => f.pos));
+    assert.equal(lastPos, update.pos, 'the card update is the latest event held');
+
+    // Both sides lose the connection; the order moves on meanwhile.
+    refuse = true;
+    live.ws.close({ code: 1001, reason: 'going away' });
+    customer.pause();
+    await customer.context.setOffline(true);
+    await banner(page).waitFor();
+    await postOrderEvent(stack, { order_id: id, customer_id: name, status: 'ready', items: more, total: 6, ts: t0 + 2000 });
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(await page.locator(`.order-card[data-order="${id}"]`).getAttribute('data-status'), 'preparing');
+    refuse = false;
+    await customer.context.setOffline(false);
+
+    await banner(page).waitFor({ state: 'detached', timeout: 20_000 });
+    const last = sockets.at(-1);
+    assert.equal(last.frames[0]?.type, 'resume');
+    assert.equal(last.frames[0].positions[name], update.pos, `resume holds the card update's position: ${JSON.stringify(last.frames[0])}`);
+    for (const p of [page, customer.page]) {
+      await p.locator(`.order-card[data-order="${id}"][data-status="ready"]`).waitFor({ timeout: 20_000 });
+      await p.locator('.msg-system', { hasText: `Order #${id} is now ready` }).waitFor();
+      assert.equal(await p.locator('.msg-order').count(), 1);
+    }
+    const replayed = last.received.filter((f) => f.conversation === name && (f.type === 'order' || f.type === 'replay'));
+    assert.ok(replayed.some((f) => f.type === 'order'), `the update came by replay: ${JSON.stringify(replayed)}`);
+    assert.ok(replayed.some((f) => f.type === 'replay' && f.complete), 'replay complete');
+    await banner(customer.page).waitFor({ state: 'detached', timeout: 20_000 });
+    customer.resume();
+    const unexpected = w.problems.filter((p) => !/WebSocket/.test(p));
+    assert.deepEqual(unexpected, []);
     await context.close();
     await customer.context.close();
   });
