@@ -85,6 +85,10 @@ describe('customer info panel, loyalty service down', () => {
     await panel.getByRole('button', { name: /^Active Orders/ }).click();
     await until(async () => /Order #u\d+\s*Accepted/.test(await textOf(panel.locator('.section.open', { hasText: 'Active Orders' }))), { what: 'active order' });
     await panel.getByRole('button', { name: 'Refresh' }).click();
+    // Refresh asks the loyalty service again (the open sections too).
+    await until(() => agent.problems.some((p) => /HTTP 503: GET .*\/vouchers$/.test(p)) && agent.problems.some((p) => /HTTP 503: GET .*\/transactions$/.test(p)), {
+      what: 'sections reloaded',
+    });
     await until(async () => (await textOf(panel.getByRole('button', { name: /^Refresh/ }))) === 'Refresh', { what: 'refresh done' });
     assert.equal(await textOf(panel.locator('.points-value')), 'Unavailable');
     expectProblems(agent, /HTTP 503: GET .*\/(vouchers|transactions)$|console error: Failed to load resource: .* 503/);

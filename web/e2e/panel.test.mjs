@@ -47,7 +47,7 @@ const section = (page, title) => panelOf(page).locator('.section', { has: page.g
 async function expand(page, title) {
   const toggle = panelOf(page).getByRole('button', { name: new RegExp(`^${title}`) });
   if ((await toggle.getAttribute('aria-expanded')) !== 'true') await toggle.click();
-  await until(async () => !/Loading…/.test(await textOf(section(page, title).locator('.section-body'))), { what: `${title} loaded` });
+  await until(async () => /^(ready|error)$/.test(await section(page, title).getAttribute('data-status')), { what: `${title} loaded` });
   return section(page, title);
 }
 

@@ -88,7 +88,7 @@ export function Section({
   const count = state.status === 'ready' ? `${state.items.length}${state.cursor ? '+' : ''}` : null;
 
   return (
-    <div className={`section${open ? ' open' : ''}`} data-section={kind === 'order' ? title.toLowerCase().replace(/\W+/g, '-') : kind}>
+    <div className={`section${open ? ' open' : ''}`} data-status={state.status}>
       <button type="button" className="section-toggle" aria-expanded={open} aria-controls={bodyId} onClick={() => setOpen((o) => !o)}>
         <span>{title}</span>
         {count !== null && <span className="section-count">{count}</span>}
