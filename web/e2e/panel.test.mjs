@@ -404,6 +404,8 @@ describe('customer info panel (real backend)', () => {
       const active = await expand(agent.page, 'Active Orders');
       assert.match(await textOf(active), /Order #2001\s*Ready/);
       await expand(agent.page, 'Vouchers');
+      await agent.page.mouse.move(0, viewport.height - 1);
+      await new Promise((r) => setTimeout(r, 300)); // the chevrons' turn
       await shot(agent.page, `${label}-customer-panel`);
       assertClean(agent);
       await agent.context.close();
