@@ -12,17 +12,19 @@
 #
 # Settings: RUNS (repetitions, medians are quoted; default 3), STEP_SECS
 # (seconds per ramp step, default 8), COMMON_RATE (fixed rate for the p99
-# comparison, default 2000), IDLE_CONNS (idle sockets per node, default 19000),
-# CUSTOMERS (default 1000), AGENTS (default 2).
+# comparison, default 1000), IDLE_CONNS (idle sockets per node, default 19000),
+# CUSTOMERS (default 2000), AGENTS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 RUNS=${RUNS:-3}
 STEP_SECS=${STEP_SECS:-8}
-COMMON_RATE=${COMMON_RATE:-2000}
+COMMON_RATE=${COMMON_RATE:-1000}
 IDLE_CONNS=${IDLE_CONNS:-19000}
-CUSTOMERS=${CUSTOMERS:-1000}
+CUSTOMERS=${CUSTOMERS:-2000}
+MAX_RATE=${MAX_RATE:-200000}
+CHAT_ROWS=${CHAT_ROWS:-100000}
 AGENTS=${AGENTS:-2}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 OUT=artifacts/bench/$(date -u +%Y%m%d-%H%M%S)
@@ -99,7 +101,7 @@ start_peer() {
 
 stop_all() { cleanup_procs; drop_keys "$PREFIX"; sleep 1; }
 
-LOAD="--customers $CUSTOMERS --agents $AGENTS --duration-secs $STEP_SECS --warmup-secs 1 --drain-secs 5"
+LOAD="--customers $CUSTOMERS --agents $AGENTS --warmup-secs 1 --drain-secs 5"
 
 echo "== ceilings"
 redis-cli -u "$REDIS_URL" del benchxadd > /dev/null
@@ -117,13 +119,13 @@ cleanup_procs
 for run in $(seq 1 "$RUNS"); do
   echo "== run $run/$RUNS: ours, 2 gateways + worker"
   start_ours 2
-  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --start 1000 --factor 1.3 --max 200000 --json "$OUT/ours-ramp-$run.json"
+  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/ours-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/ours-fixed-$run.json"
   stop_all
 
   echo "== run $run/$RUNS: socket.io peer, 2 nodes"
   start_peer 2
-  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --start 1000 --factor 1.3 --max 200000 --json "$OUT/peer-ramp-$run.json"
+  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/peer-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/peer-fixed-$run.json"
   stop_all
 done
@@ -140,14 +142,14 @@ stop_all
 for run in $(seq 1 "$RUNS"); do
   echo "== core relay $run/$RUNS: 1 gateway + worker"
   start_ours 1
-  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --start 2000 --factor 1.3 --max 200000 --json "$OUT/core-ramp-$run.json"
+  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/core-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate 5000 --duration-secs 15 --json "$OUT/core-5k-$run.json"
   stop_all
 done
 
 echo "== chat list: page of 50 out of 100,000"
 start_ours 1
-$LT chatlist --redis-url "$REDIS_URL" --key-prefix "$PREFIX" --count 100000 --gateway "$(echo $ADDRS | awk '{print $2}')" \
+$LT chatlist --redis-url "$REDIS_URL" --key-prefix "$PREFIX" --count "$CHAT_ROWS" --gateway "$(echo $ADDRS | awk '{print $2}')" \
   --samples 2000 --json "$OUT/chatlist.json"
 stop_all
 

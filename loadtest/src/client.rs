@@ -183,7 +183,15 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
             m = ws.next() => {
                 let t = match m {
                     Some(Ok(WsMsg::Text(t))) => t,
-                    Some(Ok(WsMsg::Close(_))) | None | Some(Err(_)) => {
+                    Some(Ok(WsMsg::Close(f))) => {
+                        let code = f.map(|f| u16::from(f.code)).unwrap_or(1005);
+                        if let Ok(mut m) = live.close_codes.lock() {
+                            *m.entry(code).or_default() += 1;
+                        }
+                        Live::inc(&live.disconnects);
+                        return res;
+                    }
+                    None | Some(Err(_)) => {
                         Live::inc(&live.disconnects);
                         return res;
                     }

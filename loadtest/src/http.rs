@@ -78,6 +78,9 @@ pub async fn run(base: &str, users: usize, secs: u64, user: &str, pass: &str, co
         &users_s,
         "--run-time",
         &secs_s,
+        // No controllers: they listen on fixed ports, which parallel runs would fight over.
+        "--no-telnet",
+        "--no-websocket",
     ])
     .map_err(|e| anyhow::anyhow!("goose configuration: {e}"))?;
     let metrics = GooseAttack::initialize_with_config(cfg)?

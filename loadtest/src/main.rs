@@ -65,7 +65,7 @@ struct Load {
     warmup_secs: u64,
     #[arg(long, default_value_t = 5)]
     drain_secs: u64,
-    /// Share of messages sent by agents (replies); the rest by customers.
+    /// Share of messages sent by agents (replies), at most 40 actions/s per agent socket; the rest by customers.
     #[arg(long, default_value_t = 0.2)]
     agent_share: f64,
     /// goose users driving the agents' REST part at the same time (ours only).

@@ -80,6 +80,9 @@ async fn agent_token(stack: &Stack) -> anyhow::Result<String> {
     Ok(v["token"].as_str().context("login returned no token")?.to_string())
 }
 
+/// Most actions per second one agent socket takes (a person replying fast).
+pub const AGENT_MAX_ACTIONS: f64 = 40.0;
+
 /// Options of one mixed-traffic run.
 #[derive(Debug, Clone)]
 pub struct RunOpts {
@@ -92,7 +95,8 @@ pub struct RunOpts {
     pub warmup: Duration,
     /// Longest wait for acks and deliveries after the last scheduled send.
     pub drain: Duration,
-    /// Share of messages sent by agents (replies).
+    /// Share of messages sent by agents (replies), capped at
+    /// [`AGENT_MAX_ACTIONS`] actions per agent socket.
     pub agent_share: f64,
     /// goose users for the REST part (ours only; 0: none).
     pub http_users: usize,
@@ -152,6 +156,8 @@ pub struct RunReport {
     pub ack_latency: Percentiles,
     pub deliveries: Deliveries,
     pub disconnects: u64,
+    /// Close codes received from the servers (4008: slow consumer).
+    pub close_codes: BTreeMap<u16, u64>,
     pub processes: BTreeMap<String, ProcFigures>,
     /// Resident memory of the server processes (gateways or peers) per held connection.
     pub server_rss_per_conn_kib: f64,
@@ -252,8 +258,11 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
     let (stop_tx, stop_rx) = watch::channel(false);
     let action_rate = o.rate / MESSAGE_SHARE;
     let share = if o.agents == 0 { 0.0 } else { o.agent_share.clamp(0.0, 1.0) };
-    let per_customer = action_rate * (1.0 - share) / o.customers.max(1) as f64;
-    let per_agent = if o.agents == 0 { 0.0 } else { action_rate * share / o.agents as f64 };
+    // An agent socket is one person: its actions are capped (the gateway
+    // handles one socket's frames in order, and nobody types 200 replies a
+    // second). Customers carry the rest of the rate.
+    let per_agent = if o.agents == 0 { 0.0 } else { (action_rate * share / o.agents as f64).min(AGENT_MAX_ACTIONS) };
+    let per_customer = (action_rate - per_agent * o.agents as f64).max(0.0) / o.customers.max(1) as f64;
     let period_of = |r: f64| if r > 0.0 { Duration::from_secs_f64(1.0 / r) } else { Duration::from_secs(3600 * 24) };
     let convs = Arc::new(cust_ids.clone());
     let mut tasks = Vec::new();
@@ -387,7 +396,8 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
         problems.push(format!("{} unacked", d.unacked));
     }
     if disconnects > 0 {
-        problems.push(format!("{disconnects} disconnects"));
+        let codes = live.close_codes.lock().map(|m| format!("{m:?}")).unwrap_or_default();
+        problems.push(format!("{disconnects} disconnects (close codes {codes})"));
     }
     if lat.p99_ms >= o.p99_limit_ms {
         problems.push(format!("p99 {:.1} ms >= {} ms", lat.p99_ms, o.p99_limit_ms));
@@ -410,6 +420,7 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
         ack_latency: ack,
         deliveries: d,
         disconnects,
+        close_codes: live.close_codes.lock().map(|m| m.clone()).unwrap_or_default(),
         processes,
         server_rss_per_conn_kib: if conns > 0 { server_rss as f64 / conns as f64 } else { 0.0 },
         http: http_summary,

@@ -28,6 +28,8 @@ pub struct Live {
     pub seen: AtomicU64,
     pub frames_in: AtomicU64,
     pub disconnects: AtomicU64,
+    /// Close codes the servers sent (4008: slow consumer), with counts.
+    pub close_codes: Mutex<std::collections::BTreeMap<u16, u64>>,
     /// Latencies of messages scheduled before this (µs since epoch) are not recorded.
     pub record_from_us: u64,
 }
@@ -45,6 +47,7 @@ impl Live {
             seen: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
+            close_codes: Mutex::new(Default::default()),
             record_from_us,
         }
     }
@@ -167,6 +170,8 @@ pub struct Deliveries {
     pub lost: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
+    /// A few lost deliveries, "sender/n -> receiver" (agents are named aN).
+    pub lost_examples: Vec<String>,
 }
 
 /// Checks every acked message against every receiver it was meant for: each
@@ -197,6 +202,10 @@ pub fn reconcile(results: &[ConnResult]) -> Deliveries {
                 } else {
                     d.lost += 1;
                     all = false;
+                    if d.lost_examples.len() < 10 {
+                        let name = |c: &ConnResult| if c.is_agent { format!("a{}", c.origin) } else { format!("c{}", c.origin) };
+                        d.lost_examples.push(format!("{}/{} of {} -> {}", name(r), k, r.sent.len(), name(rcv)));
+                    }
                 }
             }
             if all {
