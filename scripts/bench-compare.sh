@@ -102,6 +102,9 @@ start_peer() {
 stop_all() { cleanup_procs; drop_keys "$PREFIX"; sleep 1; }
 
 LOAD="--customers $CUSTOMERS --agents $AGENTS --warmup-secs 1 --drain-secs 5"
+# A discarded run after each start: JIT (node), caches and connection pools
+# warm up before anything is measured (a cold peer failed its first step once).
+warm() { $LT run $OURS_ARGS $ADDRS $LOAD --rate 500 --duration-secs 5 > /dev/null 2>&1 || true; }
 
 echo "== ceilings"
 redis-cli -u "$REDIS_URL" del benchxadd > /dev/null
@@ -119,12 +122,14 @@ cleanup_procs
 for run in $(seq 1 "$RUNS"); do
   echo "== run $run/$RUNS: ours, 2 gateways + worker"
   start_ours 2
+  warm
   $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/ours-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/ours-fixed-$run.json"
   stop_all
 
   echo "== run $run/$RUNS: socket.io peer, 2 nodes"
   start_peer 2
+  warm
   $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/peer-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/peer-fixed-$run.json"
   stop_all
@@ -142,6 +147,7 @@ stop_all
 for run in $(seq 1 "$RUNS"); do
   echo "== core relay $run/$RUNS: 1 gateway + worker"
   start_ours 1
+  warm
   $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/core-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate 5000 --duration-secs 15 --json "$OUT/core-5k-$run.json"
   stop_all
