@@ -239,7 +239,6 @@ async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandl
             }
             Ok(Ok(Message::Text(t))) => t,
         };
-        metrics::counter!(crate::metrics::FRAMES_IN).increment(1);
         if !all.take() {
             strikes += 1;
             if strikes > MAX_STRIKES {
@@ -252,10 +251,12 @@ async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandl
         let (rid, cf) = match parse_client_frame(&data) {
             Ok(x) => x,
             Err((rid, e)) => {
+                metrics::counter!(crate::metrics::FRAMES_IN, "type" => "invalid").increment(1);
                 reply_err(h, rid, e);
                 continue;
             }
         };
+        metrics::counter!(crate::metrics::FRAMES_IN, "type" => cf.kind()).increment(1);
         if first {
             first = false;
             if !matches!(cf, ClientFrame::Resume { .. }) {
@@ -320,10 +321,7 @@ async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandl
             }
         };
         match result {
-            Ok(Some(f)) => {
-                metrics::counter!(crate::metrics::FRAMES_OUT).increment(1);
-                reply(h, f)
-            }
+            Ok(Some(f)) => reply(h, f),
             Ok(None) => {}
             Err(e) => reply_err(h, rid, e.to_frame_error()),
         }
@@ -557,6 +555,7 @@ async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer, ki
 
 impl WriteState {
     async fn text(&mut self, s: &str) -> Result<(), WebSocketError> {
+        metrics::counter!(crate::metrics::FRAMES_OUT, "type" => crate::metrics::frame_type(s)).increment(1);
         self.ws.write_frame(Frame::text(Payload::Borrowed(s.as_bytes()))).await
     }
 

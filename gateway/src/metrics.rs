@@ -31,11 +31,61 @@ pub fn install() -> PrometheusHandle {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(INBOX_BATCH.into()), &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0]));
             match builder {
                 Ok(b) => match b.install_recorder() {
-                    Ok(h) => h,
+                    Ok(h) => {
+                        register();
+                        // Histograms keep raw samples until upkeep (or a scrape) drains
+                        // them: without it an unscraped gateway grows without bound.
+                        let upkeep = h.clone();
+                        std::thread::Builder::new()
+                            .name("metrics-upkeep".into())
+                            .spawn(move || loop {
+                                std::thread::sleep(std::time::Duration::from_secs(5));
+                                upkeep.run_upkeep();
+                            })
+                            .ok();
+                        h
+                    }
                     Err(_) => PrometheusBuilder::new().build_recorder().handle(),
                 },
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             }
         })
         .clone()
+}
+
+/// Exports the counters that may stay at zero for a long time (so dashboards
+/// and alerts see 0, not "no data") and describes every metric.
+fn register() {
+    metrics::counter!(SLOW_CONSUMERS).increment(0);
+    metrics::counter!(GAP_FILLS).increment(0);
+    metrics::counter!(REPLAYED).increment(0);
+    metrics::counter!(ERRORS, "code" => "unavailable").increment(0);
+    metrics::gauge!(CONNECTIONS, "kind" => "agent").increment(0.0);
+    metrics::gauge!(CONNECTIONS, "kind" => "customer").increment(0.0);
+    metrics::gauge!(QUEUE_DEPTH).increment(0.0);
+    metrics::describe_gauge!(CONNECTIONS, "Open WebSockets by kind (agent, customer)");
+    metrics::describe_counter!(FRAMES_IN, "Client frames received, by type");
+    metrics::describe_counter!(FRAMES_OUT, "Frames written to sockets, by type");
+    metrics::describe_counter!(ERRORS, "Error replies, by code");
+    metrics::describe_histogram!(SEND_ACK_SECONDS, metrics::Unit::Seconds, "From a send frame to its ack");
+    metrics::describe_histogram!(RELAY_SECONDS, metrics::Unit::Seconds, "From an inbox read to the frames queued on local sockets");
+    metrics::describe_histogram!(REDIS_SECONDS, metrics::Unit::Seconds, "Redis round trips, by op");
+    metrics::describe_counter!(SLOW_CONSUMERS, "Sockets closed because their outbound queue was full");
+    metrics::describe_gauge!(QUEUE_DEPTH, "Outbound queue depth of the socket that flushed last");
+    metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
+    metrics::describe_histogram!(HTTP_SECONDS, metrics::Unit::Seconds, "HTTP request duration by route");
+    metrics::describe_histogram!(INBOX_BATCH, "Entries per inbox read");
+    metrics::describe_counter!(REPLAYED, "Events replayed on resume");
+    metrics::describe_counter!(GAP_FILLS, "Gaps filled from the replay stream");
+}
+
+/// The `type` of a rendered server frame (`{"type":"message",...}`), from a
+/// fixed set so the label stays bounded.
+pub fn frame_type(frame: &str) -> &'static str {
+    const TYPES: &[&str] = &[
+        "hello", "ack", "error", "message", "edited", "deleted", "reactions", "typing", "receipt", "presence",
+        "conversation", "points", "replay", "pong",
+    ];
+    let t = frame.strip_prefix("{\"type\":\"").and_then(|r| r.split('"').next()).unwrap_or("");
+    TYPES.iter().find(|x| **x == t).copied().unwrap_or("other")
 }

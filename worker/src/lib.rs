@@ -329,7 +329,10 @@ impl Worker {
     /// pipeline with the indexes, the acks and deletes, and the relays, in
     /// that order.
     async fn publish(&mut self, entries: &[Entry], states: &[ConversationState]) -> Result<(usize, usize), WorkerError> {
+        let started = Instant::now();
         let (applied, nodes) = self.list.write_rows(&mut self.redis, states, !states.is_empty()).await?;
+        ::metrics::histogram!(metrics::REDIS_SECONDS, "op" => "rows").record(started.elapsed().as_secs_f64());
+        let started = Instant::now();
         let mut pipe = redis::pipe();
         self.list.push_indexes(&mut pipe, &applied);
         let mut by_stream: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -344,6 +347,7 @@ impl Worker {
         }
         let relayed = self.list.push_relays(&mut pipe, &applied, &nodes);
         pipe.query_async::<()>(&mut self.redis).await?;
+        ::metrics::histogram!(metrics::REDIS_SECONDS, "op" => "ack").record(started.elapsed().as_secs_f64());
         Ok((applied.len(), relayed))
     }
 
@@ -386,11 +390,18 @@ impl Worker {
 
     /// Sets `worker_stream_pending` to the group's pending count over all shards.
     pub async fn refresh_pending_gauge(&mut self) -> Result<u64, WorkerError> {
+        let started = Instant::now();
         let mut total = 0;
+        let mut len = 0;
         for s in &self.streams {
             total += stream::pending_count(&mut self.redis, s).await?;
+            len += redis::cmd("XLEN").arg(s).query_async::<u64>(&mut self.redis).await?;
         }
-        ::metrics::gauge!(metrics::STREAM_PENDING).set(total as f64);
+        ::metrics::histogram!(metrics::REDIS_SECONDS, "op" => "pending").record(started.elapsed().as_secs_f64());
+        ::metrics::gauge!(metrics::STREAM_PENDING, "group" => WORKER_GROUP).set(total as f64);
+        // Acked entries are deleted, so whatever is in the shards and not
+        // pending has not been delivered to the group yet: that is the lag.
+        ::metrics::gauge!(metrics::STREAM_LAG, "group" => WORKER_GROUP).set(len.saturating_sub(total) as f64);
         Ok(total)
     }
 }

@@ -34,6 +34,10 @@ pub const ERRORS_TOTAL: &str = "worker_errors_total";
 /// Points requests handled, by `outcome` (ok, replayed, noop, conflict,
 /// invalid, not_found, unavailable, expired).
 pub const LOYALTY_TOTAL: &str = "worker_loyalty_requests_total";
+/// Log entries not yet delivered to the group, all shards (gauge, by `group`).
+pub const STREAM_LAG: &str = "worker_stream_lag";
+/// Redis round trips of the worker, by `op` (rows, ack, pending).
+pub const REDIS_SECONDS: &str = "worker_redis_seconds";
 
 /// The process-wide recorder, installed on first use. `None` when another
 /// recorder was installed first (an embedding program's own).
@@ -50,6 +54,12 @@ pub fn handle() -> Option<PrometheusHandle> {
                     b.set_buckets_for_metric(
                         Matcher::Full(PERSIST_SECONDS.into()),
                         &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(REDIS_SECONDS.into()),
+                        &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
                     )
                 })
                 .and_then(|b| b.install_recorder());
@@ -85,6 +95,12 @@ fn describe() {
     metrics::describe_gauge!(STREAM_PENDING, "Log entries delivered and not yet acknowledged");
     metrics::describe_counter!(ERRORS_TOTAL, "Worker failures by stage");
     metrics::describe_counter!(LOYALTY_TOTAL, "Points requests handled, by outcome");
+    metrics::describe_gauge!(STREAM_LAG, "Log entries not yet delivered to the consumer group");
+    metrics::describe_histogram!(REDIS_SECONDS, metrics::Unit::Seconds, "Worker Redis round trips, by op");
+    // Zero until something happens; exported from the start for dashboards.
+    metrics::counter!(POISON_TOTAL).increment(0);
+    metrics::counter!(CLAIMED_TOTAL).increment(0);
+    metrics::counter!(ERRORS_TOTAL, "stage" => "persist").increment(0);
 }
 
 /// Serves `GET /metrics` on `addr` (port 0 picks one); returns the bound

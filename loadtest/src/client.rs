@@ -1,0 +1,310 @@
+//! One WebSocket connection of the load: opening it (from a chosen loopback
+//! source address, with our bearer token or the peer's connect packet), and
+//! its open-loop schedule. Actions happen at fixed times whatever the server
+//! does; a message's latency counts from its scheduled time, so a stalled
+//! server shows up as latency instead of silently lowering the offered rate.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMsg;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::proto::{self, In, Target};
+use crate::stats::{ConnResult, Live, Sent, ACKED, FAILED, WRITTEN};
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// How a connection proves who it is.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Our gateway: `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// The peer: trusted `{kind, id}` in the Socket.IO connect packet.
+    Sio { kind: &'static str, id: String },
+}
+
+/// Opens a socket and waits for the server's greeting (`hello`, or the
+/// Socket.IO open + connect exchange).
+pub async fn open(target: Target, addr: SocketAddr, auth: &Auth, src: Option<IpAddr>, timeout: Duration) -> anyhow::Result<Ws> {
+    tokio::time::timeout(timeout, open_inner(target, addr, auth, src)).await.map_err(|_| anyhow!("connect timed out"))?
+}
+
+async fn open_inner(target: Target, addr: SocketAddr, auth: &Auth, src: Option<IpAddr>) -> anyhow::Result<Ws> {
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(ip) = src {
+        sock.bind(SocketAddr::new(ip, 0)).with_context(|| format!("bind {ip}"))?;
+    }
+    let stream = sock.connect(addr).await.context("tcp connect")?;
+    stream.set_nodelay(true)?;
+    let mut req = format!("ws://{addr}{}", target.ws_path()).into_client_request()?;
+    if let Auth::Bearer(t) = auth {
+        req.headers_mut().insert("authorization", format!("Bearer {t}").parse()?);
+    }
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.context("websocket handshake")?;
+    loop {
+        let m = ws.next().await.ok_or_else(|| anyhow!("closed during greeting"))??;
+        let WsMsg::Text(t) = m else { continue };
+        match proto::scan(target, &t) {
+            In::Ready => return Ok(ws),
+            In::Open => {
+                if let Auth::Sio { kind, id } = auth {
+                    ws.send(WsMsg::Text(proto::sio_connect(kind, id).into())).await?;
+                }
+            }
+            In::Ping => ws.send(WsMsg::Text("3".into())).await?,
+            In::Refused => bail!("refused: {t}"),
+            _ => {}
+        }
+    }
+}
+
+/// Who a connection is in the scenario.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// A customer writes to its own conversation (index = its origin).
+    Customer { conv: String },
+    /// An agent replies across all conversations, starting at `cursor`.
+    Agent { convs: Arc<Vec<String>>, cursor: usize },
+}
+
+/// One connection's schedule: an action every `period`, from `first` until
+/// `end`. The action of slot n follows a fixed 20-slot pattern: 5 messages
+/// (25%), 3 `seen` (15%), 12 `typing` (60%).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub origin: u32,
+    pub role: Role,
+    pub period: Duration,
+    pub first: Instant,
+    pub end: Instant,
+    pub slot: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Message,
+    Seen,
+    Typing,
+}
+
+fn action_of(slot: u64) -> Action {
+    match slot % 20 {
+        0 | 4 | 8 | 12 | 16 => Action::Message,
+        2 | 10 | 18 => Action::Seen,
+        _ => Action::Typing,
+    }
+}
+
+/// Share of actions that are messages (see [`Plan`]).
+pub const MESSAGE_SHARE: f64 = 0.25;
+
+/// Runs the schedule, reads everything the server sends, and keeps reading
+/// after `end` until `stop` flips (the run's drain), then closes.
+pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live: Arc<Live>, mut stop: watch::Receiver<bool>) -> ConnResult {
+    let mut res = ConnResult { origin: plan.origin, is_agent: matches!(plan.role, Role::Agent { .. }), ..Default::default() };
+    let ncust = match &plan.role {
+        Role::Agent { convs, .. } => convs.len(),
+        Role::Customer { .. } => 0,
+    };
+    // Last message seq seen per conversation (agents) or in the own one (customers).
+    let mut last_seq: Vec<u64> = vec![0; ncust.max(1)];
+    let mut cursor = match &plan.role {
+        Role::Agent { cursor, .. } => *cursor,
+        Role::Customer { .. } => 0,
+    };
+    let mut next = plan.first;
+    let mut slot = plan.slot;
+    let mut sending = next < plan.end;
+    let us = |t: Instant| t.saturating_duration_since(epoch).as_micros() as u64;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep_until(next), if sending => {
+                let now = Instant::now();
+                let mut n = 0;
+                // Open loop: every action that is due goes now, late or not.
+                while next <= now && next < plan.end {
+                    let (conv_idx, conv): (u32, &str) = match &plan.role {
+                        Role::Customer { conv } => (plan.origin, conv.as_str()),
+                        Role::Agent { convs, .. } => (cursor as u32, convs[cursor].as_str()),
+                    };
+                    let frame = match action_of(slot) {
+                        Action::Message => {
+                            let k = res.sent.len() as u64;
+                            res.sent.push(Sent { conv: conv_idx, status: WRITTEN });
+                            Live::inc(&live.scheduled_msgs);
+                            Some(proto::encode_send(target, conv, k, &proto::stamp(plan.origin, k, us(next))))
+                        }
+                        Action::Typing => {
+                            Live::inc(&live.typing);
+                            Some(proto::encode_typing(target, conv))
+                        }
+                        Action::Seen => {
+                            let idx = if ncust > 0 { cursor } else { 0 };
+                            let s = last_seq[idx];
+                            if s > 0 {
+                                Live::inc(&live.seen);
+                                Some(proto::encode_seen(target, conv, s))
+                            } else {
+                                None
+                            }
+                        }
+                    };
+                    if action_of(slot) == Action::Message && ncust > 0 {
+                        cursor = (cursor + 1) % ncust;
+                    }
+                    slot += 1;
+                    next += plan.period;
+                    if let Some(f) = frame {
+                        if ws.feed(WsMsg::Text(f.into())).await.is_err() {
+                            Live::inc(&live.disconnects);
+                            return res;
+                        }
+                        n += 1;
+                    }
+                }
+                if n > 0 && ws.flush().await.is_err() {
+                    Live::inc(&live.disconnects);
+                    return res;
+                }
+                if next >= plan.end {
+                    sending = false;
+                }
+            }
+            m = ws.next() => {
+                let t = match m {
+                    Some(Ok(WsMsg::Text(t))) => t,
+                    Some(Ok(WsMsg::Close(f))) => {
+                        let code = f.map(|f| u16::from(f.code)).unwrap_or(1005);
+                        if let Ok(mut m) = live.close_codes.lock() {
+                            *m.entry(code).or_default() += 1;
+                        }
+                        Live::inc(&live.disconnects);
+                        return res;
+                    }
+                    None | Some(Err(_)) => {
+                        Live::inc(&live.disconnects);
+                        return res;
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                Live::inc(&live.frames_in);
+                match proto::scan(target, &t) {
+                    In::Message { conv, seq, text } => {
+                        let idx = match &plan.role {
+                            Role::Customer { .. } => 0,
+                            // Agent conversations are named `<prefix>c<index>`.
+                            Role::Agent { .. } => conv.rsplit('c').next().and_then(|i| i.parse::<usize>().ok()).filter(|i| *i < ncust).unwrap_or(0),
+                        };
+                        last_seq[idx] = last_seq[idx].max(seq);
+                        if let Some((origin, k, sched)) = proto::parse_stamp(text) {
+                            if res.ledger.mark(origin, k) {
+                                Live::inc(&live.deliveries);
+                                live.record(&live.latency, sched, us(Instant::now()));
+                            }
+                        }
+                    }
+                    In::Ack { k, ok } => {
+                        if let Some(s) = res.sent.get_mut(k as usize) {
+                            if s.status == WRITTEN {
+                                s.status = if ok { ACKED } else { FAILED };
+                                if ok {
+                                    Live::inc(&live.acked);
+                                    // The ack carries no stamp: the schedule gives the send time back.
+                                    let sched = us(plan.first) + k_sched_offset(&plan, k);
+                                    live.record(&live.ack, sched, us(Instant::now()));
+                                } else {
+                                    Live::inc(&live.errors);
+                                }
+                            }
+                        }
+                    }
+                    In::Ping => {
+                        if ws.send(WsMsg::Text("3".into())).await.is_err() {
+                            return res;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    res
+}
+
+/// Scheduled time (µs after `plan.first`) of message number `k`.
+fn k_sched_offset(plan: &Plan, k: u64) -> u64 {
+    // Messages sit at fixed slots of every 20: find the slot of the k-th one.
+    let offs = [0u64, 4, 8, 12, 16];
+    let base = plan.slot - plan.slot % 20;
+    let mut seen = 0u64;
+    let mut block = base;
+    loop {
+        for o in offs {
+            let s = block + o;
+            if s >= plan.slot {
+                if seen == k {
+                    return (s - plan.slot) * plan.period.as_micros() as u64;
+                }
+                seen += 1;
+            }
+        }
+        block += 20;
+        if block > plan.slot + 20 * (k + 2) {
+            return 0;
+        }
+    }
+}
+
+/// Holds an idle socket open: answers pings, reads until `stop` or close.
+pub async fn hold(target: Target, mut ws: Ws, mut stop: watch::Receiver<bool>) -> bool {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                return true;
+            }
+            m = ws.next() => match m {
+                Some(Ok(WsMsg::Text(t))) => {
+                    if proto::scan(target, &t) == In::Ping && ws.send(WsMsg::Text("3".into())).await.is_err() {
+                        return false;
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn message_slots() {
+        let plan = Plan {
+            origin: 0,
+            role: Role::Customer { conv: "c".into() },
+            period: Duration::from_millis(10),
+            first: Instant::now(),
+            end: Instant::now(),
+            slot: 3,
+        };
+        // Slots from 3: messages at 4, 8, 12, 16, 20...
+        assert_eq!(k_sched_offset(&plan, 0), 10_000);
+        assert_eq!(k_sched_offset(&plan, 1), 50_000);
+        assert_eq!(k_sched_offset(&plan, 4), 170_000);
+        let n = (0..20).filter(|s| action_of(*s) == Action::Message).count();
+        assert_eq!(n, 5);
+    }
+}

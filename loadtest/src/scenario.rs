@@ -1,0 +1,648 @@
+//! The phases of a load test.
+//!
+//! - [`run`]: customers and agents on sockets (spread over the gateways),
+//!   mixed open-loop traffic at a fixed message rate, then a drain; the
+//!   delivery ledger is reconciled and CPU/memory of the watched processes
+//!   are read around the window. With `http_users`, goose drives the agents'
+//!   REST part at the same time.
+//! - [`ramp`]: runs at rising rates until p99 passes the limit or anything
+//!   is lost; reports the highest rate that held.
+//! - [`soak`] is a long [`run`] with resident memory sampled on the way
+//!   (the slope tells a leak).
+//! - [`idle`]: many idle sockets on a gateway, spread over child processes
+//!   (one process may hold at most its open-file limit), each from its own
+//!   loopback source address; resident memory per held socket.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use crate::client::{self, Auth, Plan, Role, MESSAGE_SHARE};
+use crate::procstat::{self, Watched};
+use crate::proto::Target;
+use crate::stats::{self, Deliveries, Live, Percentiles};
+
+/// The dev-mode customer secret of the gateway (`CHAT_DEV=1` without `CHAT_CUSTOMER_SECRET`).
+pub const DEV_SECRET: &str = "dev-only-customer-secret";
+
+/// What is under test and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub target: Target,
+    pub gateways: Vec<SocketAddr>,
+    /// Secret to sign customer tokens with (ours).
+    pub secret: String,
+    pub agent_user: String,
+    pub agent_pass: String,
+    /// Redis and key prefix, to wait for the worker to drain the log (ours).
+    pub redis_url: Option<String>,
+    pub key_prefix: String,
+    pub log_shards: u32,
+}
+
+/// A customer token as the business backend would sign it (docs/protocol.md).
+pub fn customer_token(secret: &str, id: &str, expiry: u64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{id}\n{id}\n{expiry}").as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    format!("cust.{}.{}.{}.{}", hex::encode(id), hex::encode(id), expiry, sig)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A short random id prefix for one run's customers.
+pub fn run_prefix() -> String {
+    format!("lt{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+async fn agent_token(stack: &Stack) -> anyhow::Result<String> {
+    let url = format!("http://{}/api/login", stack.gateways[0]);
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .json(&serde_json::json!({"username": stack.agent_user, "password": stack.agent_pass}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(v["token"].as_str().context("login returned no token")?.to_string())
+}
+
+/// Most actions per second one agent socket takes (a person replying fast).
+pub const AGENT_MAX_ACTIONS: f64 = 40.0;
+
+/// Options of one mixed-traffic run.
+#[derive(Debug, Clone)]
+pub struct RunOpts {
+    pub customers: usize,
+    pub agents: usize,
+    /// Messages per second offered (all senders together); typing and seen come on top (25/60/15 mix).
+    pub rate: f64,
+    pub duration: Duration,
+    /// Latency of messages scheduled in this first part is not recorded.
+    pub warmup: Duration,
+    /// Longest wait for acks and deliveries after the last scheduled send.
+    pub drain: Duration,
+    /// Share of messages sent by agents (replies), capped at
+    /// [`AGENT_MAX_ACTIONS`] actions per agent socket.
+    pub agent_share: f64,
+    /// goose users for the REST part (ours only; 0: none).
+    pub http_users: usize,
+    /// Sample resident memory this often (soak).
+    pub rss_every: Option<Duration>,
+    pub src_ips: Vec<IpAddr>,
+    pub connect_concurrency: usize,
+    pub id_prefix: String,
+    /// p99 limit for a step to count as sustained.
+    pub p99_limit_ms: f64,
+}
+
+impl Default for RunOpts {
+    fn default() -> Self {
+        RunOpts {
+            customers: 500,
+            agents: 4,
+            rate: 1000.0,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            drain: Duration::from_secs(5),
+            agent_share: 0.2,
+            http_users: 0,
+            rss_every: None,
+            src_ips: vec![],
+            connect_concurrency: 256,
+            id_prefix: run_prefix(),
+            p99_limit_ms: 250.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProcFigures {
+    pub cpu_seconds: f64,
+    pub cpu_seconds_per_1k_msgs: f64,
+    pub rss_kib: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    pub target: String,
+    pub connections: usize,
+    pub customers: usize,
+    pub agents: usize,
+    pub connect_failures: usize,
+    pub offered_msgs_per_s: f64,
+    pub duration_s: f64,
+    pub scheduled_msgs: u64,
+    /// Messages delivered to every receiver they were meant for, per second.
+    pub delivered_msgs_per_s: f64,
+    /// Frames carrying a load message delivered per second (fan-out included).
+    pub deliveries_per_s: f64,
+    pub typing_sent: u64,
+    pub seen_sent: u64,
+    pub latency: Percentiles,
+    pub ack_latency: Percentiles,
+    pub deliveries: Deliveries,
+    pub disconnects: u64,
+    /// Close codes received from the servers (4008: slow consumer).
+    pub close_codes: BTreeMap<u16, u64>,
+    pub processes: BTreeMap<String, ProcFigures>,
+    /// Resident memory of the server processes (gateways or peers) per held connection.
+    pub server_rss_per_conn_kib: f64,
+    pub http: Option<crate::http::HttpSummary>,
+    /// (seconds since start, process, RSS KiB) samples (soak).
+    pub rss_samples: Vec<(f64, String, u64)>,
+    /// KiB per minute, per process (soak).
+    pub rss_slope_kib_per_min: BTreeMap<String, f64>,
+    pub sustained: bool,
+    pub verdict: String,
+}
+
+/// Connects `n` sockets concurrently (bounded), returns them in order (None: failed).
+async fn connect_all(stack: &Stack, auths: Vec<Auth>, src_ips: &[IpAddr], concurrency: usize) -> Vec<Option<client::Ws>> {
+    let sem = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(auths.len());
+    for (i, auth) in auths.into_iter().enumerate() {
+        let sem = sem.clone();
+        let addr = stack.gateways[i % stack.gateways.len()];
+        let src = if src_ips.is_empty() { None } else { Some(src_ips[i % src_ips.len()]) };
+        let target = stack.target;
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await.ok()?;
+            for attempt in 0..3 {
+                match client::open(target, addr, &auth, src, Duration::from_secs(20)).await {
+                    Ok(ws) => return Some(ws),
+                    Err(e) if attempt == 2 => {
+                        eprintln!("connect failed: {e:#}");
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+            None
+        }));
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.ok().flatten());
+    }
+    out
+}
+
+/// Waits until the workers have consumed the log shards (ours), at most `max`.
+async fn wait_log_drained(stack: &Stack, max: Duration) {
+    let Some(url) = &stack.redis_url else { return };
+    let Ok(client) = redis::Client::open(url.as_str()) else { return };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+    let deadline = Instant::now() + max;
+    while Instant::now() < deadline {
+        let mut pipe = redis::pipe();
+        for s in 0..stack.log_shards {
+            pipe.cmd("XLEN").arg(format!("{}log:{}", stack.key_prefix, s));
+        }
+        let lens: Vec<u64> = pipe.query_async(&mut conn).await.unwrap_or_default();
+        if lens.iter().sum::<u64>() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One mixed-traffic run.
+pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Result<RunReport> {
+    let target = stack.target;
+    let cust_ids: Vec<String> = (0..o.customers).map(|i| format!("{}c{i}", o.id_prefix)).collect();
+    let expiry = now_secs() + 24 * 3600;
+    let agent_auth = match target {
+        Target::Ours if o.agents > 0 => Some(Auth::Bearer(agent_token(stack).await?)),
+        _ => None,
+    };
+    let agent_auths: Vec<Auth> = (0..o.agents)
+        .map(|j| match (&agent_auth, target) {
+            (Some(a), _) => a.clone(),
+            _ => Auth::Sio { kind: "agent", id: format!("{}a{j}", o.id_prefix) },
+        })
+        .collect();
+    let cust_auths: Vec<Auth> = cust_ids
+        .iter()
+        .map(|id| match target {
+            Target::Ours => Auth::Bearer(customer_token(&stack.secret, id, expiry)),
+            Target::Socketio => Auth::Sio { kind: "customer", id: id.clone() },
+        })
+        .collect();
+    // Agents first: their node must be a staff node before customers talk.
+    let t0 = Instant::now();
+    let agents_ws = connect_all(stack, agent_auths, &o.src_ips, o.connect_concurrency).await;
+    let cust_ws = connect_all(stack, cust_auths, &o.src_ips, o.connect_concurrency).await;
+    let connect_secs = t0.elapsed().as_secs_f64();
+    let failures = agents_ws.iter().chain(cust_ws.iter()).filter(|w| w.is_none()).count();
+    if failures > 0 {
+        bail!("{failures} of {} connections failed", o.customers + o.agents);
+    }
+    eprintln!("connected {} customers and {} agents in {connect_secs:.1}s", o.customers, o.agents);
+
+    let epoch = Instant::now() + Duration::from_millis(500);
+    let end = epoch + o.duration;
+    let live = Arc::new(Live::new(o.warmup.as_micros() as u64));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let action_rate = o.rate / MESSAGE_SHARE;
+    let share = if o.agents == 0 { 0.0 } else { o.agent_share.clamp(0.0, 1.0) };
+    // An agent socket is one person: its actions are capped (the gateway
+    // handles one socket's frames in order, and nobody types 200 replies a
+    // second). Customers carry the rest of the rate.
+    let per_agent = if o.agents == 0 { 0.0 } else { (action_rate * share / o.agents as f64).min(AGENT_MAX_ACTIONS) };
+    let per_customer = (action_rate - per_agent * o.agents as f64).max(0.0) / o.customers.max(1) as f64;
+    let period_of = |r: f64| if r > 0.0 { Duration::from_secs_f64(1.0 / r) } else { Duration::from_secs(3600 * 24) };
+    let convs = Arc::new(cust_ids.clone());
+    let mut tasks = Vec::new();
+    for (i, ws) in cust_ws.into_iter().enumerate() {
+        let period = period_of(per_customer);
+        let first = if per_customer > 0.0 { epoch + period.mul_f64(rand::random::<f64>()) } else { end };
+        let plan = Plan { origin: i as u32, role: Role::Customer { conv: cust_ids[i].clone() }, period, first, end, slot: rand::random::<u64>() % 20 };
+        tasks.push(tokio::spawn(client::drive(target, ws.expect("checked"), plan, epoch, live.clone(), stop_rx.clone())));
+    }
+    for (j, ws) in agents_ws.into_iter().enumerate() {
+        let period = period_of(per_agent);
+        let first = if per_agent > 0.0 { epoch + period.mul_f64(rand::random::<f64>()) } else { end };
+        let cursor = j * o.customers.max(1) / o.agents.max(1);
+        let plan = Plan {
+            origin: (o.customers + j) as u32,
+            role: Role::Agent { convs: convs.clone(), cursor: cursor % o.customers.max(1) },
+            period,
+            first,
+            end,
+            slot: rand::random::<u64>() % 20,
+        };
+        tasks.push(tokio::spawn(client::drive(target, ws.expect("checked"), plan, epoch, live.clone(), stop_rx.clone())));
+    }
+    let http = if o.http_users > 0 && target == Target::Ours {
+        let base = format!("http://{}", stack.gateways[0]);
+        let (u, p) = (stack.agent_user.clone(), stack.agent_pass.clone());
+        let convs: Vec<String> = cust_ids.iter().take(1000).cloned().collect();
+        let users = o.http_users;
+        let secs = o.duration.as_secs().max(1);
+        Some(tokio::spawn(async move { crate::http::run(&base, users, secs, &u, &p, convs).await }))
+    } else {
+        None
+    };
+
+    tokio::time::sleep_until(epoch).await;
+    let cpu0 = watched.cpu();
+    let sampler = o.rss_every.map(|every| {
+        let w = watched.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let t = epoch.elapsed().as_secs_f64();
+                        for (n, v) in w.rss() {
+                            out.push((t, n, v));
+                        }
+                    }
+                    _ = stop.changed() => return out,
+                }
+            }
+        })
+    });
+    tokio::time::sleep_until(end).await;
+    // Drain: every message acked or refused, and every delivery in (or time is up).
+    let fanout = o.agents as u64 + 1;
+    let drain_end = Instant::now() + o.drain;
+    while Instant::now() < drain_end {
+        let sched = Live::get(&live.scheduled_msgs);
+        let done = Live::get(&live.acked) + Live::get(&live.errors);
+        if done >= sched && Live::get(&live.deliveries) >= Live::get(&live.acked) * fanout {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let active = Instant::now().duration_since(epoch).as_secs_f64();
+    if target == Target::Ours {
+        wait_log_drained(stack, Duration::from_secs(20)).await;
+    }
+    let cpu1 = watched.cpu();
+    let rss = watched.rss();
+    let _ = stop_tx.send(true);
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(r) = t.await {
+            results.push(r);
+        }
+    }
+    let http_summary = match http {
+        Some(h) => match h.await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                eprintln!("goose failed: {e:#}");
+                None
+            }
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let rss_samples = match sampler {
+        Some(s) => s.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+
+    let d = stats::reconcile(&results);
+    let secs = o.duration.as_secs_f64();
+    let lat = live.latency.lock().map(|h| Percentiles::of(&h)).unwrap_or_default();
+    let ack = live.ack.lock().map(|h| Percentiles::of(&h)).unwrap_or_default();
+    let mut processes = BTreeMap::new();
+    for (name, c1) in &cpu1 {
+        let c = c1 - cpu0.get(name).copied().unwrap_or(*c1);
+        let per_1k = if d.complete_messages > 0 { c / (d.complete_messages as f64 / 1000.0) } else { 0.0 };
+        processes.insert(name.clone(), ProcFigures { cpu_seconds: c, cpu_seconds_per_1k_msgs: per_1k, rss_kib: rss.get(name).copied().unwrap_or(0) });
+    }
+    let conns = o.customers + o.agents;
+    let server_rss: u64 = rss.iter().filter(|(n, _)| n.starts_with("gateway") || n.starts_with("peer")).map(|(_, v)| *v).sum();
+    let mut slopes = BTreeMap::new();
+    for name in rss.keys() {
+        let pts: Vec<(f64, f64)> = rss_samples.iter().filter(|s| &s.1 == name).map(|s| (s.0 / 60.0, s.2 as f64)).collect();
+        if pts.len() >= 2 {
+            slopes.insert(name.clone(), procstat::slope(&pts));
+        }
+    }
+    let disconnects = Live::get(&live.disconnects);
+    let mut problems = Vec::new();
+    if d.lost > 0 {
+        problems.push(format!("{} lost", d.lost));
+    }
+    if d.duplicated > 0 {
+        problems.push(format!("{} duplicated", d.duplicated));
+    }
+    if d.out_of_order > 0 {
+        problems.push(format!("{} out of order", d.out_of_order));
+    }
+    if d.failed > 0 {
+        problems.push(format!("{} refused", d.failed));
+    }
+    if d.unacked > 0 {
+        problems.push(format!("{} unacked", d.unacked));
+    }
+    if disconnects > 0 {
+        let codes = live.close_codes.lock().map(|m| format!("{m:?}")).unwrap_or_default();
+        problems.push(format!("{disconnects} disconnects (close codes {codes})"));
+    }
+    if lat.p99_ms >= o.p99_limit_ms {
+        problems.push(format!("p99 {:.1} ms >= {} ms", lat.p99_ms, o.p99_limit_ms));
+    }
+    let _ = active;
+    Ok(RunReport {
+        target: target.name().into(),
+        connections: conns,
+        customers: o.customers,
+        agents: o.agents,
+        connect_failures: failures,
+        offered_msgs_per_s: o.rate,
+        duration_s: secs,
+        scheduled_msgs: Live::get(&live.scheduled_msgs),
+        delivered_msgs_per_s: d.complete_messages as f64 / secs,
+        deliveries_per_s: d.delivered as f64 / secs,
+        typing_sent: Live::get(&live.typing),
+        seen_sent: Live::get(&live.seen),
+        latency: lat,
+        ack_latency: ack,
+        deliveries: d,
+        disconnects,
+        close_codes: live.close_codes.lock().map(|m| m.clone()).unwrap_or_default(),
+        processes,
+        server_rss_per_conn_kib: if conns > 0 { server_rss as f64 / conns as f64 } else { 0.0 },
+        http: http_summary,
+        rss_samples,
+        rss_slope_kib_per_min: slopes,
+        sustained: problems.is_empty(),
+        verdict: if problems.is_empty() { "sustained".into() } else { problems.join(", ") },
+    })
+}
+
+/// Rate ramp: `start`, then ×`factor` (or +`step`) until a step fails or `max`.
+pub async fn ramp(stack: &Stack, base: &RunOpts, watched: &Watched, start: f64, step: f64, factor: f64, max: f64) -> anyhow::Result<(Vec<RunReport>, f64)> {
+    let mut reports = Vec::new();
+    let mut rate = start;
+    let mut best = 0.0;
+    while rate <= max {
+        let mut o = base.clone();
+        o.rate = rate;
+        o.id_prefix = run_prefix();
+        let r = run(stack, &o, watched).await?;
+        eprintln!("{}", summary_line(&r));
+        let ok = r.sustained;
+        reports.push(r);
+        if !ok {
+            break;
+        }
+        best = rate;
+        rate = if factor > 1.0 { rate * factor } else { rate + step };
+        // Let queues and the worker settle between steps.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Ok((reports, best))
+}
+
+pub fn summary_line(r: &RunReport) -> String {
+    format!(
+        "[{}] offered {:.0} msg/s -> delivered {:.0} msg/s ({:.0} frames/s) | p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.1} ms | lost {} dup {} ooo {} refused {} | {}",
+        r.target,
+        r.offered_msgs_per_s,
+        r.delivered_msgs_per_s,
+        r.deliveries_per_s,
+        r.latency.p50_ms,
+        r.latency.p99_ms,
+        r.latency.p999_ms,
+        r.latency.max_ms,
+        r.deliveries.lost,
+        r.deliveries.duplicated,
+        r.deliveries.out_of_order,
+        r.deliveries.failed,
+        r.verdict
+    )
+}
+
+// ------------------------------------------------------------------ idle connections
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IdleReport {
+    pub target: String,
+    pub requested: usize,
+    pub held: usize,
+    pub failed: usize,
+    pub client_processes: usize,
+    pub seconds_to_connect: f64,
+    /// Server processes' RSS before and with the sockets held, KiB.
+    pub rss_before_kib: BTreeMap<String, u64>,
+    pub rss_after_kib: BTreeMap<String, u64>,
+    /// (after - before) / held, over the server processes.
+    pub rss_per_conn_kib: f64,
+    pub first_error: Option<String>,
+}
+
+/// Spreads `conns` idle sockets over `procs` child processes (this binary,
+/// `idle-child`), child i binding source address `src_ips[i % len]`, and
+/// measures the servers' resident memory once all are held.
+pub async fn idle(stack: &Stack, conns: usize, procs: usize, src_ips: &[IpAddr], watched: &Watched, settle: Duration) -> anyhow::Result<IdleReport> {
+    let procs = procs.max(1);
+    let before: BTreeMap<String, u64> = watched.rss().into_iter().filter(|(n, _)| n.starts_with("gateway") || n.starts_with("peer")).collect();
+    let exe = std::env::current_exe()?;
+    let prefix = run_prefix();
+    let t0 = Instant::now();
+    let mut children = Vec::new();
+    let mut readers = Vec::new();
+    for i in 0..procs {
+        let n = conns / procs + usize::from(i < conns % procs);
+        let mut cmd = Command::new(&exe);
+        cmd.arg("idle-child")
+            .arg("--target")
+            .arg(stack.target.name())
+            .arg("--conns")
+            .arg(n.to_string())
+            .arg("--prefix")
+            .arg(format!("{prefix}p{i}"))
+            .arg("--secret")
+            .arg(&stack.secret);
+        for g in &stack.gateways {
+            cmd.arg("--gateway").arg(g.to_string());
+        }
+        if !src_ips.is_empty() {
+            cmd.arg("--src-ip").arg(src_ips[i % src_ips.len()].to_string());
+        }
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().context("spawn idle-child")?;
+        let out = child.stdout.take().context("stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        readers.push(rx);
+        children.push(child);
+    }
+    // Each child prints `held N failed M [error]` once it is done connecting.
+    let mut held = 0;
+    let mut failed = 0;
+    let mut first_error = None;
+    for rx in &readers {
+        let line = tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(600))).unwrap_or_default();
+        let mut it = line.split_whitespace();
+        if it.next() == Some("held") {
+            held += it.next().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            it.next();
+            failed += it.next().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            let rest: Vec<&str> = it.collect();
+            if !rest.is_empty() && first_error.is_none() {
+                first_error = Some(rest.join(" "));
+            }
+        } else {
+            failed += conns / procs;
+        }
+    }
+    let seconds_to_connect = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(settle).await;
+    let after: BTreeMap<String, u64> = watched.rss().into_iter().filter(|(n, _)| n.starts_with("gateway") || n.starts_with("peer")).collect();
+    // Closing stdin tells the children to close their sockets and exit.
+    for c in children.iter_mut() {
+        drop(c.stdin.take());
+    }
+    for mut c in children {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) => break,
+                _ if std::time::Instant::now() > deadline => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    let grown: i64 = after.iter().map(|(n, v)| *v as i64 - before.get(n).copied().unwrap_or(0) as i64).sum();
+    Ok(IdleReport {
+        target: stack.target.name().into(),
+        requested: conns,
+        held,
+        failed,
+        client_processes: procs,
+        seconds_to_connect,
+        rss_before_kib: before,
+        rss_after_kib: after,
+        rss_per_conn_kib: if held > 0 { grown as f64 / held as f64 } else { 0.0 },
+        first_error,
+    })
+}
+
+/// The child side of [`idle`]: connect `conns` customers, report, hold until stdin closes.
+pub async fn idle_child(stack: &Stack, conns: usize, prefix: &str, src: Option<IpAddr>) -> anyhow::Result<()> {
+    let expiry = now_secs() + 24 * 3600;
+    let sem = Arc::new(Semaphore::new(256));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::with_capacity(conns);
+    let (ok_tx, mut ok_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    for i in 0..conns {
+        let id = format!("{prefix}c{i}");
+        let auth = match stack.target {
+            Target::Ours => Auth::Bearer(customer_token(&stack.secret, &id, expiry)),
+            Target::Socketio => Auth::Sio { kind: "customer", id },
+        };
+        let addr = stack.gateways[i % stack.gateways.len()];
+        let target = stack.target;
+        let sem = sem.clone();
+        let stop = stop_rx.clone();
+        let ok_tx = ok_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let ws = {
+                let _p = sem.acquire().await;
+                client::open(target, addr, &auth, src, Duration::from_secs(60)).await
+            };
+            match ws {
+                Ok(ws) => {
+                    let _ = ok_tx.send(Ok(()));
+                    client::hold(target, ws, stop).await;
+                }
+                Err(e) => {
+                    let _ = ok_tx.send(Err(format!("{e:#}")));
+                }
+            }
+        }));
+    }
+    drop(ok_tx);
+    let (mut held, mut failed, mut err) = (0usize, 0usize, None);
+    while held + failed < conns {
+        match ok_rx.recv().await {
+            Some(Ok(())) => held += 1,
+            Some(Err(e)) => {
+                failed += 1;
+                err.get_or_insert(e);
+            }
+            None => break,
+        }
+    }
+    println!("held {held} failed {failed} {}", err.unwrap_or_default());
+    // Hold until the parent closes stdin (or an hour passes).
+    let stdin_closed = tokio::task::spawn_blocking(|| {
+        let mut buf = String::new();
+        while std::io::stdin().read_line(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(3600), stdin_closed).await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! A short load run against real processes (2 gateways, 1 worker): a few
+//! hundred sockets, a few seconds of mixed traffic. Asserts what must hold
+//! at any speed: nothing lost, duplicated or out of order. Never timings.
+
+mod common;
+
+use std::time::Duration;
+
+use loadtest::procstat::Watched;
+use loadtest::proto::Target;
+use loadtest::scenario::{self, RunOpts, Stack, DEV_SECRET};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_run_loses_and_duplicates_nothing() {
+    let s = common::Stack::start(2, 1).await;
+    let stack = Stack {
+        target: Target::Ours,
+        gateways: s.gateways.iter().map(|g| g.addr.parse().expect("addr")).collect(),
+        secret: DEV_SECRET.into(),
+        agent_user: "demo".into(),
+        agent_pass: "demo".into(),
+        redis_url: Some(common::REDIS_URL.into()),
+        key_prefix: s.prefix.clone(),
+        log_shards: 4,
+    };
+    let opts = RunOpts {
+        customers: 300,
+        agents: 3,
+        rate: 300.0,
+        duration: Duration::from_secs(4),
+        warmup: Duration::from_secs(0),
+        drain: Duration::from_secs(10),
+        http_users: 2,
+        // Timing is never asserted: a slow CI machine must not fail this test.
+        p99_limit_ms: f64::INFINITY,
+        ..RunOpts::default()
+    };
+    let watched = Watched::parse(&s.pids()).expect("pids");
+    let r = scenario::run(&stack, &opts, &watched).await.expect("run");
+    eprintln!("{}", scenario::summary_line(&r));
+    let d = &r.deliveries;
+    assert!(d.acked > 500, "too few messages went through: {d:?}");
+    assert_eq!(d.failed, 0, "refused sends: {d:?}");
+    assert_eq!(d.unacked, 0, "unacked sends: {d:?}");
+    assert_eq!(d.lost, 0, "lost deliveries: {d:?}");
+    assert_eq!(d.duplicated, 0, "duplicated deliveries: {d:?}");
+    assert_eq!(d.out_of_order, 0, "out-of-order deliveries: {d:?}");
+    assert_eq!(r.disconnects, 0);
+    assert!(r.typing_sent > 0 && r.seen_sent > 0, "the mix includes typing and seen");
+    assert!(r.http.as_ref().is_some_and(|h| h.requests > 0 && h.failures == 0), "goose REST part: {:?}", r.http);
+    assert!(r.processes.contains_key("gateway0") && r.processes.contains_key("worker0"));
+}

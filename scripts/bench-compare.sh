@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: our gateway (2 nodes + 1 worker) against the
+# Socket.IO peer (2 nodes, Redis streams adapter), same Redis, same load
+# generator, same scenario, one session on this machine. Also the machine's
+# ceilings (redis-benchmark XADD, a bare fastwebsockets echo) and the core
+# relay figures (1 gateway: max msg/s, p50/p99 at 5,000 msg/s, chat-list page
+# of 50 out of 100,000). Writes the table into BENCHMARKS.md (between the
+# bench-compare markers) and every raw report under artifacts/bench/<time>/.
+#
+#   scripts/bench-compare.sh            # full run (~30 min on 2 cores)
+#   RUNS=1 STEP_SECS=5 scripts/bench-compare.sh   # quicker, noisier
+#
+# Settings: RUNS (repetitions, medians are quoted; default 3), STEP_SECS
+# (seconds per ramp step, default 8), COMMON_RATE (fixed rate for the p99
+# comparison, default 1000), IDLE_CONNS (idle sockets per node, default 19000),
+# CUSTOMERS (default 2000), AGENTS (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+RUNS=${RUNS:-3}
+STEP_SECS=${STEP_SECS:-8}
+COMMON_RATE=${COMMON_RATE:-1000}
+IDLE_CONNS=${IDLE_CONNS:-19000}
+CUSTOMERS=${CUSTOMERS:-2000}
+MAX_RATE=${MAX_RATE:-200000}
+CHAT_ROWS=${CHAT_ROWS:-100000}
+AGENTS=${AGENTS:-2}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+OUT=artifacts/bench/$(date -u +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+ensure_toolchain
+ensure_redis 6379 "${TMPDIR:-/tmp}/chat-bench-redis"
+echo "== build (release)"
+cargo build --release -q -p gateway -p worker -p loadtest
+if [ ! -d loadtest/peers/socketio/node_modules ]; then
+  (cd loadtest/peers/socketio && npm ci --no-audit --no-fund --silent)
+fi
+LT=target/release/loadtest
+REDIS_PID=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | sed -n 's/^process_id://p')
+
+pids=()
+cleanup_procs() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+trap cleanup_procs EXIT INT TERM
+
+wait_line() { # file marker -> the text after the marker
+  for _ in $(seq 1 300); do
+    if grep -q "$2" "$1" 2>/dev/null; then sed -n "s|.*$2||p" "$1" | head -n1; return; fi
+    sleep 0.1
+  done
+  echo "no '$2' in $1" >&2; exit 1
+}
+
+drop_keys() { # prefix
+  redis-cli -u "$REDIS_URL" --scan --pattern "$1*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" unlink > /dev/null
+}
+
+# start_ours NODES -> sets ADDRS (--gateway flags), PIDARGS (--pid flags), PREFIX
+start_ours() {
+  local n=$1 i
+  PREFIX="bench$RANDOM:"
+  local dir="$OUT/ours-$PREFIX"; dir=${dir%:}; mkdir -p "$dir"
+  export REDIS_URL DATABASE_URL="sqlite://$dir/chat.db" CHAT_KEY_PREFIX="$PREFIX" CHAT_DEV=1 CHAT_DEMO_DATA=0 \
+    CHAT_SEND_RATE=100000 RUST_LOG=warn
+  WORKER_METRICS_ADDR=127.0.0.1:0 target/release/worker > "$dir/worker.out" 2> "$dir/worker.log" &
+  pids+=($!); PIDARGS="--pid worker=$! --pid redis=$REDIS_PID"
+  wait_line "$dir/worker.out" "metrics on http://" > /dev/null
+  ADDRS=""; GW0_PID=""
+  for i in $(seq 0 $((n - 1))); do
+    GATEWAY_ADDR=127.0.0.1:0 CHAT_NODE_ID="${PREFIX}g$i" target/release/gateway > "$dir/gateway$i.out" 2> "$dir/gateway$i.log" &
+    pids+=($!); PIDARGS="$PIDARGS --pid gateway$i=$!"; [ -z "$GW0_PID" ] && GW0_PID=$!
+    ADDRS="$ADDRS --gateway $(wait_line "$dir/gateway$i.out" "listening on http://")"
+  done
+  for _ in $(seq 1 100); do
+    curl -sf -o /dev/null -X POST -H 'content-type: application/json' -d '{"username":"demo","password":"demo"}' \
+      "http://$(echo $ADDRS | awk '{print $2}')/api/login" && break
+    sleep 0.1
+  done
+  unset DATABASE_URL CHAT_KEY_PREFIX
+  OURS_ARGS="--target ours --redis-url $REDIS_URL --key-prefix $PREFIX"
+}
+
+start_peer() {
+  local n=$1 i
+  PREFIX="peer$RANDOM:"
+  local dir="$OUT/peer-${PREFIX%:}"; mkdir -p "$dir"
+  ADDRS=""; PIDARGS="--pid redis=$REDIS_PID"; GW0_PID=""
+  for i in $(seq 0 $((n - 1))); do
+    PORT=0 REDIS_URL=$REDIS_URL PEER_PREFIX=$PREFIX node loadtest/peers/socketio/server.js > "$dir/peer$i.out" 2> "$dir/peer$i.log" &
+    pids+=($!); PIDARGS="$PIDARGS --pid peer$i=$!"; [ -z "$GW0_PID" ] && GW0_PID=$!
+    ADDRS="$ADDRS --gateway $(wait_line "$dir/peer$i.out" "listening on http://")"
+  done
+  OURS_ARGS="--target socketio"
+}
+
+stop_all() { cleanup_procs; drop_keys "$PREFIX"; sleep 1; }
+
+LOAD="--customers $CUSTOMERS --agents $AGENTS --warmup-secs 1 --drain-secs 5"
+# A discarded run after each start: JIT (node), caches and connection pools
+# warm up before anything is measured (a cold peer failed its first step once).
+warm() { $LT run $OURS_ARGS $ADDRS $LOAD --rate 500 --duration-secs 5 > /dev/null 2>&1 || true; }
+
+echo "== ceilings"
+redis-cli -u "$REDIS_URL" del benchxadd > /dev/null
+redis-benchmark -q -n 300000 -c 50 XADD benchxadd MAXLEN '~' 100000 '*' e 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef \
+  | tr '\r' '\n' | grep -i xadd | tail -n1 | tee "$OUT/xadd.txt"
+redis-benchmark -q -n 1000000 -c 50 -P 16 XADD benchxadd MAXLEN '~' 100000 '*' e 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef \
+  | tr '\r' '\n' | grep -i xadd | tail -n1 | tee "$OUT/xadd-p16.txt"
+redis-cli -u "$REDIS_URL" del benchxadd > /dev/null
+target/release/ws-echo > "$OUT/echo.out" &
+pids+=($!)
+ECHO=$(wait_line "$OUT/echo.out" "listening on ws://")
+$LT echo --addr "$ECHO" --conns 50 --inflight 16 --secs 10 --json "$OUT/echo.json"
+cleanup_procs
+
+for run in $(seq 1 "$RUNS"); do
+  echo "== run $run/$RUNS: ours, 2 gateways + worker"
+  start_ours 2
+  warm
+  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/ours-ramp-$run.json"
+  $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/ours-fixed-$run.json"
+  stop_all
+
+  echo "== run $run/$RUNS: socket.io peer, 2 nodes"
+  start_peer 2
+  warm
+  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/peer-ramp-$run.json"
+  $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/peer-fixed-$run.json"
+  stop_all
+done
+
+echo "== idle sockets on one node ($IDLE_CONNS, 3 client processes on 127.0.0.2-4)"
+IDLE_SRC="--src-ip 127.0.0.2 --src-ip 127.0.0.3 --src-ip 127.0.0.4"
+start_ours 1
+$LT idle --target ours $ADDRS --pid "gateway0=$GW0_PID" $IDLE_SRC --conns "$IDLE_CONNS" --procs 3 --json "$OUT/ours-idle.json"
+stop_all
+start_peer 1
+$LT idle --target socketio $ADDRS --pid "peer0=$GW0_PID" $IDLE_SRC --conns "$IDLE_CONNS" --procs 3 --json "$OUT/peer-idle.json"
+stop_all
+
+for run in $(seq 1 "$RUNS"); do
+  echo "== core relay $run/$RUNS: 1 gateway + worker"
+  start_ours 1
+  warm
+  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/core-ramp-$run.json"
+  $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate 5000 --duration-secs 15 --json "$OUT/core-5k-$run.json"
+  stop_all
+done
+
+echo "== chat list: page of 50 out of 100,000"
+start_ours 1
+$LT chatlist --redis-url "$REDIS_URL" --key-prefix "$PREFIX" --count "$CHAT_ROWS" --gateway "$(echo $ADDRS | awk '{print $2}')" \
+  --samples 2000 --json "$OUT/chatlist.json"
+stop_all
+
+python3 scripts/bench-table.py "$OUT" BENCHMARKS.md
+echo "raw reports in $OUT; table written to BENCHMARKS.md"

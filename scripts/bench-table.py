@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Turns the raw reports of scripts/bench-compare.sh into the tables of
+BENCHMARKS.md (between the bench-compare markers). Medians over the runs;
+every run's value is listed too, so the spread is visible.
+
+    python3 scripts/bench-table.py artifacts/bench/<time> BENCHMARKS.md
+"""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+out_dir, md_path = sys.argv[1], sys.argv[2]
+
+
+def load(pattern):
+    return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out_dir, pattern)))]
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return "n/a"
+    return f"{x:,.{nd}f}"
+
+
+def ratio(a, b, nd=2):
+    if a is None or b in (None, 0):
+        return "n/a"
+    return f"{a / b:.{nd}f}x"
+
+
+def runs(xs, nd=0):
+    return ", ".join(fmt(x, nd) for x in xs)
+
+
+def cpu_per_1k(r, names=None):
+    procs = r["processes"]
+    return sum(v["cpu_seconds_per_1k_msgs"] for k, v in procs.items() if names is None or any(k.startswith(n) for n in names))
+
+
+def xadd_rate(name):
+    try:
+        txt = open(os.path.join(out_dir, name)).read()
+        m = re.search(r"([\d.]+) requests per second", txt)
+        return float(m.group(1)) if m else None
+    except OSError:
+        return None
+
+
+ours_ramp, peer_ramp = load("ours-ramp-*.json"), load("peer-ramp-*.json")
+ours_fix, peer_fix = load("ours-fixed-*.json"), load("peer-fixed-*.json")
+core_ramp, core_5k = load("core-ramp-*.json"), load("core-5k-*.json")
+idle = {t: (load(f"{t}-idle.json") or [None])[0] for t in ("ours", "peer")}
+echo = (load("echo.json") or [None])[0]
+chat = (load("chatlist.json") or [None])[0]
+
+o_max = [r["max_sustained_msgs_per_s"] for r in ours_ramp]
+p_max = [r["max_sustained_msgs_per_s"] for r in peer_ramp]
+o_p99 = [r["latency"]["p99_ms"] for r in ours_fix]
+p_p99 = [r["latency"]["p99_ms"] for r in peer_fix]
+o_p50 = [r["latency"]["p50_ms"] for r in ours_fix]
+p_p50 = [r["latency"]["p50_ms"] for r in peer_fix]
+o_cpu = [cpu_per_1k(r) for r in ours_fix]
+p_cpu = [cpu_per_1k(r) for r in peer_fix]
+o_cpu_srv = [cpu_per_1k(r, ["gateway"]) for r in ours_fix]
+p_cpu_srv = [cpu_per_1k(r, ["peer"]) for r in peer_fix]
+o_lost = sum(r["deliveries"]["lost"] + r["deliveries"]["duplicated"] + r["deliveries"]["out_of_order"] for r in ours_fix)
+p_lost = sum(r["deliveries"]["lost"] + r["deliveries"]["duplicated"] + r["deliveries"]["out_of_order"] for r in peer_fix)
+rate = ours_fix[0]["offered_msgs_per_s"] if ours_fix else None
+o_mem = idle["ours"]["rss_per_conn_kib"] if idle["ours"] else None
+p_mem = idle["peer"]["rss_per_conn_kib"] if idle["peer"] else None
+xadd, xadd_p = xadd_rate("xadd.txt"), xadd_rate("xadd-p16.txt")
+
+L = []
+L.append(f"Raw reports: `{out_dir}` ({len(ours_ramp)} run(s) per figure; medians, every run in brackets).")
+L.append("")
+L.append("| figure | ours (2 gateways + worker) | Socket.IO peer (2 nodes) | ours/theirs |")
+L.append("| --- | --- | --- | --- |")
+L.append(f"| max sustained msg/s (zero loss, p99 < 250 ms) | {fmt(med(o_max))} [{runs(o_max)}] | {fmt(med(p_max))} [{runs(p_max)}] | {ratio(med(o_max), med(p_max))} |")
+L.append(f"| p99 at {fmt(rate)} msg/s (ms) | {fmt(med(o_p99), 2)} [{runs(o_p99, 2)}] | {fmt(med(p_p99), 2)} [{runs(p_p99, 2)}] | {ratio(med(o_p99), med(p_p99))} |")
+L.append(f"| p50 at {fmt(rate)} msg/s (ms) | {fmt(med(o_p50), 2)} [{runs(o_p50, 2)}] | {fmt(med(p_p50), 2)} [{runs(p_p50, 2)}] | {ratio(med(o_p50), med(p_p50))} |")
+L.append(f"| CPU s per 1,000 msgs at {fmt(rate)} msg/s, all processes (servers + worker + Redis) | {fmt(med(o_cpu), 3)} [{runs(o_cpu, 3)}] | {fmt(med(p_cpu), 3)} [{runs(p_cpu, 3)}] | {ratio(med(o_cpu), med(p_cpu))} |")
+L.append(f"| CPU s per 1,000 msgs, server nodes only | {fmt(med(o_cpu_srv), 3)} | {fmt(med(p_cpu_srv), 3)} | {ratio(med(o_cpu_srv), med(p_cpu_srv))} |")
+if idle["ours"] and idle["peer"]:
+    L.append(f"| memory per idle connection, one node (KiB RSS; {idle['ours']['held']:,} vs {idle['peer']['held']:,} sockets held) | {fmt(o_mem, 2)} | {fmt(p_mem, 2)} | {ratio(o_mem, p_mem)} |")
+L.append(f"| lost + duplicated + out-of-order at the fixed rate (all runs) | {o_lost} | {p_lost} | |")
+L.append("")
+L.append("Ceilings on this machine (context):")
+L.append("")
+L.append("| ceiling | figure |")
+L.append("| --- | --- |")
+L.append(f"| `redis-benchmark` XADD, 50 clients, no pipelining | {fmt(xadd)} XADD/s |")
+L.append(f"| `redis-benchmark` XADD, 50 clients, pipeline 16 | {fmt(xadd_p)} XADD/s |")
+if echo:
+    L.append(f"| bare fastwebsockets echo (`ws-echo`), {echo['connections']} conns x {echo['inflight']} in flight, {echo['size']} B | {fmt(echo['round_trips_per_s'])} round trips/s |")
+c_max = [r["max_sustained_msgs_per_s"] for r in core_ramp]
+if c_max and xadd:
+    L.append(f"| ours relayed (1 gateway) / XADD ceiling without pipelining | {med(c_max) / xadd:.2f} |")
+L.append("")
+L.append("Core relay (1 gateway + Redis + worker):")
+L.append("")
+L.append("| figure | result | target |")
+L.append("| --- | --- | --- |")
+c50 = [r["latency"]["p50_ms"] for r in core_5k]
+c99 = [r["latency"]["p99_ms"] for r in core_5k]
+c_lost = sum(r["deliveries"]["lost"] for r in core_5k)
+L.append(f"| max msg/s relayed end to end (zero loss, p99 < 250 ms) | {fmt(med(c_max))} [{runs(c_max)}] | 20,000 |")
+L.append(f"| p50 send-to-receive at 5,000 msg/s (ms) | {fmt(med(c50), 2)} [{runs(c50, 2)}] | |")
+L.append(f"| p99 send-to-receive at 5,000 msg/s (ms) | {fmt(med(c99), 2)} [{runs(c99, 2)}] (lost: {c_lost}) | < 10 |")
+if chat:
+    L.append(f"| chat-list page, 50 rows of {chat['conversations']:,} (client median on loopback, ms) | {chat['client_p50_ms']:.3f} (p99 {chat['client_p99_ms']:.3f}) | < 2 |")
+    L.append(f"| same, server side (`http_request_duration_seconds`) | {chat['server_share_le_1ms'] * 100:.1f}% <= 1 ms, {chat['server_share_le_2ms'] * 100:.1f}% <= 2 ms | < 2 |")
+
+table = "\n".join(L)
+start, end = "<!-- bench-compare:start -->", "<!-- bench-compare:end -->"
+doc = open(md_path).read() if os.path.exists(md_path) else f"# Benchmarks\n\n{start}\n{end}\n"
+if start not in doc:
+    doc += f"\n{start}\n{end}\n"
+pre, rest = doc.split(start, 1)
+_, post = rest.split(end, 1)
+open(md_path, "w").write(f"{pre}{start}\n{table}\n{end}{post}")
+print(table)
