@@ -175,3 +175,20 @@ async fn customers_see_nothing_of_other_customers() {
     // Nothing from the resume attempt leaked.
     a_ws.expect_none(Duration::from_millis(300), |f| f["type"] == "message").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_connection_cap() {
+    let mut s = Stack::new(Db::Sqlite).await.env("CHAT_MAX_CONNECTIONS", "2");
+    s.add_worker();
+    s.add_gateway();
+    s.wait_ready().await;
+    let tok = s.agent_token().await;
+    let addr = s.gateways[0].addr.clone();
+    let _a = try_ws(&addr, &tok).await.unwrap();
+    let _b = try_ws(&addr, &tok).await.unwrap();
+    let err = try_ws(&addr, &tok).await.err().expect("a full node refuses the third socket");
+    assert!(err.contains("503"), "{err}");
+    // REST still answers on a full node.
+    let (st, _) = s.get(0, "/api/me", &tok).await;
+    assert_eq!(st, 200);
+}
