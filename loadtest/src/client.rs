@@ -229,7 +229,8 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                         }
                     }
                     In::Ping => {
-                        if ws.send(WsMsg::Text("3".into())).await.is_err() {
+                        let sent = ws.send(WsMsg::Text("3".into())).await;
+                        if sent.is_err() {
                             return res;
                         }
                     }
