@@ -33,6 +33,8 @@ type Io = TokioIo<Upgraded>;
 type Reader = WebSocketRead<ReadHalf<Io>>;
 type Writer = WebSocketWrite<BufWriter<WriteHalf<Io>>>;
 
+/// Per-socket write buffer.
+const WRITE_BUFFER: usize = 2048;
 /// How long live events wait for the client's first frame (a possible resume).
 pub const HOLD_MS: u64 = 1000;
 /// Interval of server pings (keeps idle detection honest on both sides).
@@ -100,7 +102,10 @@ pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, id
         ws.set_auto_close(true);
         let (rd, wr) = ws.split(|s| {
             let (r, w) = tokio::io::split(s);
-            (r, BufWriter::new(w))
+            // The buffer coalesces small frames into one write. It is
+            // allocated up front, so its size is paid by every idle socket:
+            // 2 KiB holds a burst of typical frames; larger ones bypass it.
+            (r, BufWriter::with_capacity(WRITE_BUFFER, w))
         });
         let (tx, rx) = mpsc::channel(state.cfg.outbound_queue);
         let kill = CancellationToken::new();
