@@ -197,6 +197,8 @@ describe('common workflows', () => {
     await staffMsg.getByRole('button', { name: 'Edit' }).click();
     await agent.page.getByText('Editing message').waitFor();
     const box = agent.page.getByLabel('Message', { exact: true });
+    // Edit mode loads the message into the box after the click renders; type only then.
+    await until(async () => (await box.inputValue()) === 'Sure, to what time?', { what: 'edit box loaded' });
     await box.fill('Sure, what time suits you?');
     await box.press('Enter');
     const edited = message(customer.page, 'Sure, what time suits you?');
@@ -213,7 +215,9 @@ describe('common workflows', () => {
     const typo = message(customer.page, 'Typo here: tomorow');
     await typo.hover();
     await typo.getByRole('button', { name: 'Edit' }).click();
+    await customer.page.getByText('Editing message').waitFor();
     const cbox = customer.page.getByLabel('Message', { exact: true });
+    await until(async () => (await cbox.inputValue()) === 'Typo here: tomorow', { what: 'edit box loaded' });
     await cbox.fill('Typo here: tomorrow');
     await cbox.press('Enter');
     await message(agent.page, 'Typo here: tomorrow').locator('.edited').waitFor();
