@@ -82,6 +82,8 @@ impl ConnHandle {
 #[derive(Default)]
 pub struct Registry {
     next_id: AtomicU64,
+    /// Sockets admitted (upgrade accepted, not yet closed), for the node cap.
+    admitted: std::sync::atomic::AtomicUsize,
     /// Open sockets per client address.
     per_ip: DashMap<std::net::IpAddr, usize>,
     /// New sockets per client address in the current one-second window: (window, count).
@@ -136,7 +138,21 @@ impl Registry {
     /// Admits a new socket from `ip`: under both the open-socket cap and the
     /// connect rate (a window of one second, bursts of 5x the rate). On
     /// success the socket counts until [`Registry::release_ip`].
-    pub fn admit_ip(&self, ip: std::net::IpAddr, max_open: usize, rate: u32) -> Result<(), &'static str> {
+    pub fn admit_ip(&self, ip: std::net::IpAddr, max_open: usize, rate: u32, max_node: usize) -> Result<(), &'static str> {
+        // Counted at admission, atomically: counting registered sockets let a
+        // burst of upgrades past the cap before any of them registered.
+        if self.admitted.fetch_add(1, Ordering::SeqCst) >= max_node {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            return Err("node is full: connect to another");
+        }
+        let r = self.admit_ip_inner(ip, max_open, rate);
+        if r.is_err() {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn admit_ip_inner(&self, ip: std::net::IpAddr, max_open: usize, rate: u32) -> Result<(), &'static str> {
         let now = (schema::now_ms() / 1000) as u64;
         {
             if self.ip_rate.len() > 100_000 {
@@ -162,6 +178,7 @@ impl Registry {
     }
 
     pub fn release_ip(&self, ip: std::net::IpAddr) {
+        self.admitted.fetch_sub(1, Ordering::SeqCst);
         if let Some(mut n) = self.per_ip.get_mut(&ip) {
             *n = n.saturating_sub(1);
         }

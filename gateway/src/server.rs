@@ -191,12 +191,10 @@ async fn ws_upgrade(state: &AppState, req: Request<Incoming>) -> Response<Body> 
     if *state.shutdown.borrow() {
         return api::error(ErrorCode::Unavailable, "node is shutting down: connect to another");
     }
-    if state.registry.total() >= state.cfg.max_connections {
-        return api::error(ErrorCode::Unavailable, "node is full: connect to another");
-    }
     let ip = req.extensions().get::<std::net::SocketAddr>().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    if let Err(msg) = state.registry.admit_ip(ip, state.cfg.max_connections_per_ip, state.cfg.connect_rate_per_ip) {
-        return api::error(ErrorCode::RateLimited, msg);
+    if let Err(msg) = state.registry.admit_ip(ip, state.cfg.max_connections_per_ip, state.cfg.connect_rate_per_ip, state.cfg.max_connections) {
+        let code = if msg.starts_with("node is full") { ErrorCode::Unavailable } else { ErrorCode::RateLimited };
+        return api::error(code, msg);
     }
     // Released below on every path that does not hand the socket over.
     let resp = ws_authorize_and_upgrade(state, req, ip).await;
