@@ -53,17 +53,6 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_CURRENCY_CHARS: usize = 8;
 const MAX_QTY: u64 = 10_000;
 
-/// Same `"field":0,` substitution as the send script (relay.rs); duplicated
-/// so this script stays independent of the relay module's script table.
-const LUA_SUBST: &str = r#"
-local function subst(f, field, v)
-  local pat = '"' .. field .. '":0,'
-  local a, b = string.find(f, pat, 1, true)
-  if not a then return f end
-  return string.sub(f, 1, a - 1) .. '"' .. field .. '":' .. v .. ',' .. string.sub(f, b + 1)
-end
-"#;
-
 /// A card update takes a position like an edit. KEYS: seq, replay,
 /// customer_nodes. ARGV: frame, replay_len.
 const CARD_UPDATE: &str = r#"
@@ -80,7 +69,7 @@ return 0
 "#;
 
 fn card_update_source() -> String {
-    format!("{LUA_SUBST}{CARD_UPDATE}")
+    format!("{}{CARD_UPDATE}", crate::relay::LUA_SUBST)
 }
 
 /// Is the request signed with the service token? Outside dev mode an unset

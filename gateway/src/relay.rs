@@ -22,7 +22,7 @@ pub const STAFF_NODE_TTL_MS: i64 = 15_000;
 
 /// Replaces the first `"<field>":0,` placeholder of a rendered frame with the
 /// value. Fields rendered before any user text, so the first match is the field.
-const LUA_SUBST: &str = r#"
+pub const LUA_SUBST: &str = r#"
 local function subst(f, field, v)
   local pat = '"' .. field .. '":0,'
   local a, b = string.find(f, pat, 1, true)
