@@ -381,6 +381,7 @@ pub async fn inbox_loop(state: AppState) {
     let mut last_id = String::from("$");
     let mut shutdown = state.shutdown.clone();
     let mut backoff = Duration::from_millis(100);
+    let linger = Duration::from_micros(state.cfg.inbox_linger_us);
     loop {
         if *shutdown.borrow() {
             return;
@@ -416,6 +417,7 @@ pub async fn inbox_loop(state: AppState) {
             match read {
                 Ok(reply) => {
                     let received = Instant::now();
+                    let got: usize = reply.keys.iter().map(|k| k.ids.len()).sum();
                     for k in reply.keys {
                         metrics::histogram!(crate::metrics::INBOX_BATCH).record(k.ids.len() as f64);
                         for entry in k.ids {
@@ -426,6 +428,9 @@ pub async fn inbox_loop(state: AppState) {
                                 Err(e) => tracing::warn!(error = %e, "inbox: undecodable entry skipped"),
                             }
                         }
+                    }
+                    if got > 0 && got < 1024 && linger > Duration::ZERO {
+                        tokio::time::sleep(linger).await;
                     }
                 }
                 Err(e) => {

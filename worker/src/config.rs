@@ -28,6 +28,12 @@ pub struct Config {
     pub batch_size: usize,
     /// `BLOCK` of one `XREADGROUP`.
     pub block: Duration,
+    /// After a batch smaller than `batch_size`, wait this long before the next
+    /// read so that entries gather: fewer, larger batches (one SQL transaction,
+    /// one row script per conversation, one ack pipeline each). Delays history
+    /// and chat-list rows by at most this much; live delivery does not wait
+    /// for the worker.
+    pub linger: Duration,
     /// External loyalty service (`CHAT_LOYALTY_URL`); `None`: the SQL store.
     pub loyalty_url: Option<String>,
     /// Bearer token for the loyalty service.
@@ -51,6 +57,7 @@ impl Config {
             claim_interval: Duration::from_secs(5),
             batch_size: 512,
             block: Duration::from_millis(1000),
+            linger: Duration::from_millis(20),
             loyalty_url: None,
             loyalty_token: None,
             loyalty_timeout: Duration::from_secs(3),

@@ -486,7 +486,13 @@ async fn run_loop(cfg: Config, stop: &mut watch::Receiver<bool>) -> Result<(), W
             Err(e) => Err(e),
         };
         match result {
-            Ok(_) => backoff = Duration::from_millis(100),
+            Ok(r) => {
+                backoff = Duration::from_millis(100);
+                // A partial batch: the log is drained, let the next one gather.
+                if r.entries > 0 && r.entries < cfg.batch_size && !cfg.linger.is_zero() && pause(stop, cfg.linger).await {
+                    break;
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, retry_in = ?backoff, "batch failed; entries stay pending");
                 if pause(stop, backoff).await {

@@ -39,6 +39,9 @@ struct Args {
     /// Entries read per shard per `XREADGROUP`.
     #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 512)]
     batch_size: usize,
+    /// Wait after a partial batch so the next one gathers more entries (ms; 0 = none).
+    #[arg(long, env = "WORKER_LINGER_MS", default_value_t = 20)]
+    linger_ms: u64,
     /// External loyalty service base URL (docs/loyalty-service.md); unset: the SQL store.
     #[arg(long, env = "CHAT_LOYALTY_URL")]
     loyalty_url: Option<String>,
@@ -96,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.claim_idle = Duration::from_millis(args.claim_idle_ms);
     cfg.claim_interval = Duration::from_millis(args.claim_interval_ms.max(100));
     cfg.batch_size = args.batch_size;
+    cfg.linger = Duration::from_millis(args.linger_ms);
     cfg.loyalty_url = args.loyalty_url.filter(|u| !u.is_empty());
     cfg.loyalty_token = args.loyalty_token.filter(|t| !t.is_empty());
     cfg.loyalty_timeout = Duration::from_millis(args.loyalty_timeout_ms);
