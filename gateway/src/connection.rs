@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use redis::AsyncCommands;
 use schema::frames::{parse_client_frame, ClientFrame, ErrorCode, FrameError, ServerFrame, UserKind};
 use schema::limits::{MAX_FRAME_BYTES, MAX_REPLAY};
-use tokio::io::{BufWriter, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -28,13 +28,11 @@ use crate::handlers;
 use crate::registry::{ConnHandle, Identity, Out};
 use crate::relay;
 use crate::state::AppState;
+use crate::wbuf::LazyBufWriter;
 
 type Io = TokioIo<Upgraded>;
 type Reader = WebSocketRead<ReadHalf<Io>>;
-type Writer = WebSocketWrite<BufWriter<WriteHalf<Io>>>;
-
-/// Per-socket write buffer.
-const WRITE_BUFFER: usize = 2048;
+type Writer = WebSocketWrite<LazyBufWriter<WriteHalf<Io>>>;
 /// How long live events wait for the client's first frame (a possible resume).
 pub const HOLD_MS: u64 = 1000;
 /// Interval of server pings (keeps idle detection honest on both sides).
@@ -102,19 +100,21 @@ pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, id
         ws.set_auto_close(true);
         let (rd, wr) = ws.split(|s| {
             let (r, w) = tokio::io::split(s);
-            // The buffer coalesces small frames into one write. It is
-            // allocated up front, so its size is paid by every idle socket:
-            // 2 KiB holds a burst of typical frames; larger ones bypass it.
-            (r, BufWriter::with_capacity(WRITE_BUFFER, w))
+            // Coalesces the frames of one drain into one write; holds no
+            // memory while the socket is idle.
+            (r, LazyBufWriter::new(w))
         });
         let (tx, rx) = mpsc::channel(state.cfg.outbound_queue);
         let kill = CancellationToken::new();
         let close_code = Arc::new(AtomicU16::new(CLOSE_NORMAL));
         let handle = ConnHandle { id: state.registry.next_id(), tx, kill: kill.clone(), close_code: close_code.clone() };
-        if let Err(e) = register(&state, &ident, &handle).await {
+        // The rare, large futures (Redis calls) are boxed so that the task of
+        // every idle socket stays small: a task is as large as the largest
+        // future it may await.
+        if let Err(e) = Box::pin(register(&state, &ident, &handle)).await {
             tracing::warn!(error = %e, "register failed");
         }
-        let epoch = current_epoch(&state).await.unwrap_or_default();
+        let epoch = Box::pin(current_epoch(&state)).await.unwrap_or_default();
         let hello = ServerFrame::Hello {
             user: ident.user_ref(),
             epoch,
@@ -126,7 +126,7 @@ pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, id
         read_loop(&state, rd, &ident, &handle).await;
         kill.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-        unregister(&state, &ident, &handle).await;
+        Box::pin(unregister(&state, &ident, &handle)).await;
     }
     .instrument(span)
     .await
@@ -279,56 +279,72 @@ async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandl
             continue;
         }
         strikes = 0;
-        let result: Result<Option<ServerFrame>, GatewayError> = match cf {
+        let result = match cf {
             ClientFrame::Ping => Ok(Some(ServerFrame::Pong)),
-            ClientFrame::Resume { positions, epoch } => {
-                let mut ok = Vec::with_capacity(positions.len());
-                for (conv, pos) in positions {
-                    match handlers::authorize(ident, &conv) {
-                        Ok(()) => ok.push((conv, pos)),
-                        Err(e) => reply_err(h, rid.clone(), e.to_frame_error()),
-                    }
-                }
-                h.push(Out::Resume(ok, epoch));
-                Ok(None)
-            }
-            ClientFrame::Send { conversation, client_id, text, reply_to } => {
-                handlers::send(state, ident, rid.clone(), conversation, client_id, text, reply_to).await.map(Some)
-            }
-            ClientFrame::Edit { conversation, seq, text } => {
-                handlers::edit_or_delete(state, ident, rid.clone(), conversation, seq, Some(text)).await.map(Some)
-            }
-            ClientFrame::Delete { conversation, seq } => {
-                handlers::edit_or_delete(state, ident, rid.clone(), conversation, seq, None).await.map(Some)
-            }
-            ClientFrame::React { conversation, seq, emoji, on } => {
-                handlers::react(state, ident, rid.clone(), conversation, seq, emoji, on).await.map(Some)
-            }
-            ClientFrame::Delivered { conversation, seq } => {
-                handlers::read_state(state, ident, rid.clone(), conversation, seq, false).await
-            }
-            ClientFrame::Seen { conversation, seq } => {
-                handlers::read_state(state, ident, rid.clone(), conversation, seq, true).await
-            }
-            ClientFrame::Typing { conversation } => {
-                // At most one relay per conversation every 1.5 s; extra frames are dropped quietly.
-                let now = Instant::now();
-                let due = typing_at.get(&conversation).is_none_or(|t| now.duration_since(*t) >= Duration::from_millis(1500));
-                if due {
-                    if typing_at.len() > 1000 {
-                        typing_at.clear();
-                    }
-                    typing_at.insert(conversation.clone(), now);
-                    handlers::typing(state, ident, conversation).await.map(|_| None)
-                } else {
-                    Ok(None)
-                }
-            }
+            // Boxed: see `serve`.
+            cf => Box::pin(dispatch(state, ident, h, rid.clone(), cf, &mut typing_at)).await,
         };
         match result {
             Ok(Some(f)) => reply(h, f),
             Ok(None) => {}
             Err(e) => reply_err(h, rid, e.to_frame_error()),
+        }
+    }
+}
+
+/// Runs one client frame's handler.
+async fn dispatch(
+    state: &AppState,
+    ident: &Identity,
+    h: &ConnHandle,
+    rid: Option<String>,
+    cf: ClientFrame,
+    typing_at: &mut HashMap<String, Instant>,
+) -> Result<Option<ServerFrame>, GatewayError> {
+    match cf {
+        ClientFrame::Ping => Ok(Some(ServerFrame::Pong)),
+        ClientFrame::Resume { positions, epoch } => {
+            let mut ok = Vec::with_capacity(positions.len());
+            for (conv, pos) in positions {
+                match handlers::authorize(ident, &conv) {
+                    Ok(()) => ok.push((conv, pos)),
+                    Err(e) => reply_err(h, rid.clone(), e.to_frame_error()),
+                }
+            }
+            h.push(Out::Resume(ok, epoch));
+            Ok(None)
+        }
+        ClientFrame::Send { conversation, client_id, text, reply_to } => {
+            handlers::send(state, ident, rid.clone(), conversation, client_id, text, reply_to).await.map(Some)
+        }
+        ClientFrame::Edit { conversation, seq, text } => {
+            handlers::edit_or_delete(state, ident, rid.clone(), conversation, seq, Some(text)).await.map(Some)
+        }
+        ClientFrame::Delete { conversation, seq } => {
+            handlers::edit_or_delete(state, ident, rid.clone(), conversation, seq, None).await.map(Some)
+        }
+        ClientFrame::React { conversation, seq, emoji, on } => {
+            handlers::react(state, ident, rid.clone(), conversation, seq, emoji, on).await.map(Some)
+        }
+        ClientFrame::Delivered { conversation, seq } => {
+            handlers::read_state(state, ident, rid.clone(), conversation, seq, false).await
+        }
+        ClientFrame::Seen { conversation, seq } => {
+            handlers::read_state(state, ident, rid.clone(), conversation, seq, true).await
+        }
+        ClientFrame::Typing { conversation } => {
+            // At most one relay per conversation every 1.5 s; extra frames are dropped quietly.
+            let now = Instant::now();
+            let due = typing_at.get(&conversation).is_none_or(|t| now.duration_since(*t) >= Duration::from_millis(1500));
+            if due {
+                if typing_at.len() > 1000 {
+                    typing_at.clear();
+                }
+                typing_at.insert(conversation.clone(), now);
+                handlers::typing(state, ident, conversation).await.map(|_| None)
+            } else {
+                Ok(None)
+            }
         }
     }
 }
@@ -452,7 +468,7 @@ pub async fn serve_echo(state: AppState, fut: fastwebsockets::upgrade::UpgradeFu
     ws.set_auto_close(true);
     let (rd, wr) = ws.split(|s| {
         let (r, w) = tokio::io::split(s);
-        (r, BufWriter::new(w))
+        (r, LazyBufWriter::new(w))
     });
     let (tx, rx) = mpsc::channel(64);
     let kill = CancellationToken::new();
@@ -580,17 +596,8 @@ impl WriteState {
                     self.event(conv, pos, &frame).await?;
                 }
             }
-            Out::Resume(positions, epoch) => {
-                // Positions from another epoch are meaningless here: reload all.
-                let stale = match &epoch {
-                    Some(e) => current_epoch(&self.state).await.map(|cur| cur != *e).unwrap_or(false),
-                    None => false,
-                };
-                for (conv, pos) in positions {
-                    self.resume(conv, pos, stale).await?;
-                }
-                self.release().await?;
-            }
+            // Boxed, as the gap fill: Redis calls are rare here and large.
+            Out::Resume(positions, epoch) => Box::pin(self.resume_all(positions, epoch)).await?,
             Out::Open => self.release().await?,
             Out::Pong(p) => {
                 self.ws.write_frame(Frame::pong(Payload::Owned(p))).await?;
@@ -609,6 +616,18 @@ impl WriteState {
         Ok(true)
     }
 
+    async fn resume_all(&mut self, positions: Vec<(String, u64)>, epoch: Option<String>) -> Result<(), WebSocketError> {
+        // Positions from another epoch are meaningless here: reload all.
+        let stale = match &epoch {
+            Some(e) => current_epoch(&self.state).await.map(|cur| cur != *e).unwrap_or(false),
+            None => false,
+        };
+        for (conv, pos) in positions {
+            self.resume(conv, pos, stale).await?;
+        }
+        self.release().await
+    }
+
     /// Writes the held live events (dedupe and gap filling apply).
     async fn release(&mut self) -> Result<(), WebSocketError> {
         if let Some(held) = self.held.take() {
@@ -625,19 +644,7 @@ impl WriteState {
     async fn event(&mut self, conv: Arc<str>, pos: u64, frame: &str) -> Result<(), WebSocketError> {
         match self.hw.get(&conv).copied() {
             Some(h) if pos <= h => return Ok(()),
-            Some(h) if pos > h + 1 => {
-                metrics::counter!(crate::metrics::GAP_FILLS).increment(1);
-                let mut conn = self.state.redis();
-                let key = self.state.keys.replay(&conv);
-                let missing = (pos - h - 1).min(MAX_REPLAY as u64) as usize;
-                if let Ok(entries) = relay::replay_range(&mut conn, &key, pos.saturating_sub(missing as u64), Some(pos - 1), missing).await {
-                    for (p, f) in entries {
-                        if p > h {
-                            self.text(&f).await?;
-                        }
-                    }
-                }
-            }
+            Some(h) if pos > h + 1 => Box::pin(self.gap_fill(&conv, pos, h)).await?,
             _ => {}
         }
         self.text(frame).await?;
@@ -645,6 +652,22 @@ impl WriteState {
             self.hw.clear();
         }
         self.hw.insert(conv, pos);
+        Ok(())
+    }
+
+    /// Writes the events between `h` (written) and `pos` (about to be) from the replay stream.
+    async fn gap_fill(&mut self, conv: &str, pos: u64, h: u64) -> Result<(), WebSocketError> {
+        metrics::counter!(crate::metrics::GAP_FILLS).increment(1);
+        let mut conn = self.state.redis();
+        let key = self.state.keys.replay(conv);
+        let missing = (pos - h - 1).min(MAX_REPLAY as u64) as usize;
+        if let Ok(entries) = relay::replay_range(&mut conn, &key, pos.saturating_sub(missing as u64), Some(pos - 1), missing).await {
+            for (p, f) in entries {
+                if p > h {
+                    self.text(&f).await?;
+                }
+            }
+        }
         Ok(())
     }
 

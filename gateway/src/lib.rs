@@ -31,6 +31,7 @@ pub mod relay;
 pub mod seed;
 pub mod server;
 pub mod state;
+pub mod wbuf;
 
 pub use config::Config;
 pub use server::run;
