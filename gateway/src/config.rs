@@ -61,7 +61,9 @@ pub struct Config {
     pub inbox_linger_us: u64,
 
     /// Frames queued per socket before the socket counts as a slow consumer and is closed.
-    #[arg(long, env = "CHAT_OUTBOUND_QUEUE", default_value_t = 1024)]
+    /// 4,096 frames of a few hundred bytes is about Centrifugo's default of 1 MiB
+    /// per client; the queue's memory is taken only while frames wait in it.
+    #[arg(long, env = "CHAT_OUTBOUND_QUEUE", default_value_t = 4096)]
     pub outbound_queue: usize,
     /// Entries kept per conversation for `resume`.
     #[arg(long, env = "CHAT_REPLAY_LEN", default_value_t = schema::limits::REPLAY_LEN)]

@@ -148,13 +148,8 @@ pub async fn current_epoch(state: &AppState) -> Result<String, GatewayError> {
 
 async fn register(state: &AppState, ident: &Identity, h: &ConnHandle) -> Result<(), GatewayError> {
     match ident.kind {
-        UserKind::Agent => {
-            let first = state.registry.agent_count() == 0;
-            state.registry.add_agent(h.clone());
-            if first {
-                relay::announce_staff_node(state).await?;
-            }
-        }
+        // Agents get their frames from the staff stream, which every node reads.
+        UserKind::Agent => state.registry.add_agent(h.clone()),
         UserKind::Customer => {
             let conv = ident.id.as_str();
             state.registry.add_customer(conv, h.clone());

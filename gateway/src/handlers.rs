@@ -15,7 +15,7 @@ use schema::limits::{DEDUPE_TTL_SECS, EXCERPT_CHARS, TYPING_TTL_MS};
 use crate::auth::{ensure_conversation, seed_conversation};
 use crate::error::GatewayError;
 use crate::registry::Identity;
-use crate::relay::{self, int_at, publish, status, str_at, strings_at, subst, targets, Call, Publish};
+use crate::relay::{self, int_at, publish, status, str_at, strings_at, subst, Call, Publish};
 use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -121,7 +121,7 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
             .arg(&template)
             .arg(DEDUPE_TTL_SECS)
             .arg(state.cfg.replay_len);
-        let (v, staff) = relay::eval(state, &state.scripts.send, &call).await?;
+        let v = relay::eval(state, &state.scripts.send, &call).await?;
         let st = status(&v);
         match st.as_str() {
             "OK" | "DUP" => {
@@ -153,7 +153,7 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
                 } else {
                     let frame = subst(&subst(&template, "pos", seq), "seq", seq);
                     let relay = Relay { audience: Audience::Both, conversation: Some(m.conv.to_string()), pos: seq, frame };
-                    let nodes = targets(Audience::Both, strings_at(&v, 3), staff);
+                    let nodes = strings_at(&v, 3);
                     publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
                 }
                 return Ok(Posted { seq, ts, duplicate });
@@ -264,7 +264,7 @@ pub async fn edit_or_delete(
         .arg(&excerpt)
         .arg(&frame)
         .arg(state.cfg.replay_len);
-    let (v, staff) = eval_on_message(state, &state.scripts.mutate, &call, &conv, seq).await?;
+    let v = eval_on_message(state, &state.scripts.mutate, &call, &conv, seq).await?;
     let st = status(&v);
     if st != "OK" {
         return Err(meta_error(&st, seq, mode));
@@ -276,16 +276,16 @@ pub async fn edit_or_delete(
         None => LogEvent::Delete { conversation: conv.clone(), pos, seq, ts, by },
     };
     let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: subst(&frame, "pos", pos) };
-    let nodes = targets(Audience::Both, strings_at(&v, 2), staff);
+    let nodes = strings_at(&v, 2);
     publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
     Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
 }
 
 /// Runs a script about one message; when Redis has lost the message's
 /// metadata, restores it once from the SQL record and runs it again.
-async fn eval_on_message(state: &AppState, script: &redis::Script, call: &Call, conv: &str, seq: u64) -> Result<(Vec<redis::Value>, Vec<String>)> {
+async fn eval_on_message(state: &AppState, script: &redis::Script, call: &Call, conv: &str, seq: u64) -> Result<Vec<redis::Value>> {
     let first = relay::eval(state, script, call).await?;
-    if status(&first.0) == "NOTFOUND" && restore_meta(state, conv, seq).await? {
+    if status(&first) == "NOTFOUND" && restore_meta(state, conv, seq).await? {
         return relay::eval(state, script, call).await;
     }
     Ok(first)
@@ -328,7 +328,7 @@ pub async fn react(
         .arg(if on { "1" } else { "0" })
         .arg(&frame)
         .arg(state.cfg.replay_len);
-    let (v, staff) = eval_on_message(state, &state.scripts.react, &call, &conv, seq).await?;
+    let v = eval_on_message(state, &state.scripts.react, &call, &conv, seq).await?;
     match status(&v).as_str() {
         // Already in that state: nothing changes, nothing is relayed.
         "NOOP" => return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: None, duplicate: true }),
@@ -341,7 +341,7 @@ pub async fn react(
     f = f.replacen("\"reactions\":{},", &format!("\"reactions\":{rx},"), 1);
     let ev = LogEvent::React { conversation: conv.clone(), pos, seq, emoji, on, by, ts };
     let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: f };
-    let nodes = targets(Audience::Both, strings_at(&v, 3), staff);
+    let nodes = strings_at(&v, 3);
     publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
     Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
 }
@@ -370,7 +370,7 @@ pub async fn read_state(
         .arg(side.as_str())
         .arg(delivered)
         .arg(seen_seq);
-    let (v, staff) = relay::eval(state, &state.scripts.read, &call).await?;
+    let v = relay::eval(state, &state.scripts.read, &call).await?;
     if status(&v) == "AHEAD" {
         let cur = int_at(&v, 1);
         if cur == 0 && ident.is_agent() {
@@ -386,7 +386,7 @@ pub async fn read_state(
         let receipt = ServerFrame::Receipt { conversation: conv.clone(), delivered_seq: nd, seen_seq: ns }.to_json();
         let audience = Audience::to_side(side.other());
         let relay = Relay { audience, conversation: Some(conv.clone()), pos: 0, frame: receipt };
-        let nodes = targets(audience, strings_at(&v, 4), staff);
+        let nodes = strings_at(&v, 4);
         let ev = LogEvent::Read { conversation: conv.clone(), side, delivered: nd, seen: ns, ts };
         publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
     }

@@ -36,7 +36,7 @@ use subtle::ConstantTimeEq;
 use crate::api::read_json;
 use crate::error::{json_response, Body, GatewayError};
 use crate::handlers::{post_message, NewMessage};
-use crate::relay::{int_at, publish, status, strings_at, subst, targets, Publish, STAFF_NODE_TTL_MS};
+use crate::relay::{int_at, publish, status, strings_at, subst, Publish};
 use crate::seed::stable_uuid;
 use crate::state::AppState;
 
@@ -256,7 +256,7 @@ async fn eval_card_update(
     script: &Script,
     conv: &str,
     frame: &str,
-) -> Result<(Vec<RedisValue>, Vec<String>)> {
+) -> Result<Vec<RedisValue>> {
     let k = &state.keys;
     let mut conn = state.redis();
     for attempt in 0..2 {
@@ -272,9 +272,8 @@ async fn eval_card_update(
             .arg(k.customer_nodes(conv))
             .arg(frame)
             .arg(state.cfg.replay_len);
-        pipe.cmd("ZRANGEBYSCORE").arg(k.staff_nodes()).arg(schema::now_ms() - STAFF_NODE_TTL_MS).arg("+inf");
-        match pipe.query_async::<(Vec<RedisValue>, Vec<String>)>(&mut conn).await {
-            Ok(r) => return Ok(r),
+        match pipe.query_async::<(Vec<RedisValue>,)>(&mut conn).await {
+            Ok((r,)) => return Ok(r),
             Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt == 0 => continue,
             Err(e) => return Err(e.into()),
         }
@@ -296,7 +295,7 @@ async fn update_card(
     let script = Script::new(&card_update_source());
     let mut seeded = false;
     loop {
-        let (v, staff) = eval_card_update(state, &script, conv, &frame).await?;
+        let v = eval_card_update(state, &script, conv, &frame).await?;
         match status(&v).as_str() {
             "OK" => {
                 let pos = int_at(&v, 1) as u64;
@@ -313,7 +312,7 @@ async fn update_card(
                     pos,
                     frame: subst(&frame, "pos", pos),
                 };
-                let nodes = targets(Audience::Both, strings_at(&v, 2), staff);
+                let nodes = strings_at(&v, 2);
                 return publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await;
             }
             // Redis lost the conversation's counter: continue it from the record.

@@ -17,8 +17,6 @@ use crate::state::AppState;
 
 /// Inbox entries kept per node (approximate).
 const INBOX_LEN: usize = 10_000;
-/// A node whose heartbeat is older than this is not sent staff frames.
-pub const STAFF_NODE_TTL_MS: i64 = 15_000;
 
 /// Replaces the first `"<field>":0,` placeholder of a rendered frame with the
 /// value. Fields rendered before any user text, so the first match is the field.
@@ -172,13 +170,10 @@ impl Call {
     }
 }
 
-/// Runs a script on a conversation's slot and, in the same round trip, reads
-/// the nodes that hold agent sockets (fresh: a cached list would miss an
-/// agent who connected a moment ago).
-pub async fn eval(state: &AppState, script: &Script, call: &Call) -> Result<(Vec<Value>, Vec<String>), GatewayError> {
+/// Runs a script on a conversation's slot.
+pub async fn eval(state: &AppState, script: &Script, call: &Call) -> Result<Vec<Value>, GatewayError> {
     let started = Instant::now();
     let mut conn = state.redis();
-    let min = schema::now_ms() - STAFF_NODE_TTL_MS;
     for attempt in 0..2 {
         let mut pipe = redis::pipe();
         // EVALSHA first; when the server does not know the script (restart,
@@ -189,9 +184,8 @@ pub async fn eval(state: &AppState, script: &Script, call: &Call) -> Result<(Vec
             pipe.cmd("EVAL").arg(script_source(state, script));
         }
         pipe.arg(call.keys.len()).arg(&call.keys).arg(&call.args);
-        pipe.cmd("ZRANGEBYSCORE").arg(state.keys.staff_nodes()).arg(min).arg("+inf");
-        match pipe.query_async::<(Vec<Value>, Vec<String>)>(&mut conn).await {
-            Ok(r) => {
+        match pipe.query_async::<(Vec<Value>,)>(&mut conn).await {
+            Ok((r,)) => {
                 metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "script").record(started.elapsed().as_secs_f64());
                 return Ok(r);
             }
@@ -274,11 +268,14 @@ pub fn opt_strings_at(v: &[Value], i: usize) -> Vec<Option<String>> {
 /// What one publish call sends.
 pub struct Publish<'a> {
     pub log: Option<&'a LogEvent>,
+    /// The frame, and the nodes holding the conversation's customer sockets
+    /// (used when the audience includes the customer).
     pub relay: Option<(&'a Relay, &'a [String])>,
 }
 
-/// One pipelined round trip: the log shard entry for the workers, and the
-/// relay entry into the inbox of every node in `nodes`.
+/// One pipelined round trip: the log shard entry for the workers; for the
+/// customer side, the relay entry into the inbox of every node in `nodes`;
+/// for staff, one entry in the staff stream, which every node reads.
 pub async fn publish(state: &AppState, p: Publish<'_>) -> Result<(), GatewayError> {
     let mut pipe = redis::pipe();
     if let Some(ev) = p.log {
@@ -286,17 +283,33 @@ pub async fn publish(state: &AppState, p: Publish<'_>) -> Result<(), GatewayErro
         pipe.cmd("XADD").arg(state.keys.log(shard)).arg("*").arg(FIELD).arg(envelope::encode(ev)).ignore();
     }
     if let Some((relay, nodes)) = p.relay {
-        let bytes = envelope::encode(relay);
-        let mut seen = std::collections::HashSet::new();
-        for n in nodes.iter().filter(|n| seen.insert(n.as_str())) {
+        let part = |audience: Audience| {
+            envelope::encode(&Relay { audience, conversation: relay.conversation.clone(), pos: relay.pos, frame: relay.frame.clone() })
+        };
+        if matches!(relay.audience, Audience::Customer | Audience::Both) && !nodes.is_empty() {
+            let bytes = part(Audience::Customer);
+            let mut seen = std::collections::HashSet::new();
+            for n in nodes.iter().filter(|n| seen.insert(n.as_str())) {
+                pipe.cmd("XADD")
+                    .arg(state.keys.inbox(n))
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(INBOX_LEN)
+                    .arg("*")
+                    .arg(FIELD)
+                    .arg(&bytes)
+                    .ignore();
+            }
+        }
+        if matches!(relay.audience, Audience::Staff | Audience::Both) {
             pipe.cmd("XADD")
-                .arg(state.keys.inbox(n))
+                .arg(state.keys.staff_events())
                 .arg("MAXLEN")
                 .arg("~")
-                .arg(INBOX_LEN)
+                .arg(schema::limits::STAFF_EVENTS_LEN)
                 .arg("*")
                 .arg(FIELD)
-                .arg(&bytes)
+                .arg(part(Audience::Staff))
                 .ignore();
         }
     }
@@ -307,22 +320,6 @@ pub async fn publish(state: &AppState, p: Publish<'_>) -> Result<(), GatewayErro
     Ok(())
 }
 
-/// Nodes that must receive a frame for `audience` about a conversation whose
-/// customer sockets are on `customer_nodes`.
-pub fn targets(audience: Audience, customer_nodes: Vec<String>, staff_nodes: Vec<String>) -> Vec<String> {
-    match audience {
-        Audience::Customer => customer_nodes,
-        Audience::Staff => staff_nodes,
-        Audience::Both => {
-            let mut v = customer_nodes;
-            v.extend(staff_nodes);
-            v.sort();
-            v.dedup();
-            v
-        }
-    }
-}
-
 /// Relays an unpositioned frame (typing, receipt, presence) to an audience.
 pub async fn relay_frame(
     state: &AppState,
@@ -331,20 +328,12 @@ pub async fn relay_frame(
     frame: String,
     customer_nodes: Option<Vec<String>>,
 ) -> Result<(), GatewayError> {
-    let mut conn = state.redis();
-    let min = schema::now_ms() - STAFF_NODE_TTL_MS;
-    let (cn, staff): (Vec<String>, Vec<String>) = match (audience, customer_nodes) {
-        (Audience::Customer, Some(n)) => (n, Vec::new()),
-        (Audience::Customer, None) => (conn.smembers(state.keys.customer_nodes(conv)).await?, Vec::new()),
-        (Audience::Staff, _) => (Vec::new(), conn.zrangebyscore(state.keys.staff_nodes(), min, "+inf").await?),
-        (Audience::Both, _) => redis::pipe()
-            .smembers(state.keys.customer_nodes(conv))
-            .zrangebyscore(state.keys.staff_nodes(), min, "+inf")
-            .query_async(&mut conn)
-            .await?,
+    let nodes: Vec<String> = match (audience, customer_nodes) {
+        (Audience::Staff, _) => Vec::new(),
+        (_, Some(n)) => n,
+        (_, None) => state.redis().smembers(state.keys.customer_nodes(conv)).await?,
     };
-    let nodes = targets(audience, cn, staff);
-    if nodes.is_empty() {
+    if audience == Audience::Customer && nodes.is_empty() {
         return Ok(());
     }
     let relay = Relay { audience, conversation: Some(conv.to_string()), pos: 0, frame };
@@ -374,11 +363,28 @@ pub fn deliver(state: &AppState, relay: Relay, received: Instant) {
     metrics::histogram!(crate::metrics::RELAY_SECONDS).record(received.elapsed().as_secs_f64());
 }
 
-/// Reads this node's inbox forever (until shutdown), on its own connection
-/// because `XREAD BLOCK` would stall a shared multiplexed one.
-pub async fn inbox_loop(state: AppState) {
-    let key = state.keys.inbox(&state.node);
-    let mut last_id = String::from("$");
+/// Reads this node's inbox (frames for its customer sockets) and the staff
+/// stream (frames for every agent socket) until shutdown: with one `XREAD`
+/// over both streams, or, on a Redis Cluster (where the two keys live in
+/// different slots), one loop per stream.
+pub async fn relay_loops(state: AppState) {
+    let inbox = state.keys.inbox(&state.node);
+    let staff = state.keys.staff_events();
+    if state.redis_target.is_cluster() {
+        let other = tokio::spawn(stream_loop(state.clone(), vec![staff]));
+        stream_loop(state, vec![inbox]).await;
+        other.abort();
+    } else {
+        stream_loop(state, vec![inbox, staff]).await;
+    }
+}
+
+/// Reads relay streams from their current ends until shutdown, handing every
+/// entry to this node's sockets, on its own connection because `XREAD BLOCK`
+/// would stall a shared multiplexed one.
+async fn stream_loop(state: AppState, keys: Vec<String>) {
+    // "$": not started yet (start after whatever is there now: nothing older is for our sockets).
+    let mut last_ids: Vec<String> = vec![String::from("$"); keys.len()];
     let mut shutdown = state.shutdown.clone();
     let mut backoff = Duration::from_millis(100);
     let linger = Duration::from_micros(state.cfg.inbox_linger_us);
@@ -390,85 +396,57 @@ pub async fn inbox_loop(state: AppState) {
         let mut conn = match state.redis_target.connect(Duration::from_millis(3000)).await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "inbox: cannot connect to redis");
+                tracing::warn!(error = %e, "relay streams: cannot connect to redis");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
-        if last_id == "$" {
-            // Start after whatever is there now: nothing older is for our sockets.
-            let id: Result<Option<Vec<(String, Value)>>, _> = conn.xrevrange_count(&key, "+", "-", 1).await.map(Some);
-            if let Ok(Some(v)) = id {
-                last_id = v.first().map(|(id, _)| id.clone()).unwrap_or_else(|| "0-0".into());
-            } else {
-                last_id = "0-0".into();
+        for (key, last_id) in keys.iter().zip(last_ids.iter_mut()) {
+            if last_id == "$" {
+                let id: Result<Vec<(String, Value)>, _> = conn.xrevrange_count(key, "+", "-", 1).await;
+                *last_id = match id {
+                    Ok(v) => v.first().map(|(id, _)| id.clone()).unwrap_or_else(|| "0-0".into()),
+                    Err(_) => "0-0".into(),
+                };
             }
         }
         backoff = Duration::from_millis(100);
         loop {
             let opts = StreamReadOptions::default().block(1000).count(1024);
-            let keys_arg = [&key];
-            let ids_arg = [&last_id];
             let read = tokio::select! {
-                r = conn.xread_options::<_, _, StreamReadReply>(&keys_arg, &ids_arg, &opts) => r,
+                r = conn.xread_options::<_, _, StreamReadReply>(&keys, &last_ids, &opts) => r,
                 _ = shutdown.changed() => return,
             };
             match read {
                 Ok(reply) => {
                     let received = Instant::now();
-                    let got: usize = reply.keys.iter().map(|k| k.ids.len()).sum();
+                    let mut full = false;
                     for k in reply.keys {
                         metrics::histogram!(crate::metrics::INBOX_BATCH).record(k.ids.len() as f64);
+                        full |= k.ids.len() >= 1024;
+                        let Some(i) = keys.iter().position(|x| *x == k.key) else { continue };
                         for entry in k.ids {
-                            last_id = entry.id.clone();
+                            last_ids[i] = entry.id.clone();
                             let Some(Value::BulkString(bytes)) = entry.map.get(FIELD) else { continue };
                             match envelope::decode::<Relay>(bytes) {
                                 Ok(relay) => deliver(&state, relay, received),
-                                Err(e) => tracing::warn!(error = %e, "inbox: undecodable entry skipped"),
+                                Err(e) => tracing::warn!(error = %e, "relay streams: undecodable entry skipped"),
                             }
                         }
                     }
-                    if got > 0 && got < 1024 && linger > Duration::ZERO {
+                    if !full && linger > Duration::ZERO {
                         tokio::time::sleep(linger).await;
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "inbox: read failed, reconnecting");
+                    tracing::warn!(error = %e, "relay streams: read failed, reconnecting");
                     tokio::time::sleep(backoff).await;
                     break;
                 }
             }
         }
     }
-}
-
-/// Every few seconds (and at once when the first agent connects) announce
-/// this node in the staff-node set if it holds agent sockets.
-pub async fn heartbeat_loop(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut n: u64 = 0;
-    let mut shutdown = state.shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => {
-                let mut conn = state.redis();
-                let _: Result<(), _> = conn.zrem(state.keys.staff_nodes(), &state.node).await;
-                return;
-            }
-        }
-        n += 1;
-        if state.registry.agent_count() > 0 && n.is_multiple_of(5) {
-            let _ = announce_staff_node(&state).await;
-        }
-    }
-}
-
-pub async fn announce_staff_node(state: &AppState) -> Result<(), GatewayError> {
-    let mut conn = state.redis();
-    let _: () = conn.zadd(state.keys.staff_nodes(), &state.node, schema::now_ms()).await?;
-    Ok(())
 }
 
 /// Replay entries of a conversation with positions in `from..=to` (at most `limit`).

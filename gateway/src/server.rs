@@ -77,8 +77,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         cfg,
     });
     tracing::info!(node = %state.node, "gateway node started");
-    tokio::spawn(relay::inbox_loop(state.clone()));
-    tokio::spawn(relay::heartbeat_loop(state.clone()));
+    tokio::spawn(relay::relay_loops(state.clone()));
     if state.cfg.dev {
         let s = state.clone();
         tokio::spawn(async move {

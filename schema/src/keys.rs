@@ -103,9 +103,11 @@ impl Keys {
     pub fn inbox(&self, node: &str) -> String {
         format!("{}inbox:{}", self.prefix, node)
     }
-    /// ZSET node id -> last heartbeat (ms), nodes that hold at least one agent socket.
-    pub fn staff_nodes(&self) -> String {
-        format!("{}staff_nodes", self.prefix)
+    /// The staff stream: every frame for agent sockets (messages, typing,
+    /// receipts, presence, chat-list rows, points), written once and read by
+    /// every gateway node, which hands it to its agent sockets.
+    pub fn staff_events(&self) -> String {
+        format!("{}staff_events", self.prefix)
     }
     /// Agent session token -> agent JSON, with a TTL.
     pub fn session(&self, token_hash: &str) -> String {

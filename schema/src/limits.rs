@@ -16,6 +16,10 @@ pub const DEFAULT_PAGE: usize = 50;
 pub const TYPING_TTL_MS: u64 = 5000;
 /// Entries kept in a conversation's replay stream (approximate, `MAXLEN ~`).
 pub const REPLAY_LEN: usize = 1000;
+/// Entries kept in the staff stream (`XADD MAXLEN ~`): the backlog a gateway
+/// may fall behind by before it misses staff frames (positioned ones are then
+/// filled from the replay streams).
+pub const STAFF_EVENTS_LEN: usize = 50_000;
 /// Events one `resume` replays per conversation before answering `complete: false`.
 pub const MAX_REPLAY: usize = 1000;
 /// How long a `client_id` is remembered for dedupe.

@@ -8,8 +8,8 @@
 //! - `keys.chats_all()`: member conv id, score `last_ts`.
 //! - `keys.chats_unread()`: the same, only while `unread > 0`.
 //! - `keys.chats_names()`: score 0, member `lowercase(username) \0 conv id`.
-//! - `keys.inbox(node)` for each node of `keys.staff_nodes()` seen in the
-//!   last 15 s: `e` = `Relay { Staff, Some(conv), pos 0, conversation frame }`.
+//! - `keys.staff_events()` (the staff stream every gateway reads): `e` =
+//!   `Relay { Staff, Some(conv), pos 0, conversation frame }`.
 //!
 //! Conversations with no message yet (only receipts) get a row hash but stay
 //! out of the sorted sets and are not relayed.
@@ -32,10 +32,6 @@ use store::{ConversationState, Store};
 
 use crate::WorkerError;
 
-/// A staff node counts as alive when its heartbeat is this recent.
-pub const STAFF_NODE_TTL_MS: i64 = 15_000;
-/// Approximate cap of a node inbox (`XADD MAXLEN ~`).
-pub const INBOX_MAXLEN: usize = 10_000;
 
 /// KEYS[1] = row hash. ARGV = customer_id, username, avatar_url, preview,
 /// last_ts, last_seq, unread, staff_seen. Returns {applied (0/1), previous username}.
@@ -112,23 +108,15 @@ impl ChatList {
             .arg(s.staff_seen);
     }
 
-    /// Round trip 1: the row scripts for `states`, plus (when `with_nodes`)
-    /// the live staff nodes. Loads the script and retries once if Redis lost it.
-    pub async fn write_rows(
-        &self,
-        conn: &mut (impl ConnectionLike + Send),
-        states: &[ConversationState],
-        with_nodes: bool,
-    ) -> Result<(Vec<Applied>, Vec<String>), WorkerError> {
-        if states.is_empty() && !with_nodes {
-            return Ok((Vec::new(), Vec::new()));
+    /// Round trip 1: the row scripts for `states`. Loads the script and
+    /// retries once if Redis lost it.
+    pub async fn write_rows(&self, conn: &mut (impl ConnectionLike + Send), states: &[ConversationState]) -> Result<Vec<Applied>, WorkerError> {
+        if states.is_empty() {
+            return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for s in states {
             self.push_row(&mut pipe, s);
-        }
-        if with_nodes {
-            pipe.cmd("ZRANGEBYSCORE").arg(self.keys.staff_nodes()).arg(schema::now_ms() - STAFF_NODE_TTL_MS).arg("+inf");
         }
         let replies: Vec<Value> = match pipe.query_async(conn).await {
             Ok(v) => v,
@@ -145,15 +133,7 @@ impl ChatList {
                 applied.push(Applied { state: s.clone(), old_username: old });
             }
         }
-        let nodes = if with_nodes {
-            match replies.get(states.len()) {
-                Some(v) => redis::from_redis_value(v)?,
-                None => Vec::new(),
-            }
-        } else {
-            Vec::new()
-        };
-        Ok((applied, nodes))
+        Ok(applied)
     }
 
     /// Adds the sorted-set updates for accepted rows to `pipe`. A conversation
@@ -181,8 +161,8 @@ impl ChatList {
         }
     }
 
-    /// Adds the `conversation` frame of every accepted row to each staff node's inbox.
-    pub fn push_relays(&self, pipe: &mut Pipeline, applied: &[Applied], nodes: &[String]) -> usize {
+    /// Adds the `conversation` frame of every accepted row to the staff stream.
+    pub fn push_relays(&self, pipe: &mut Pipeline, applied: &[Applied]) -> usize {
         let mut n = 0;
         for a in applied.iter().filter(|a| a.state.last_ts > 0) {
             let relay = Relay {
@@ -191,19 +171,16 @@ impl ChatList {
                 pos: 0,
                 frame: ServerFrame::Conversation(row_of(&a.state)).to_json(),
             };
-            let bytes = envelope::encode(&relay);
-            for node in nodes {
-                pipe.cmd("XADD")
-                    .arg(self.keys.inbox(node))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(INBOX_MAXLEN)
-                    .arg("*")
-                    .arg(FIELD)
-                    .arg(&bytes)
-                    .ignore();
-                n += 1;
-            }
+            pipe.cmd("XADD")
+                .arg(self.keys.staff_events())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(schema::limits::STAFF_EVENTS_LEN)
+                .arg("*")
+                .arg(FIELD)
+                .arg(envelope::encode(&relay))
+                .ignore();
+            n += 1;
         }
         n
     }
@@ -221,7 +198,7 @@ pub async fn rebuild_chat_list(store: &Store, redis: &mut (impl ConnectionLike +
         let ids = store.conversation_ids(after.as_deref(), PAGE).await?;
         let Some(last) = ids.last().cloned() else { break };
         let states = store.conversation_states(&ids).await?;
-        let (applied, _) = list.write_rows(redis, &states, false).await?;
+        let applied = list.write_rows(redis, &states).await?;
         let mut pipe = redis::pipe();
         list.push_indexes(&mut pipe, &applied);
         if !pipe.is_empty() {

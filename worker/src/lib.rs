@@ -330,7 +330,7 @@ impl Worker {
     /// that order.
     async fn publish(&mut self, entries: &[Entry], states: &[ConversationState]) -> Result<(usize, usize), WorkerError> {
         let started = Instant::now();
-        let (applied, nodes) = self.list.write_rows(&mut self.redis, states, !states.is_empty()).await?;
+        let applied = self.list.write_rows(&mut self.redis, states).await?;
         ::metrics::histogram!(metrics::REDIS_SECONDS, "op" => "rows").record(started.elapsed().as_secs_f64());
         let started = Instant::now();
         let mut pipe = redis::pipe();
@@ -345,7 +345,7 @@ impl Worker {
             // shard streams small without a MAXLEN that could drop unread ones.
             pipe.cmd("XDEL").arg(*s).arg(ids).ignore();
         }
-        let relayed = self.list.push_relays(&mut pipe, &applied, &nodes);
+        let relayed = self.list.push_relays(&mut pipe, &applied);
         pipe.query_async::<()>(&mut self.redis).await?;
         ::metrics::histogram!(metrics::REDIS_SECONDS, "op" => "ack").record(started.elapsed().as_secs_f64());
         Ok((applied.len(), relayed))

@@ -115,8 +115,8 @@ impl Harness {
         total
     }
 
-    async fn inbox(&mut self, node: &str) -> Vec<ConversationRow> {
-        let reply: redis::streams::StreamRangeReply = self.redis.xrange_all(self.keys.inbox(node)).await.expect("xrange");
+    async fn staff_events(&mut self) -> Vec<ConversationRow> {
+        let reply: redis::streams::StreamRangeReply = self.redis.xrange_all(self.keys.staff_events()).await.expect("xrange");
         reply
             .ids
             .iter()
@@ -224,9 +224,6 @@ fn staff_read(conv: &str, seen: u64) -> LogEvent {
 async fn main_flow(pg: bool) {
     let mut h = Harness::new(pg).await;
     let mut w = h.worker("w-main").await;
-    let now = schema::now_ms();
-    let _: () = h.redis.zadd(h.keys.staff_nodes(), "live-node", now).await.expect("zadd");
-    let _: () = h.redis.zadd(h.keys.staff_nodes(), "dead-node", now - 60_000).await.expect("zadd");
 
     for ev in [
         cmsg("alpha", 1),
@@ -272,13 +269,12 @@ async fn main_flow(pg: bool) {
         .expect("zrangebylex");
     assert_eq!(found, vec!["user_bravo\0bravo".to_string()]);
 
-    // Relay: the live staff node got the authoritative rows, the dead one nothing.
-    let rows = h.inbox("live-node").await;
+    // Relay: the authoritative rows went to the staff stream.
+    let rows = h.staff_events().await;
     let last_alpha = rows.iter().rev().find(|r| r.id == "alpha").expect("alpha relayed");
     assert_eq!((last_alpha.unread, last_alpha.last_seq, last_alpha.preview.as_str()), (2, 3, "we are on it"));
     assert_eq!(last_alpha.customer.username, "User_alpha");
     assert!(rows.iter().any(|r| r.id == "bravo"));
-    assert!(h.inbox("dead-node").await.is_empty());
 
     // Acked and deleted.
     assert_eq!(h.pending().await, 0);
@@ -419,13 +415,13 @@ async fn an_older_state_never_overwrites_a_newer_row() {
         customer_delivered: 0,
         customer_seen: 0,
     };
-    let (applied, _) = list.write_rows(&mut h.redis, &[state(5, 0, 3)], false).await.expect("write");
+    let applied = list.write_rows(&mut h.redis, &[state(5, 0, 3)]).await.expect("write");
     assert_eq!(applied.len(), 1);
-    let (applied, _) = list.write_rows(&mut h.redis, &[state(3, 0, 1)], false).await.expect("write");
+    let applied = list.write_rows(&mut h.redis, &[state(3, 0, 1)]).await.expect("write");
     assert!(applied.is_empty(), "older position refused");
-    let (applied, _) = list.write_rows(&mut h.redis, &[state(5, 4, 1)], false).await.expect("write");
+    let applied = list.write_rows(&mut h.redis, &[state(5, 4, 1)]).await.expect("write");
     assert_eq!(applied.len(), 1, "same position, newer receipt accepted");
-    let (applied, _) = list.write_rows(&mut h.redis, &[state(5, 2, 2)], false).await.expect("write");
+    let applied = list.write_rows(&mut h.redis, &[state(5, 2, 2)]).await.expect("write");
     assert!(applied.is_empty(), "same position, older receipt refused");
     let row = h.row("fox").await;
     assert_eq!(row.get("last_seq").map(String::as_str), Some("5"));
