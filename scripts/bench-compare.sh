@@ -62,12 +62,14 @@ drop_keys() { # prefix
 }
 
 # start_ours NODES -> sets ADDRS (--gateway flags), PIDARGS (--pid flags), PREFIX
+# (the load comes from one address: the per-address connect rate is lifted, as
+# the peer has none; it stays on by default in production)
 start_ours() {
   local n=$1 i
   PREFIX="bench$RANDOM:"
   local dir="$OUT/ours-$PREFIX"; dir=${dir%:}; mkdir -p "$dir"
   export REDIS_URL DATABASE_URL="sqlite://$dir/chat.db" CHAT_KEY_PREFIX="$PREFIX" CHAT_DEV=1 CHAT_DEMO_DATA=0 \
-    CHAT_SEND_RATE=100000 RUST_LOG=warn
+    CHAT_SEND_RATE=100000 CHAT_CONNECT_RATE_PER_IP=100000 RUST_LOG=warn
   WORKER_METRICS_ADDR=127.0.0.1:0 target/release/worker > "$dir/worker.out" 2> "$dir/worker.log" &
   pids+=($!); PIDARGS="--pid worker=$! --pid redis=$REDIS_PID"
   wait_line "$dir/worker.out" "metrics on http://" > /dev/null

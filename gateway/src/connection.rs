@@ -25,7 +25,7 @@ use tracing::Instrument;
 
 use crate::error::GatewayError;
 use crate::handlers;
-use crate::registry::{ConnHandle, Identity, Out};
+use crate::registry::{ConnHandle, Identity, Out, NO_FLOOR};
 use crate::relay;
 use crate::state::AppState;
 use crate::wbuf::LazyBufWriter;
@@ -39,6 +39,8 @@ pub const HOLD_MS: u64 = 1000;
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Positions remembered per socket before the map is reset.
 const MAX_TRACKED: usize = 50_000;
+/// Widest reorder of one conversation's events filled from the node's floor.
+const MAX_IN_FLIGHT: u64 = 64;
 /// Rate-limited frames tolerated in a row before the socket is closed.
 const MAX_STRIKES: u32 = 200;
 
@@ -579,16 +581,16 @@ impl WriteState {
     async fn process(&mut self, out: Out) -> Result<bool, WebSocketError> {
         match out {
             Out::Frame(f) => self.text(&f).await?,
-            Out::Event { conv, pos, frame } => {
+            Out::Event { conv, pos, frame, floor } => {
                 if let Some(held) = self.held.as_mut() {
-                    held.push(Out::Event { conv, pos, frame });
+                    held.push(Out::Event { conv, pos, frame, floor });
                     // Holding is a courtesy to a client about to resume; it
                     // must not cost memory: past the queue size, let them go.
                     if held.len() >= self.state.cfg.outbound_queue {
                         self.release().await?;
                     }
                 } else {
-                    self.event(conv, pos, &frame).await?;
+                    self.event(conv, pos, &frame, floor).await?;
                 }
             }
             // Boxed, as the gap fill: Redis calls are rare here and large.
@@ -627,19 +629,26 @@ impl WriteState {
     async fn release(&mut self) -> Result<(), WebSocketError> {
         if let Some(held) = self.held.take() {
             for out in held {
-                if let Out::Event { conv, pos, frame } = out {
-                    self.event(conv, pos, &frame).await?;
+                if let Out::Event { conv, pos, frame, floor } = out {
+                    self.event(conv, pos, &frame, floor).await?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Writes a positioned event exactly once and in order.
-    async fn event(&mut self, conv: Arc<str>, pos: u64, frame: &str) -> Result<(), WebSocketError> {
+    /// Writes a positioned event exactly once and in order. Without a
+    /// position written yet in this conversation, the node's `floor` tells
+    /// which earlier positions are still in flight (see `relay::stream_loop`).
+    async fn event(&mut self, conv: Arc<str>, pos: u64, frame: &str, floor: u64) -> Result<(), WebSocketError> {
         match self.hw.get(&conv).copied() {
             Some(h) if pos <= h => return Ok(()),
             Some(h) if pos > h + 1 => Box::pin(self.gap_fill(&conv, pos, h)).await?,
+            // In-flight reorders span a few positions; a wide gap means the
+            // node missed a stretch (the customer was elsewhere): not ours to fill.
+            None if floor != NO_FLOOR && pos > floor + 1 && pos - floor <= MAX_IN_FLIGHT => {
+                Box::pin(self.gap_fill(&conv, pos, floor)).await?
+            }
             _ => {}
         }
         self.text(frame).await?;

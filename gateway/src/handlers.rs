@@ -1,5 +1,5 @@
 //! One handler per client frame type. Each validates authorization, runs one
-//! script on the conversation's slot, then publishes (log shard + inboxes)
+//! script on the conversation's slot, then publishes (log shard + inboxes + staff stream)
 //! in one pipelined round trip, and answers `ack` or an error.
 
 use std::collections::BTreeMap;

@@ -9,7 +9,7 @@
 //!   resume, gap filling).
 //! - [`registry`]: which sockets this node holds, sharded maps.
 //! - [`handlers`]: one function per client frame type.
-//! - [`relay`]: Redis in and out: scripts, log shards, node inboxes, heartbeats.
+//! - [`relay`]: Redis in and out: scripts, log shards, node inboxes, the staff stream.
 //! - [`loyalty`]: the customer panel's REST (vouchers, orders, transactions)
 //!   and the points actions, executed by a worker over a request/reply.
 //! - [`orders`]: order events from the order system and the order cards.

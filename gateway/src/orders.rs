@@ -248,37 +248,16 @@ async fn apply_locked(state: &AppState, ev: &OrderEvent) -> Result<OrderOutcome>
     Ok(out)
 }
 
-/// Runs the card-update script and, in the same round trip, reads the live
-/// staff nodes. `EVALSHA` first; when the server does not know the script
-/// (restart, another cluster node), `EVAL` with the source, which caches it.
-async fn eval_card_update(
-    state: &AppState,
-    script: &Script,
-    conv: &str,
-    frame: &str,
-) -> Result<Vec<RedisValue>> {
+/// Runs the card-update script on the conversation's slot.
+async fn eval_card_update(state: &AppState, script: &Script, conv: &str, frame: &str) -> Result<Vec<RedisValue>> {
     let k = &state.keys;
-    let mut conn = state.redis();
-    for attempt in 0..2 {
-        let mut pipe = redis::pipe();
-        if attempt == 0 {
-            pipe.cmd("EVALSHA").arg(script.get_hash());
-        } else {
-            pipe.cmd("EVAL").arg(card_update_source());
-        }
-        pipe.arg(3)
-            .arg(k.seq(conv))
-            .arg(k.replay(conv))
-            .arg(k.customer_nodes(conv))
-            .arg(frame)
-            .arg(state.cfg.replay_len);
-        match pipe.query_async::<(Vec<RedisValue>,)>(&mut conn).await {
-            Ok((r,)) => return Ok(r),
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt == 0 => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(GatewayError::client(ErrorCode::Unavailable, "script could not be loaded"))
+    let call = crate::relay::Call::new()
+        .key(k.seq(conv))
+        .key(k.replay(conv))
+        .key(k.customer_nodes(conv))
+        .arg(frame)
+        .arg(state.cfg.replay_len);
+    Ok(crate::relay::eval_source(state, script, &card_update_source(), &call).await?)
 }
 
 /// Positions an update of the card at `seq`, puts it in the replay stream,

@@ -11,13 +11,18 @@ use std::sync::atomic::AtomicU16;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// `Out::Event::floor` when the node has not relayed the conversation before.
+pub const NO_FLOOR: u64 = u64::MAX;
+
 /// What a socket's write task consumes, in order.
 #[derive(Debug)]
 pub enum Out {
     /// A frame outside any conversation's event sequence (ack, error, typing, receipt...).
     Frame(Arc<str>),
     /// A positioned event of a conversation: subject to dedupe and gap filling.
-    Event { conv: Arc<str>, pos: u64, frame: Arc<str> },
+    /// `floor`: the highest position of the conversation this node had relayed
+    /// from the same stream before this event ([`NO_FLOOR`]: unknown).
+    Event { conv: Arc<str>, pos: u64, frame: Arc<str>, floor: u64 },
     /// The client asked to resume from these positions (obtained in `epoch`).
     Resume(Vec<(String, u64)>, Option<String>),
     /// The client's first frame was not a resume: deliver buffered live events now.

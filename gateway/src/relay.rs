@@ -1,7 +1,8 @@
 //! Redis in and out: the per-conversation scripts (one round trip, one slot),
-//! publishing to the log shards and node inboxes, reading this node's inbox,
-//! and the staff-node heartbeat.
+//! publishing to the log shards, node inboxes and the staff stream, and
+//! reading this node's inbox and the staff stream.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use schema::keys::{self, FIELD};
 
 use crate::error::GatewayError;
 use redis_conn::RedisConn;
-use crate::registry::Out;
+use crate::registry::{Out, NO_FLOOR};
 use crate::state::AppState;
 
 /// Inbox entries kept per node (approximate).
@@ -170,8 +171,15 @@ impl Call {
     }
 }
 
-/// Runs a script on a conversation's slot.
+/// Runs one of [`Scripts`] on a conversation's slot.
 pub async fn eval(state: &AppState, script: &Script, call: &Call) -> Result<Vec<Value>, GatewayError> {
+    eval_source(state, script, script_source(state, script), call).await
+}
+
+/// Runs a script on a conversation's slot: `EVALSHA` first; when the server
+/// does not know the script (restart, another cluster node), `EVAL` with
+/// `source`, which also caches it.
+pub async fn eval_source(state: &AppState, script: &Script, source: &str, call: &Call) -> Result<Vec<Value>, GatewayError> {
     let started = Instant::now();
     let mut conn = state.redis();
     for attempt in 0..2 {
@@ -181,7 +189,7 @@ pub async fn eval(state: &AppState, script: &Script, call: &Call) -> Result<Vec<
         if attempt == 0 {
             pipe.cmd("EVALSHA").arg(script.get_hash());
         } else {
-            pipe.cmd("EVAL").arg(script_source(state, script));
+            pipe.cmd("EVAL").arg(source);
         }
         pipe.arg(call.keys.len()).arg(&call.keys).arg(&call.args);
         match pipe.query_async::<(Vec<Value>,)>(&mut conn).await {
@@ -340,12 +348,12 @@ pub async fn relay_frame(
     publish(state, Publish { log: None, relay: Some((&relay, &nodes)) }).await
 }
 
-/// Hands a relayed frame to this node's sockets.
-pub fn deliver(state: &AppState, relay: Relay, received: Instant) {
+/// Hands a relayed frame to this node's sockets. `floor`: see [`Out::Event`].
+pub fn deliver(state: &AppState, relay: Relay, received: Instant, floor: u64) {
     let frame: Arc<str> = Arc::from(relay.frame);
     let conv: Option<Arc<str>> = relay.conversation.map(Arc::from);
     let make = || match (&conv, relay.pos) {
-        (Some(c), p) if p > 0 => Out::Event { conv: c.clone(), pos: p, frame: frame.clone() },
+        (Some(c), p) if p > 0 => Out::Event { conv: c.clone(), pos: p, frame: frame.clone(), floor },
         _ => Out::Frame(frame.clone()),
     };
     if matches!(relay.audience, Audience::Staff | Audience::Both) {
@@ -385,6 +393,13 @@ pub async fn relay_loops(state: AppState) {
 async fn stream_loop(state: AppState, keys: Vec<String>) {
     // "$": not started yet (start after whatever is there now: nothing older is for our sockets).
     let mut last_ids: Vec<String> = vec![String::from("$"); keys.len()];
+    // Per stream: the highest position relayed per conversation. Two sends
+    // to one conversation from different nodes can be published in the
+    // opposite order of their positions; a socket that meets the
+    // conversation for the first time with the later one must still get the
+    // earlier one (from the replay stream) before it: what lies between
+    // this and the event's position is in flight, hence after the socket.
+    let mut relayed: Vec<HashMap<String, u64>> = vec![HashMap::new(); keys.len()];
     let mut shutdown = state.shutdown.clone();
     let mut backoff = Duration::from_millis(100);
     let linger = Duration::from_micros(state.cfg.inbox_linger_us);
@@ -430,7 +445,13 @@ async fn stream_loop(state: AppState, keys: Vec<String>) {
                             last_ids[i] = entry.id.clone();
                             let Some(Value::BulkString(bytes)) = entry.map.get(FIELD) else { continue };
                             match envelope::decode::<Relay>(bytes) {
-                                Ok(relay) => deliver(&state, relay, received),
+                                Ok(relay) => {
+                                    let floor = match (&relay.conversation, relay.pos) {
+                                        (Some(c), p) if p > 0 => note_relayed(&mut relayed[i], c, p),
+                                        _ => NO_FLOOR,
+                                    };
+                                    deliver(&state, relay, received, floor)
+                                }
                                 Err(e) => tracing::warn!(error = %e, "relay streams: undecodable entry skipped"),
                             }
                         }
@@ -447,6 +468,23 @@ async fn stream_loop(state: AppState, keys: Vec<String>) {
             }
         }
     }
+}
+
+/// Records that `pos` of `conv` was relayed; returns the highest position
+/// relayed before it ([`NO_FLOOR`] when none since this node started).
+fn note_relayed(seen: &mut HashMap<String, u64>, conv: &str, pos: u64) -> u64 {
+    // Bounded: forgetting only turns the floor back to "unknown".
+    const MAX_CONVERSATIONS: usize = 1_000_000;
+    if let Some(m) = seen.get_mut(conv) {
+        let before = *m;
+        *m = before.max(pos);
+        return before;
+    }
+    if seen.len() >= MAX_CONVERSATIONS {
+        seen.clear();
+    }
+    seen.insert(conv.to_string(), pos);
+    NO_FLOOR
 }
 
 /// Replay entries of a conversation with positions in `from..=to` (at most `limit`).

@@ -1,6 +1,6 @@
 //! The worker: the only writer of history. It drains the log shards through
 //! the `workers` consumer group, persists each batch in one SQL transaction,
-//! then updates the chat list in Redis and tells staff nodes.
+//! then updates the chat list in Redis and tells agents (the staff stream).
 //!
 //! - [`config`]: what a worker needs ([`Config`]); `main.rs` fills it from flags/env.
 //! - [`stream`]: the log shards as a group member sees them (read, claim, parse).
@@ -55,7 +55,7 @@ pub struct StepReport {
     pub poison: usize,
     /// Chat-list rows written to Redis.
     pub rows: usize,
-    /// Relay entries added to staff inboxes.
+    /// Relay entries added to the staff stream.
     pub relayed: usize,
 }
 
