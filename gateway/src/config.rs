@@ -53,10 +53,10 @@ pub struct Config {
     /// Agent session lifetime.
     #[arg(long, env = "CHAT_SESSION_TTL_SECS", default_value_t = 12 * 3600)]
     pub session_ttl_secs: u64,
-    /// After reading a partial batch from this node's inbox, wait this long
-    /// (microseconds) before the next read so that entries gather: under load,
-    /// fewer and larger reads (a quarter of the `XREAD`s at 1,000 msg/s) for
-    /// about a millisecond of added latency (0 = none).
+    /// When a read of this node's relay streams returns 8 or more entries (a
+    /// busy node), wait this long (microseconds) before the next read so that
+    /// entries gather: fewer and larger reads under load; a quiet node reads
+    /// again at once (0 = never wait).
     #[arg(long, env = "CHAT_INBOX_LINGER_US", default_value_t = 1000)]
     pub inbox_linger_us: u64,
 

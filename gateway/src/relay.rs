@@ -16,6 +16,8 @@ use redis_conn::RedisConn;
 use crate::registry::{Out, NO_FLOOR};
 use crate::state::AppState;
 
+/// A read returning at least this many entries starts the linger.
+const LINGER_FROM: usize = 8;
 /// Inbox entries kept per node (approximate).
 const INBOX_LEN: usize = 10_000;
 
@@ -437,9 +439,11 @@ async fn stream_loop(state: AppState, keys: Vec<String>) {
                 Ok(reply) => {
                     let received = Instant::now();
                     let mut full = false;
+                    let mut got = 0;
                     for k in reply.keys {
                         metrics::histogram!(crate::metrics::INBOX_BATCH).record(k.ids.len() as f64);
                         full |= k.ids.len() >= 1024;
+                        got += k.ids.len();
                         let Some(i) = keys.iter().position(|x| *x == k.key) else { continue };
                         for entry in k.ids {
                             last_ids[i] = entry.id.clone();
@@ -456,7 +460,10 @@ async fn stream_loop(state: AppState, keys: Vec<String>) {
                             }
                         }
                     }
-                    if !full && linger > Duration::ZERO {
+                    // Entries arriving faster than one per read (a busy node):
+                    // wait so that the next read gathers more. A quiet node
+                    // reads again at once, so light traffic pays no latency.
+                    if !full && got >= LINGER_FROM && linger > Duration::ZERO {
                         tokio::time::sleep(linger).await;
                     }
                 }
