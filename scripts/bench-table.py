@@ -118,6 +118,31 @@ if chat:
     L.append(f"| chat-list page, 50 rows of {chat['conversations']:,} (client median on loopback, ms) | {chat['client_p50_ms']:.3f} (p99 {chat['client_p99_ms']:.3f}) | < 2 |")
     L.append(f"| same, server side (`http_request_duration_seconds`) | {chat['server_share_le_1ms'] * 100:.1f}% <= 1 ms, {chat['server_share_le_2ms'] * 100:.1f}% <= 2 ms | < 2 |")
 
+
+
+def endings(ramps):
+    """How each ramp stopped: its first step that was not sustained."""
+    out = []
+    for i, r in enumerate(ramps, 1):
+        failed = [s for s in r["steps"] if not s["sustained"]]
+        if failed:
+            s = failed[0]
+            why = s["verdict"]
+            if "p99" not in why:
+                why += f" (p99 {s['latency']['p99_ms']:.1f} ms)"
+            out.append(f"run {i} at {fmt(s['offered_msgs_per_s'])} msg/s: {why}")
+        else:
+            out.append(f"run {i}: reached the ramp's maximum")
+    return "; ".join(out)
+
+
+L.append("")
+L.append("How each ramp stopped (its first step that was not sustained):")
+L.append("")
+for name, ramps in (("ours, 2 gateways", ours_ramp), ("peer, 2 nodes", peer_ramp), ("ours, 1 gateway (core relay)", core_ramp)):
+    if ramps:
+        L.append(f"- {name}: {endings(ramps)}")
+
 table = "\n".join(L)
 start, end = "<!-- bench-compare:start -->", "<!-- bench-compare:end -->"
 doc = open(md_path).read() if os.path.exists(md_path) else f"# Benchmarks\n\n{start}\n{end}\n"
