@@ -510,7 +510,7 @@ impl Store {
         }
         let mut conn = self.pool.acquire().await?;
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        persist::read_states(&mut conn, &ids).await
+        persist::read_states(&mut conn, self.backend, &ids).await
     }
 
     /// Conversation ids in id order, after `after` (exclusive); `limit` is
