@@ -68,6 +68,12 @@ pub struct Config {
     /// Entries kept per conversation for `resume`.
     #[arg(long, env = "CHAT_REPLAY_LEN", default_value_t = schema::limits::REPLAY_LEN)]
     pub replay_len: usize,
+    /// A conversation's replay stream and message metadata expire this long
+    /// after its last positioned event, so Redis holds hot state for active
+    /// conversations only (resuming later reloads history; metadata comes
+    /// back from the SQL record when an old message is edited or quoted).
+    #[arg(long, env = "CHAT_REPLAY_TTL_SECS", default_value_t = 24 * 3600)]
+    pub replay_ttl_secs: u64,
     /// Most sockets this node accepts.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,

@@ -120,7 +120,8 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
             .arg(&excerpt)
             .arg(&template)
             .arg(DEDUPE_TTL_SECS)
-            .arg(state.cfg.replay_len);
+            .arg(state.cfg.replay_len)
+            .arg(state.cfg.replay_ttl_secs);
         let v = relay::eval(state, &state.scripts.send, &call).await?;
         let st = status(&v);
         match st.as_str() {
@@ -263,7 +264,8 @@ pub async fn edit_or_delete(
         .arg(mode)
         .arg(&excerpt)
         .arg(&frame)
-        .arg(state.cfg.replay_len);
+        .arg(state.cfg.replay_len)
+        .arg(state.cfg.replay_ttl_secs);
     let v = eval_on_message(state, &state.scripts.mutate, &call, &conv, seq).await?;
     let st = status(&v);
     if st != "OK" {
@@ -327,7 +329,8 @@ pub async fn react(
         .arg(emoji.as_str())
         .arg(if on { "1" } else { "0" })
         .arg(&frame)
-        .arg(state.cfg.replay_len);
+        .arg(state.cfg.replay_len)
+        .arg(state.cfg.replay_ttl_secs);
     let v = eval_on_message(state, &state.scripts.react, &call, &conv, seq).await?;
     match status(&v).as_str() {
         // Already in that state: nothing changes, nothing is relayed.

@@ -54,11 +54,12 @@ const MAX_CURRENCY_CHARS: usize = 8;
 const MAX_QTY: u64 = 10_000;
 
 /// A card update takes a position like an edit. KEYS: seq, replay,
-/// customer_nodes. ARGV: frame, replay_len.
+/// customer_nodes. ARGV: frame, replay_len, replay_ttl.
 const CARD_UPDATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOSEQ'} end
 local pos = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], pos .. '-0', 'f', subst(ARGV[1], 'pos', pos))
+hot(ARGV[3], KEYS[2])
 return {'OK', pos, redis.call('SMEMBERS', KEYS[3])}
 "#;
 
@@ -69,7 +70,7 @@ return 0
 "#;
 
 fn card_update_source() -> String {
-    format!("{}{CARD_UPDATE}", crate::relay::LUA_SUBST)
+    format!("{}{}{CARD_UPDATE}", crate::relay::LUA_SUBST, crate::relay::LUA_HOT)
 }
 
 /// Is the request signed with the service token? Outside dev mode an unset
@@ -256,7 +257,8 @@ async fn eval_card_update(state: &AppState, script: &Script, conv: &str, frame: 
         .key(k.replay(conv))
         .key(k.customer_nodes(conv))
         .arg(frame)
-        .arg(state.cfg.replay_len);
+        .arg(state.cfg.replay_len)
+        .arg(state.cfg.replay_ttl_secs);
     Ok(crate::relay::eval_source(state, script, &card_update_source(), &call).await?)
 }
 

@@ -32,8 +32,22 @@ local function subst(f, field, v)
 end
 "#;
 
+/// Keeps a conversation's hot state bounded: its replay stream and message
+/// metadata expire `ttl` seconds after its last positioned event (an idle
+/// conversation then costs Redis nothing but its sequence and chat-list row).
+/// A client resuming later gets `complete: false` and reloads history; the
+/// metadata of an older message is restored from the SQL record on demand.
+pub const LUA_HOT: &str = r#"
+local function hot(ttl, ...)
+  for _, k in ipairs({...}) do redis.call('EXPIRE', k, ttl) end
+end
+"#;
+
 /// KEYS: seq, dedupe, replay, meta, customer_nodes, customer
-/// ARGV: ts, side, excerpt, frame, dedupe_ttl, replay_len
+/// ARGV: ts, side, excerpt, frame, dedupe_ttl, replay_len, replay_ttl
+///
+/// The metadata of the message `replay_len` positions back is dropped, so an
+/// active conversation keeps at most about as much metadata as replay.
 const SEND: &str = r#"
 if redis.call('EXISTS', KEYS[6]) == 0 then return {'NOCONV'} end
 local d = redis.call('GET', KEYS[2])
@@ -47,6 +61,8 @@ local f = subst(subst(ARGV[4], 'pos', seq), 'seq', seq)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], seq .. '-0', 'f', f)
 redis.call('SET', KEYS[2], seq .. ':' .. ARGV[1], 'EX', ARGV[5])
 redis.call('HSET', KEYS[4], seq, ARGV[2] .. '|0|' .. ARGV[3])
+if seq > tonumber(ARGV[6]) then redis.call('HDEL', KEYS[4], seq - tonumber(ARGV[6])) end
+hot(ARGV[7], KEYS[3], KEYS[4])
 return {'OK', seq, tonumber(ARGV[1]), redis.call('SMEMBERS', KEYS[5]), redis.call('HMGET', KEYS[6], 'username', 'avatar_url')}
 "#;
 
@@ -60,7 +76,7 @@ end
 "#;
 
 /// Edit or delete. KEYS: seq, replay, meta, customer_nodes
-/// ARGV: target seq, side, mode (edit|delete), excerpt, frame, replay_len
+/// ARGV: target seq, side, mode (edit|delete), excerpt, frame, replay_len, replay_ttl
 const MUTATE: &str = r#"
 local m = redis.call('HGET', KEYS[3], ARGV[1])
 if not m then return {'NOTFOUND'} end
@@ -74,11 +90,12 @@ if ARGV[3] == 'delete' then
 else
   redis.call('HSET', KEYS[3], ARGV[1], side .. '|0|' .. ARGV[4])
 end
+hot(ARGV[7], KEYS[2], KEYS[3])
 return {'OK', pos, redis.call('SMEMBERS', KEYS[4])}
 "#;
 
 /// KEYS: seq, replay, meta, customer_nodes, reactions, reactors
-/// ARGV: target seq, reactor member, emoji, on (1|0), frame, replay_len
+/// ARGV: target seq, reactor member, emoji, on (1|0), frame, replay_len, replay_ttl
 const REACT: &str = r#"
 local m = redis.call('HGET', KEYS[3], ARGV[1])
 if not m then return {'NOTFOUND'} end
@@ -101,6 +118,7 @@ local f = subst(ARGV[5], 'pos', pos)
 local a, b = string.find(f, '"reactions":{},', 1, true)
 if a then f = string.sub(f, 1, a - 1) .. '"reactions":' .. rx .. ',' .. string.sub(f, b + 1) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], pos .. '-0', 'f', f)
+hot(ARGV[7], KEYS[2], KEYS[3])
 return {'OK', pos, rx, redis.call('SMEMBERS', KEYS[4])}
 "#;
 
@@ -135,9 +153,9 @@ pub struct Scripts {
 
 impl Default for Scripts {
     fn default() -> Self {
-        let send_src = format!("{LUA_SUBST}{SEND}");
-        let mutate_src = format!("{LUA_SUBST}{LUA_META}{MUTATE}");
-        let react_src = format!("{LUA_SUBST}{LUA_META}{REACT}");
+        let send_src = format!("{LUA_SUBST}{LUA_HOT}{SEND}");
+        let mutate_src = format!("{LUA_SUBST}{LUA_HOT}{LUA_META}{MUTATE}");
+        let react_src = format!("{LUA_SUBST}{LUA_HOT}{LUA_META}{REACT}");
         let read_src = READ.to_string();
         Self {
             send: Script::new(&send_src),

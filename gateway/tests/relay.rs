@@ -317,6 +317,75 @@ async fn resume_older_than_replay_stream_says_reload() {
     assert_eq!(r["complete"], false);
 }
 
+/// Redis keeps hot state for active conversations only: message metadata is
+/// capped at `CHAT_REPLAY_LEN` positions, the replay stream and metadata
+/// expire `CHAT_REPLAY_TTL_SECS` after the last event; afterwards resume says
+/// reload, and editing, quoting and reacting to old messages still work (their
+/// metadata comes back from the SQL record).
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_state_is_bounded_and_expires() {
+    let mut s = Stack::new(Db::Sqlite)
+        .await
+        .env("CHAT_REPLAY_LEN", "5")
+        .env("CHAT_REPLAY_TTL_SECS", "2")
+        .env("CHAT_SEND_RATE", "100000");
+    s.add_worker();
+    s.add_gateway();
+    s.wait_ready().await;
+    let agent_tok = s.agent_token().await;
+    let (cust_tok, conv) = s.customer("hal").await;
+    let mut agent = s.ws(0, &agent_tok).await;
+    let mut cust = s.ws(0, &cust_tok).await;
+    for i in 1..=20 {
+        assert_eq!(agent.say(&conv, &format!("h{i}")).await["seq"], i);
+    }
+    let keys = schema::keys::Keys::new(&s.prefix);
+    let mut r = s.redis().get_multiplexed_async_connection().await.unwrap();
+    let meta: std::collections::HashMap<u64, String> = redis::AsyncCommands::hgetall(&mut r, keys.meta(&conv)).await.unwrap();
+    let mut held: Vec<u64> = meta.keys().copied().collect();
+    held.sort();
+    assert_eq!(held, vec![16, 17, 18, 19, 20], "metadata kept for the last CHAT_REPLAY_LEN positions only");
+    for k in [keys.replay(&conv), keys.meta(&conv)] {
+        let ttl: i64 = redis::AsyncCommands::pttl(&mut r, &k).await.unwrap();
+        assert!(ttl > 0 && ttl <= 2000, "{k}: pttl {ttl}");
+    }
+
+    // Let the worker persist, then the hot state expire.
+    s.history_until(&conv, &agent_tok, |h| h.len() == 20).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    for k in [keys.replay(&conv), keys.meta(&conv)] {
+        let n: i64 = redis::AsyncCommands::exists(&mut r, &k).await.unwrap();
+        assert_eq!(n, 0, "{k} still there after its TTL");
+    }
+
+    // A client resuming after the stream expired is told to reload.
+    let mut late = s.ws(0, &cust_tok).await;
+    late.send(json!({"type":"resume","positions":{conv.clone(): 18}})).await;
+    let rp = late.expect(|f| f["type"] == "replay").await;
+    assert_eq!(rp["complete"], false, "{rp}");
+    assert_eq!(rp["to_seq"], 20);
+
+    // Old messages: edit, quote and react all work from the SQL record.
+    agent.send(json!({"type":"edit","rid":"e","conversation":conv,"seq":1,"text":"h1 (edited)"})).await;
+    assert_eq!(agent.reply("e").await["type"], "ack");
+    let e = cust.expect(|f| f["type"] == "edited").await;
+    assert_eq!(e["seq"], 1);
+    cust.send(json!({"type":"send","rid":"q","conversation":conv,"client_id":uuid(),"text":"about h2","reply_to":2})).await;
+    let q = cust.reply("q").await;
+    assert_eq!(q["type"], "ack", "{q}");
+    let m = agent.expect(is_msg(&conv, "about h2")).await;
+    assert_eq!(m["message"]["reply_to"]["excerpt"], "h2");
+    cust.send(json!({"type":"react","rid":"x","conversation":conv,"seq":3,"emoji":"heart","on":true})).await;
+    assert_eq!(cust.reply("x").await["type"], "ack");
+    let rx = agent.expect(|f| f["type"] == "reactions").await;
+    assert_eq!(rx["seq"], 3);
+    // Positions go on from where they were; the stream holds the new events.
+    assert!(q["seq"].as_u64().unwrap() > 20, "{q}");
+    late.send(json!({"type":"resume","positions":{conv.clone(): 20}})).await;
+    let rp = late.expect(|f| f["type"] == "replay").await;
+    assert_eq!(rp["complete"], true, "{rp}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_worker_loses_nothing() {
     let mut s = Stack::new(Db::Postgres).await.env("CHAT_SEND_RATE", "100000");
