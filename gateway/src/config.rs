@@ -74,6 +74,12 @@ pub struct Config {
     /// back from the SQL record when an old message is edited or quoted).
     #[arg(long, env = "CHAT_REPLAY_TTL_SECS", default_value_t = 24 * 3600)]
     pub replay_ttl_secs: u64,
+    /// How long a sent `client_id` is remembered, so a retry of the same
+    /// message is not stored twice. Each costs Redis about 200 B for this
+    /// long (the one part of Redis memory that grows with the message rate);
+    /// the console's outbox survives a page reload and may retry late.
+    #[arg(long, env = "CHAT_DEDUPE_TTL_SECS", default_value_t = schema::limits::DEDUPE_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub dedupe_ttl_secs: u64,
     /// Most sockets this node accepts.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,

@@ -10,7 +10,7 @@ use schema::envelope::{Audience, LogEvent, Relay};
 use schema::frames::{
     CustomerRef, Emoji, ErrorCode, Message, MessageKind, ReplyRef, ServerFrame, Side, UserRef,
 };
-use schema::limits::{DEDUPE_TTL_SECS, EXCERPT_CHARS, TYPING_TTL_MS};
+use schema::limits::{EXCERPT_CHARS, TYPING_TTL_MS};
 
 use crate::auth::{ensure_conversation, seed_conversation};
 use crate::error::GatewayError;
@@ -119,7 +119,7 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
             .arg(side_str(m.kind))
             .arg(&excerpt)
             .arg(&template)
-            .arg(DEDUPE_TTL_SECS)
+            .arg(state.cfg.dedupe_ttl_secs)
             .arg(state.cfg.replay_len)
             .arg(state.cfg.replay_ttl_secs);
         let v = relay::eval(state, &state.scripts.send, &call).await?;

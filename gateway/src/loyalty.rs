@@ -18,7 +18,6 @@ use hyper::{Request, Response, StatusCode};
 use schema::envelope::{self, Audience, LoyaltyReply, LoyaltyRequest};
 use schema::frames::{ErrorCode, MessageKind, ServerFrame};
 use schema::keys::FIELD;
-use schema::limits::DEDUPE_TTL_SECS;
 use schema::loyalty::{
     Actor, Balance, OrderFilter, PointsAction, PointsOutcome, MAX_IDEMPOTENCY_KEY, MAX_REASON_CHARS, POINTS_HARD_MAX,
 };
@@ -340,9 +339,10 @@ async fn announce(
         },
     };
     // The message dedupes on its client_id only while the send path
-    // remembers it (DEDUPE_TTL_SECS): a repeat older than half that is not
-    // re-announced (its first execution announced it long ago).
-    let stale = outcome.replayed && schema::now_ms() - tx.ts > (DEDUPE_TTL_SECS as i64) * 500;
+    // remembers it (CHAT_DEDUPE_TTL_SECS): a repeat older than half that is
+    // not re-announced (its first execution announced it long ago).
+    let ttl_ms = i64::try_from(state.cfg.dedupe_ttl_secs).unwrap_or(i64::MAX / 1000) * 1000;
+    let stale = outcome.replayed && schema::now_ms() - tx.ts > ttl_ms / 2;
     if !stale {
         let client_id = stable_uuid(&format!("points:{customer}:{key}"));
         post_message(

@@ -328,6 +328,7 @@ async fn hot_state_is_bounded_and_expires() {
         .await
         .env("CHAT_REPLAY_LEN", "5")
         .env("CHAT_REPLAY_TTL_SECS", "2")
+        .env("CHAT_DEDUPE_TTL_SECS", "60")
         .env("CHAT_SEND_RATE", "100000");
     s.add_worker();
     s.add_gateway();
@@ -384,6 +385,20 @@ async fn hot_state_is_bounded_and_expires() {
     late.send(json!({"type":"resume","positions":{conv.clone(): 20}})).await;
     let rp = late.expect(|f| f["type"] == "replay").await;
     assert_eq!(rp["complete"], true, "{rp}");
+    // A sent client_id is remembered for CHAT_DEDUPE_TTL_SECS.
+    let cid = uuid();
+    let mut seqs = Vec::new();
+    for rid in ["d1", "d2"] {
+        cust.send(json!({"type":"send","rid":rid,"conversation":conv,"client_id":cid,"text":"once"})).await;
+        let a = cust.reply(rid).await;
+        assert_eq!(a["type"], "ack", "{a}");
+        seqs.push(a["seq"].clone());
+    }
+    assert_eq!(seqs[0], seqs[1], "a retry gets the first send's seq");
+    let ttl: i64 = redis::AsyncCommands::pttl(&mut r, keys.dedupe(&conv, &cid)).await.unwrap();
+    assert!(ttl > 50_000 && ttl <= 60_000, "dedupe pttl {ttl}");
+    let h = s.history_until(&conv, &agent_tok, |h| h.iter().any(|m| m["text"] == "once")).await;
+    assert_eq!(h.iter().filter(|m| m["text"] == "once").count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
