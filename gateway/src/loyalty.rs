@@ -341,8 +341,8 @@ async fn announce(
     // The message dedupes on its client_id only while the send path
     // remembers it (CHAT_DEDUPE_TTL_SECS): a repeat older than half that is
     // not re-announced (its first execution announced it long ago).
-    let ttl_ms = i64::try_from(state.cfg.dedupe_ttl_secs).unwrap_or(i64::MAX / 1000) * 1000;
-    let stale = outcome.replayed && schema::now_ms() - tx.ts > ttl_ms / 2;
+    let half_ttl_ms = i64::try_from(state.cfg.dedupe_ttl_secs.saturating_mul(500)).unwrap_or(i64::MAX);
+    let stale = outcome.replayed && schema::now_ms() - tx.ts > half_ttl_ms;
     if !stale {
         let client_id = stable_uuid(&format!("points:{customer}:{key}"));
         post_message(
