@@ -30,7 +30,7 @@ pub async fn bench(addr: SocketAddr, conns: usize, inflight: usize, size: usize,
     let end = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await?;
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/"), Some(crate::client::ws_config()), false).await?;
         let count = count.clone();
         let payload = payload.clone();
         tasks.push(tokio::spawn(async move {
