@@ -59,6 +59,12 @@ pub struct Config {
     /// again at once (0 = never wait).
     #[arg(long, env = "CHAT_INBOX_LINGER_US", default_value_t = 1000)]
     pub inbox_linger_us: u64,
+    /// On a single Redis (not a Cluster), the send script also writes the log
+    /// entry and the relay entries, atomically with the sequence number: one
+    /// round trip per message instead of two. A Cluster always uses two (the
+    /// streams live in other slots). `false` forces the two-step path.
+    #[arg(long, env = "CHAT_PUBLISH_IN_SCRIPT", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub publish_in_script: bool,
 
     /// Frames queued per socket before the socket counts as a slow consumer and is closed.
     /// 4,096 frames of a few hundred bytes is about Centrifugo's default of 1 MiB

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use redis::AsyncCommands;
-use schema::envelope::{Audience, LogEvent, Relay};
+use schema::envelope::{split, Audience, LogEvent, Relay};
+use schema::keys;
 use schema::frames::{
     CustomerRef, Emoji, ErrorCode, Message, MessageKind, ReplyRef, ServerFrame, Side, UserRef,
 };
@@ -106,15 +107,25 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
     let template = ServerFrame::Message { conversation: m.conv.to_string(), pos: 0, message }.to_json();
     let excerpt = schema::excerpt(m.text, EXCERPT_CHARS);
     let k = &state.keys;
+    let client_id = Some(m.client_id.to_string());
+    // Single Redis: the script publishes too (see relay.rs, SEND).
+    let in_script = state.cfg.publish_in_script && !state.redis_target.is_cluster();
+    let parts = in_script.then(|| {
+        split::message(m.conv, m.conv, ts, m.kind, &m.author, m.text, &reply, &client_id, &m.order_json)
+    });
     let mut retried = false;
     loop {
-        let call = Call::new()
+        let mut call = Call::new()
             .key(k.seq(m.conv))
             .key(k.dedupe(m.conv, m.client_id))
             .key(k.replay(m.conv))
             .key(k.meta(m.conv))
             .key(k.customer_nodes(m.conv))
-            .key(k.customer(m.conv))
+            .key(k.customer(m.conv));
+        if parts.is_some() {
+            call = call.key(k.log(keys::shard_of(m.conv, state.cfg.log_shards))).key(k.staff_events());
+        }
+        call = call
             .arg(ts)
             .arg(side_str(m.kind))
             .arg(&excerpt)
@@ -122,6 +133,17 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
             .arg(state.cfg.dedupe_ttl_secs)
             .arg(state.cfg.replay_len)
             .arg(state.cfg.replay_ttl_secs);
+        if let Some(p) = &parts {
+            call = call
+                .arg(&p.head)
+                .arg(&p.tail)
+                .arg(m.conv)
+                .arg(split::relay_head(Audience::Customer, m.conv))
+                .arg(split::relay_head(Audience::Staff, m.conv))
+                .arg(k.inbox(""))
+                .arg(relay::INBOX_LEN)
+                .arg(schema::limits::STAFF_EVENTS_LEN);
+        }
         let v = relay::eval(state, &state.scripts.send, &call).await?;
         let st = status(&v);
         match st.as_str() {
@@ -129,6 +151,10 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
                 let seq = int_at(&v, 1) as u64;
                 let ts = int_at(&v, 2);
                 let duplicate = st == "DUP";
+                if !duplicate && parts.is_some() {
+                    // The script wrote the log and relay entries with the number.
+                    return Ok(Posted { seq, ts, duplicate });
+                }
                 let profile = relay::opt_strings_at(&v, 4);
                 let customer = CustomerRef {
                     id: m.conv.to_string(),
@@ -144,7 +170,7 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
                     author: m.author.clone(),
                     text: m.text.to_string(),
                     reply_to: reply.clone(),
-                    client_id: Some(m.client_id.to_string()),
+                    client_id: client_id.clone(),
                     order_json: m.order_json.clone(),
                 };
                 if duplicate {

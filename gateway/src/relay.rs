@@ -19,7 +19,7 @@ use crate::state::AppState;
 /// A read returning at least this many entries starts the linger.
 const LINGER_FROM: usize = 8;
 /// Inbox entries kept per node (approximate).
-const INBOX_LEN: usize = 10_000;
+pub const INBOX_LEN: usize = 10_000;
 
 /// Replaces the first `"<field>":0,` placeholder of a rendered frame with the
 /// value. Fields rendered before any user text, so the first match is the field.
@@ -43,8 +43,15 @@ local function hot(ttl, ...)
 end
 "#;
 
-/// KEYS: seq, dedupe, replay, meta, customer_nodes, customer
-/// ARGV: ts, side, excerpt, frame, dedupe_ttl, replay_len, replay_ttl
+/// KEYS: seq, dedupe, replay, meta, customer_nodes, customer[, log shard, staff stream]
+/// ARGV: ts, side, excerpt, frame, dedupe_ttl, replay_len, replay_ttl[, log head,
+/// log tail, conversation id, customer relay head, staff relay head, inbox key
+/// prefix, inbox length, staff stream length]
+///
+/// With the two extra keys (single Redis only: they are in other slots) the
+/// script also publishes a new message: the log entry and the relay entries
+/// (every node hosting the customer, and the staff stream), finished from the
+/// gateway's pre-encoded parts (`schema::envelope::split`).
 ///
 /// The metadata of the message `replay_len` positions back is dropped, so an
 /// active conversation keeps at most about as much metadata as replay.
@@ -63,7 +70,19 @@ redis.call('SET', KEYS[2], seq .. ':' .. ARGV[1], 'EX', ARGV[5])
 redis.call('HSET', KEYS[4], seq, ARGV[2] .. '|0|' .. ARGV[3])
 if seq > tonumber(ARGV[6]) then redis.call('HDEL', KEYS[4], seq - tonumber(ARGV[6])) end
 hot(ARGV[7], KEYS[3], KEYS[4])
-return {'OK', seq, tonumber(ARGV[1]), redis.call('SMEMBERS', KEYS[5]), redis.call('HMGET', KEYS[6], 'username', 'avatar_url')}
+local nodes = redis.call('SMEMBERS', KEYS[5])
+local prof = redis.call('HMGET', KEYS[6], 'username', 'avatar_url')
+if KEYS[7] then
+  local av = prof[2]
+  if av == '' then av = false end
+  redis.call('XADD', KEYS[7], '*', 'e', ARGV[8] .. vs(prof[1] or ARGV[10]) .. vopt(av) .. vu(seq) .. ARGV[9])
+  local body = vu(seq) .. vs(f)
+  for _, n in ipairs(nodes) do
+    redis.call('XADD', ARGV[13] .. n, 'MAXLEN', '~', ARGV[14], '*', 'e', ARGV[11] .. body)
+  end
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[15], '*', 'e', ARGV[12] .. body)
+end
+return {'OK', seq, tonumber(ARGV[1]), nodes, prof}
 "#;
 
 /// Parses a meta value "side|deleted|excerpt".
@@ -153,7 +172,7 @@ pub struct Scripts {
 
 impl Default for Scripts {
     fn default() -> Self {
-        let send_src = format!("{LUA_SUBST}{LUA_HOT}{SEND}");
+        let send_src = format!("{LUA_SUBST}{LUA_HOT}{}{SEND}", schema::envelope::split::LUA_BINCODE);
         let mutate_src = format!("{LUA_SUBST}{LUA_HOT}{LUA_META}{MUTATE}");
         let react_src = format!("{LUA_SUBST}{LUA_HOT}{LUA_META}{REACT}");
         let read_src = READ.to_string();

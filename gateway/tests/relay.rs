@@ -8,7 +8,10 @@ use common::{is_msg, uuid, Db, Stack};
 use serde_json::{json, Value};
 
 async fn exchange(db: Db) {
-    let s = Stack::start(2, 1, db).await;
+    exchange_on(Stack::start(2, 1, db).await).await;
+}
+
+async fn exchange_on(s: Stack) {
     let agent_tok = s.agent_token().await;
     let (cust_tok, conv) = s.customer("ann").await;
     let mut agent = s.ws(0, &agent_tok).await; // gateway A
@@ -46,6 +49,40 @@ async fn two_gateways_exchange_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_gateways_exchange_postgres() {
     exchange(Db::Postgres).await;
+}
+
+/// The two-step publish (script, then a pipeline of log and relay entries),
+/// which a Redis Cluster always uses, forced on a single Redis.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_gateways_exchange_two_step_publish() {
+    let mut s = Stack::new(Db::Sqlite).await.env("CHAT_PUBLISH_IN_SCRIPT", "0");
+    s.add_worker();
+    s.add_gateway();
+    s.add_gateway();
+    s.wait_ready().await;
+    exchange_on(s).await;
+}
+
+/// The send script finishes envelopes with Lua encoders; they must write
+/// bincode's bytes at every varint width (the Rust side is checked against
+/// `encode` in schema's unit tests).
+#[tokio::test(flavor = "multi_thread")]
+async fn lua_bincode_encoders_match_rust() {
+    use schema::envelope::split;
+    let s = Stack::new(Db::Sqlite).await;
+    let mut conn = s.redis().get_multiplexed_async_connection().await.unwrap();
+    let src = format!("{}return {{vu(tonumber(ARGV[1])), vs(ARGV[2]), vopt(ARGV[2]), vopt(false)}}", split::LUA_BINCODE);
+    for n in [0u64, 1, 250, 251, 255, 256, 65_535, 65_536, 4_294_967_295, 4_294_967_296, 1 << 40] {
+        for len in [0usize, 250, 251, 65_536] {
+            let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
+            let (v, st, some, none): (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) =
+                redis::cmd("EVAL").arg(&src).arg(0).arg(n).arg(&text).query_async(&mut conn).await.unwrap();
+            assert_eq!(v, split::varint(n), "vu({n})");
+            assert_eq!(st, split::part(&text.as_str()), "vs of {len} bytes");
+            assert_eq!(some, split::part(&Some(text.as_str())));
+            assert_eq!(none, split::part(&None::<String>));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
