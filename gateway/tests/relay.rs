@@ -51,11 +51,11 @@ async fn two_gateways_exchange_postgres() {
     exchange(Db::Postgres).await;
 }
 
-/// The two-step publish (script, then a pipeline of log and relay entries),
-/// which a Redis Cluster always uses, forced on a single Redis.
+/// The send script publishing the log and relay entries itself
+/// (`CHAT_PUBLISH_IN_SCRIPT=1`, single Redis only).
 #[tokio::test(flavor = "multi_thread")]
-async fn two_gateways_exchange_two_step_publish() {
-    let mut s = Stack::new(Db::Sqlite).await.env("CHAT_PUBLISH_IN_SCRIPT", "0");
+async fn two_gateways_exchange_publish_in_script() {
+    let mut s = Stack::new(Db::Sqlite).await.env("CHAT_PUBLISH_IN_SCRIPT", "1");
     s.add_worker();
     s.add_gateway();
     s.add_gateway();
