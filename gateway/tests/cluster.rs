@@ -137,7 +137,9 @@ async fn core_flow_on_a_three_master_redis_cluster() {
     // History persisted by the worker; the chat list and search work.
     let h = s.history_until(conv, &agent_tok, |h| h.len() == 2 && h[1]["edited_at"].is_i64()).await;
     assert_eq!(h[1]["text"], "hi (edited)");
-    let l = s.list_until("", &agent_tok, |l| l["total"] == 6).await;
+    // The count and the page are read one after the other (not atomically:
+    // on a cluster the keys live on different masters), so wait for both.
+    let l = s.list_until("", &agent_tok, |l| l["total"] == 6 && l["items"].as_array().map(Vec::len) == Some(6)).await;
     assert_eq!(l["items"].as_array().unwrap().len(), 6);
     let found = s.list("?search=cl3", &agent_tok).await;
     assert_eq!(found["items"][0]["id"], "cl3");

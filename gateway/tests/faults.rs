@@ -242,32 +242,41 @@ impl Resilient {
                         self.on_frame(&f);
                     }
                     Some(Ok(_)) => {}
-                    None | Some(Err(_)) => {
-                        // The gateway died: reconnect to the other one and resume.
-                        self.client = Client::connect(&fallback, &self.token).await;
-                        let resume = json!({"type":"resume","positions":{self.conv.clone(): self.last_pos}});
-                        self.client.send(resume).await;
-                        let done = self.client.expect(|f| f["type"] == "replay").await;
-                        assert_eq!(done["complete"], true, "{done}");
-                        let buffered: Vec<Value> = self.client.buf.drain(..).collect();
-                        for f in &buffered {
-                            self.on_frame(f);
-                        }
-                        // Retry what was never acked, with the same client_id.
-                        for (cid, text) in self.pending.clone() {
-                            self.client.send(json!({"type":"send","rid":cid,"conversation":self.conv,"client_id":cid,"text":text})).await;
-                        }
-                    }
+                    None | Some(Err(_)) => self.fail_over(&fallback).await,
                 }
             }
         }
-        // Collect the remaining acks.
+        // Collect the remaining acks (the gateway may die during this too).
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.pending.is_empty() && Instant::now() < deadline {
-            let f = self.client.expect(|f| f["type"] == "ack" || f["pos"].is_u64()).await;
-            self.on_frame(&f);
+            match tokio::time::timeout(Duration::from_secs(10), self.client.ws.next()).await {
+                Ok(Some(Ok(M::Text(t)))) => {
+                    let f: Value = serde_json::from_str(&t).unwrap();
+                    self.on_frame(&f);
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(None | Some(Err(_))) => self.fail_over(&fallback).await,
+                Err(_) => break,
+            }
         }
         self
+    }
+
+    /// The gateway died: reconnect to the other one, resume, and retry what
+    /// was never acked with the same client_id.
+    async fn fail_over(&mut self, fallback: &str) {
+        self.client = Client::connect(fallback, &self.token).await;
+        let resume = json!({"type":"resume","positions":{self.conv.clone(): self.last_pos}});
+        self.client.send(resume).await;
+        let done = self.client.expect(|f| f["type"] == "replay").await;
+        assert_eq!(done["complete"], true, "{done}");
+        let buffered: Vec<Value> = self.client.buf.drain(..).collect();
+        for f in &buffered {
+            self.on_frame(f);
+        }
+        for (cid, text) in self.pending.clone() {
+            self.client.send(json!({"type":"send","rid":cid,"conversation":self.conv,"client_id":cid,"text":text})).await;
+        }
     }
 }
 
@@ -282,15 +291,17 @@ async fn kill_gateway_mid_traffic_clients_resume_elsewhere() {
     let mut agent = s.ws(1, &agent_tok).await;
     // 40 customers x 25 msg/s = 1000 msg/s offered through gateway 0.
     let addr_b = s.gateways[1].addr.clone();
-    let until = Instant::now() + Duration::from_secs(4);
-    let mut tasks = vec![];
+    // Connect everyone first, so that the traffic really spans the kill
+    // however slow set-up is on a busy machine.
+    let mut ready = vec![];
     for i in 0..40 {
         let (tok, conv) = s.customer(&format!("k{i}")).await;
         let client = s.ws(0, &tok).await;
-        let r = Resilient { client, conv, token: tok, acked: BTreeMap::new(), pending: vec![], received: vec![], last_pos: 0 };
-        tasks.push(tokio::spawn(r.run(addr_b.clone(), Duration::from_millis(40), until)));
+        ready.push(Resilient { client, conv, token: tok, acked: BTreeMap::new(), pending: vec![], received: vec![], last_pos: 0 });
     }
     let started = Instant::now();
+    let until = started + Duration::from_secs(4);
+    let tasks: Vec<_> = ready.into_iter().map(|r| tokio::spawn(r.run(addr_b.clone(), Duration::from_millis(40), until))).collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let acked_before = s.list("", &agent_tok).await["items"].as_array().unwrap().iter().map(|r| r["last_seq"].as_u64().unwrap()).sum::<u64>();
     eprintln!("persisted before the kill: {acked_before} in {:?}", started.elapsed());
