@@ -31,6 +31,8 @@ start_ours() {
   local dir="$OUT/ours-$PREFIX"; dir=${dir%:}; mkdir -p "$dir"
   export REDIS_URL DATABASE_URL="sqlite://$dir/chat.db" CHAT_KEY_PREFIX="$PREFIX" CHAT_DEV=1 CHAT_DEMO_DATA=0 \
     CHAT_SEND_RATE=100000 CHAT_CONNECT_RATE_PER_IP=100000 RUST_LOG=warn
+  # SERVER_THREADS (optional): tokio worker threads per gateway and worker process.
+  if [ -n "${SERVER_THREADS:-}" ]; then export TOKIO_WORKER_THREADS=$SERVER_THREADS; fi
   WORKER_METRICS_ADDR=127.0.0.1:0 target/release/worker > "$dir/worker.out" 2> "$dir/worker.log" &
   pids+=($!); PIDARGS="--pid worker=$! --pid redis=$REDIS_PID"
   wait_line "$dir/worker.out" "metrics on http://" > /dev/null
@@ -45,7 +47,7 @@ start_ours() {
       "http://$(echo $ADDRS | awk '{print $2}')/api/login" && break
     sleep 0.1
   done
-  unset DATABASE_URL CHAT_KEY_PREFIX
+  unset DATABASE_URL CHAT_KEY_PREFIX TOKIO_WORKER_THREADS
   OURS_ARGS="--target ours --redis-url $REDIS_URL --key-prefix $PREFIX"
 }
 

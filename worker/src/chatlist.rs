@@ -34,19 +34,21 @@ use crate::WorkerError;
 
 
 /// KEYS[1] = row hash. ARGV = customer_id, username, avatar_url, preview,
-/// last_ts, last_seq, unread, staff_seen. Returns {applied (0/1), previous username}.
+/// last_ts, last_seq, unread, staff_seen. Returns {applied (0/1), previous
+/// username, previous last_ts (0 when none)}.
 const ROW_SCRIPT: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'last_seq', 'staff_seen', 'username')
+local cur = redis.call('HMGET', KEYS[1], 'last_seq', 'staff_seen', 'username', 'last_ts')
 local old_seq = tonumber(cur[1])
 local old_name = cur[3] or ''
+local old_ts = tonumber(cur[4]) or 0
 if old_seq then
   local new_seq = tonumber(ARGV[6])
-  if new_seq < old_seq then return {0, old_name} end
-  if new_seq == old_seq and tonumber(ARGV[8]) < (tonumber(cur[2]) or 0) then return {0, old_name} end
+  if new_seq < old_seq then return {0, old_name, old_ts} end
+  if new_seq == old_seq and tonumber(ARGV[8]) < (tonumber(cur[2]) or 0) then return {0, old_name, old_ts} end
 end
 redis.call('HSET', KEYS[1], 'customer_id', ARGV[1], 'username', ARGV[2], 'avatar_url', ARGV[3],
   'preview', ARGV[4], 'last_ts', ARGV[5], 'last_seq', ARGV[6], 'unread', ARGV[7], 'staff_seen', ARGV[8])
-return {1, old_name}
+return {1, old_name, old_ts}
 "#;
 
 /// The chat-list writer: key layout plus the loaded row script.
@@ -61,6 +63,8 @@ pub struct ChatList {
 pub struct Applied {
     pub state: ConversationState,
     pub old_username: String,
+    /// The replaced row was already in the indexes (it had a message).
+    pub was_listed: bool,
 }
 
 /// Member of the name index: lowercase username, NUL, conversation id.
@@ -128,9 +132,9 @@ impl ChatList {
         };
         let mut applied = Vec::with_capacity(states.len());
         for (s, reply) in states.iter().zip(replies.iter()) {
-            let (ok, old): (i64, String) = redis::from_redis_value(reply)?;
+            let (ok, old, old_ts): (i64, String, i64) = redis::from_redis_value(reply)?;
             if ok == 1 {
-                applied.push(Applied { state: s.clone(), old_username: old });
+                applied.push(Applied { state: s.clone(), old_username: old, was_listed: old_ts > 0 });
             }
         }
         Ok(applied)
@@ -150,12 +154,16 @@ impl ChatList {
             } else {
                 pipe.zrem(self.keys.chats_unread(), &s.id).ignore();
             }
+            // The name entry changes only with the username: an unchanged
+            // name of a row already listed is in the index (one ZADD less
+            // per row on the hot path).
             let member = name_member(&s.customer.username, &s.id);
-            if !a.old_username.is_empty() {
-                let old = name_member(&a.old_username, &s.id);
-                if old != member {
-                    pipe.zrem(self.keys.chats_names(), old).ignore();
-                }
+            let old = (!a.old_username.is_empty()).then(|| name_member(&a.old_username, &s.id));
+            if a.was_listed && old.as_deref() == Some(member.as_str()) {
+                continue;
+            }
+            if let Some(old) = old.filter(|o| *o != member) {
+                pipe.zrem(self.keys.chats_names(), old).ignore();
             }
             pipe.zadd(self.keys.chats_names(), member, 0).ignore();
         }
@@ -198,7 +206,11 @@ pub async fn rebuild_chat_list(store: &Store, redis: &mut (impl ConnectionLike +
         let ids = store.conversation_ids(after.as_deref(), PAGE).await?;
         let Some(last) = ids.last().cloned() else { break };
         let states = store.conversation_states(&ids).await?;
-        let applied = list.write_rows(redis, &states).await?;
+        let mut applied = list.write_rows(redis, &states).await?;
+        // Rows may have survived what the indexes lost: write every entry.
+        for a in &mut applied {
+            a.was_listed = false;
+        }
         let mut pipe = redis::pipe();
         list.push_indexes(&mut pipe, &applied);
         if !pipe.is_empty() {

@@ -454,10 +454,24 @@ async fn chat_list_is_rebuilt_from_sql_when_redis_lost_it() {
 
     // Redis loses the list under a running worker: the next claim tick rebuilds it.
     let _: () = h.redis.del(h.keys.chats_all()).await.expect("del");
+    let _: () = h.redis.del(h.keys.chats_names()).await.expect("del");
     let _: () = h.redis.del(h.keys.row("golf")).await.expect("del");
     w.claim_once().await.expect("claim");
     assert_eq!(h.zscore(h.keys.chats_all(), "golf").await, Some(golf.last_ts as f64));
     assert_eq!(h.row("golf").await.get("unread").map(String::as_str), Some("2"));
+    // Rows that survived get their name entries back too.
+    assert_eq!(h.zscore(h.keys.chats_names(), "user_hotel\0hotel").await, Some(0.0));
+    assert_eq!(h.zscore(h.keys.chats_names(), "user_golf\0golf").await, Some(0.0));
+
+    // A conversation that had only receipts (a row, but not listed) gets its
+    // name entry with its first message, its username unchanged.
+    assert_eq!(h.zscore(h.keys.chats_names(), "user_india\0india").await, None);
+    let _: () = h.redis.hset(h.keys.row("india"), "username", "User_india").await.expect("hset");
+    assert_eq!(h.row("india").await.get("last_ts").map(String::as_str), Some("0"));
+    h.xadd(&cmsg("india", 2)).await;
+    drain(&mut w).await;
+    assert!(h.zscore(h.keys.chats_all(), "india").await.is_some());
+    assert_eq!(h.zscore(h.keys.chats_names(), "user_india\0india").await, Some(0.0));
 }
 
 #[tokio::test]
