@@ -41,6 +41,17 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const MAX_TRACKED: usize = 50_000;
 /// Widest reorder of one conversation's events filled from the node's floor.
 const MAX_IN_FLIGHT: u64 = 64;
+/// Positions looked at before a conversation's first event on a node that
+/// has relayed nothing of it yet ([`WriteState::fill_in_flight`]).
+const FIRST_CONTACT_WINDOW: u64 = 16;
+
+/// When a positioned event was sent: a message's `ts`, an edit's
+/// `edited_at`; `None` for the others (deletions, reactions), which then
+/// count as older than the socket.
+fn sent_at(frame: &str) -> Option<i64> {
+    let v: serde_json::Value = serde_json::from_str(frame).ok()?;
+    v["message"]["ts"].as_i64().or_else(|| v["edited_at"].as_i64())
+}
 /// Rate-limited frames tolerated in a row before the socket is closed.
 const MAX_STRIKES: u32 = 200;
 
@@ -509,10 +520,12 @@ struct WriteState {
     held: Option<Vec<Out>>,
     /// A close frame went out: nothing more may follow it.
     closed: bool,
+    /// When the socket opened (ms): events sent since are owed to it.
+    opened_ms: i64,
 }
 
 async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer, kill: CancellationToken, close_code: Arc<AtomicU16>) {
-    let mut w = WriteState { state, ws, hw: HashMap::new(), held: Some(Vec::new()), closed: false };
+    let mut w = WriteState { state, ws, hw: HashMap::new(), held: Some(Vec::new()), closed: false, opened_ms: schema::now_ms() };
     let hold = tokio::time::sleep(Duration::from_millis(HOLD_MS));
     tokio::pin!(hold);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
@@ -649,6 +662,12 @@ impl WriteState {
             None if floor != NO_FLOOR && pos > floor + 1 && pos - floor <= MAX_IN_FLIGHT => {
                 Box::pin(self.gap_fill(&conv, pos, floor)).await?
             }
+            // The node has relayed nothing of this conversation yet, so it
+            // cannot tell which earlier positions are still in flight (sent
+            // from another node, published after this one): write those sent
+            // since the socket opened first, or they would come after this
+            // event and be dropped as already passed.
+            None if floor == NO_FLOOR && pos > 1 => Box::pin(self.fill_in_flight(&conv, pos)).await?,
             _ => {}
         }
         self.text(frame).await?;
@@ -670,6 +689,24 @@ impl WriteState {
                 if p > h {
                     self.text(&f).await?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the events just before `pos` (at most [`FIRST_CONTACT_WINDOW`])
+    /// that were sent after this socket opened, in order.
+    async fn fill_in_flight(&mut self, conv: &str, pos: u64) -> Result<(), WebSocketError> {
+        let mut conn = self.state.redis();
+        let key = self.state.keys.replay(conv);
+        let from = pos.saturating_sub(FIRST_CONTACT_WINDOW).max(1);
+        let Ok(entries) = relay::replay_range(&mut conn, &key, from, Some(pos - 1), FIRST_CONTACT_WINDOW as usize).await else {
+            return Ok(());
+        };
+        for (_, f) in entries {
+            if sent_at(&f).is_some_and(|t| t >= self.opened_ms) {
+                metrics::counter!(crate::metrics::GAP_FILLS).increment(1);
+                self.text(&f).await?;
             }
         }
         Ok(())

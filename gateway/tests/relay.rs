@@ -645,3 +645,40 @@ async fn positions_published_out_of_order_reach_a_fresh_socket_in_order() {
     assert_eq!((a["pos"].as_u64(), b["pos"].as_u64()), (Some(p2), Some(p3)), "both, in position order: {a} {b}");
     agent.expect_none(Duration::from_millis(500), either).await;
 }
+
+/// Two sends to one conversation from different nodes can be published in
+/// the opposite order of their positions. On a node that has relayed nothing
+/// of the conversation yet, the earlier position published second must still
+/// reach the socket, once and before the later one; what was sent before the
+/// socket opened is not replayed to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn reordered_publishes_on_first_contact_are_delivered_in_order() {
+    use schema::envelope::{self, Audience, Relay};
+    let s = Stack::start(1, 1, Db::Sqlite).await;
+    let agent_tok = s.agent_token().await;
+    let mut agent = s.ws(0, &agent_tok).await;
+    agent.send(json!({"type":"resume","positions":{}})).await;
+    let keys = schema::keys::Keys::new(s.prefix.clone());
+    let conv = "reorder1";
+    let now = schema::now_ms();
+    let frame = |pos: u64, text: &str, ts: i64| {
+        json!({"type":"message","conversation":conv,"pos":pos,"message":{"seq":pos,"ts":ts,"text":text,
+            "kind":"customer","client_id":null,"reply_to":null,"reactions":{}}})
+        .to_string()
+    };
+    let mut r = s.redis().get_multiplexed_async_connection().await.unwrap();
+    for (pos, text, ts) in [(1, "before the socket", now - 60_000), (2, "first", now + 1), (3, "second", now + 2)] {
+        let _: String = redis::cmd("XADD").arg(keys.replay(conv)).arg(format!("{pos}-0")).arg("f").arg(frame(pos, text, ts)).query_async(&mut r).await.unwrap();
+    }
+    let _: () = redis::cmd("SET").arg(keys.seq(conv)).arg(3).query_async(&mut r).await.unwrap();
+    // Published in the wrong order: 3, then 2.
+    for (pos, text, ts) in [(3, "second", now + 2), (2, "first", now + 1)] {
+        let relay = Relay { audience: Audience::Staff, conversation: Some(conv.into()), pos, frame: frame(pos, text, ts) };
+        let _: String = redis::cmd("XADD").arg(keys.staff_events()).arg("*").arg("e").arg(envelope::encode(&relay)).query_async(&mut r).await.unwrap();
+    }
+    let first = agent.expect(|f| f["type"] == "message" && f["conversation"] == conv).await;
+    assert_eq!(first["message"]["text"], "first", "{first}");
+    let second = agent.expect(|f| f["type"] == "message" && f["conversation"] == conv).await;
+    assert_eq!(second["message"]["text"], "second", "{second}");
+    agent.expect_none(Duration::from_millis(700), |f| f["type"] == "message" && f["conversation"] == conv).await;
+}
