@@ -31,14 +31,17 @@ start_ours() {
   local dir="$OUT/ours-$PREFIX"; dir=${dir%:}; mkdir -p "$dir"
   export REDIS_URL DATABASE_URL="sqlite://$dir/chat.db" CHAT_KEY_PREFIX="$PREFIX" CHAT_DEV=1 CHAT_DEMO_DATA=0 \
     CHAT_SEND_RATE=100000 CHAT_CONNECT_RATE_PER_IP=100000 RUST_LOG=warn
-  # SERVER_THREADS (optional): tokio worker threads per gateway and worker process.
-  if [ -n "${SERVER_THREADS:-}" ]; then export TOKIO_WORKER_THREADS=$SERVER_THREADS; fi
   WORKER_METRICS_ADDR=127.0.0.1:0 target/release/worker > "$dir/worker.out" 2> "$dir/worker.log" &
   pids+=($!); PIDARGS="--pid worker=$! --pid redis=$REDIS_PID"
   wait_line "$dir/worker.out" "metrics on http://" > /dev/null
   ADDRS=""; GW0_PID=""
+  # Several gateways on one host share its cores: each gets cores / nodes
+  # tokio threads (GATEWAY_THREADS overrides; README "Deployment"). Measured
+  # with 2 nodes on 2 cores: 1 thread each uses 15% less gateway CPU than
+  # 2 each at the same latency (BENCHMARKS.md, session 6).
+  local threads=${GATEWAY_THREADS:-$(( $(nproc) / n > 0 ? $(nproc) / n : 1 ))}
   for i in $(seq 0 $((n - 1))); do
-    GATEWAY_ADDR=127.0.0.1:0 CHAT_NODE_ID="${PREFIX}g$i" target/release/gateway > "$dir/gateway$i.out" 2> "$dir/gateway$i.log" &
+    TOKIO_WORKER_THREADS=$threads GATEWAY_ADDR=127.0.0.1:0 CHAT_NODE_ID="${PREFIX}g$i" target/release/gateway > "$dir/gateway$i.out" 2> "$dir/gateway$i.log" &
     pids+=($!); PIDARGS="$PIDARGS --pid gateway$i=$!"; [ -z "$GW0_PID" ] && GW0_PID=$!
     ADDRS="$ADDRS --gateway $(wait_line "$dir/gateway$i.out" "listening on http://")"
   done
@@ -47,7 +50,7 @@ start_ours() {
       "http://$(echo $ADDRS | awk '{print $2}')/api/login" && break
     sleep 0.1
   done
-  unset DATABASE_URL CHAT_KEY_PREFIX TOKIO_WORKER_THREADS
+  unset DATABASE_URL CHAT_KEY_PREFIX
   OURS_ARGS="--target ours --redis-url $REDIS_URL --key-prefix $PREFIX"
 }
 
