@@ -36,7 +36,7 @@ start_ours() {
   wait_line "$dir/worker.out" "metrics on http://" > /dev/null
   ADDRS=""; GW0_PID=""
   # Several gateways on one host share its cores: each gets cores / nodes
-  # tokio threads (GATEWAY_THREADS overrides; README "Deployment"). Measured
+  # tokio threads (GATEWAY_THREADS overrides; README "Running at scale"). Measured
   # with 2 nodes on 2 cores: 1 thread each uses 15% less gateway CPU than
   # 2 each at the same latency (BENCHMARKS.md, session 6).
   local threads=${GATEWAY_THREADS:-$(( $(nproc) / n > 0 ? $(nproc) / n : 1 ))}

@@ -680,33 +680,29 @@ impl WriteState {
 
     /// Writes the events between `h` (written) and `pos` (about to be) from the replay stream.
     async fn gap_fill(&mut self, conv: &str, pos: u64, h: u64) -> Result<(), WebSocketError> {
-        metrics::counter!(crate::metrics::GAP_FILLS).increment(1);
-        let mut conn = self.state.redis();
-        let key = self.state.keys.replay(conv);
-        let missing = (pos - h - 1).min(MAX_REPLAY as u64) as usize;
-        if let Ok(entries) = relay::replay_range(&mut conn, &key, pos.saturating_sub(missing as u64), Some(pos - 1), missing).await {
-            for (p, f) in entries {
-                if p > h {
-                    self.text(&f).await?;
-                }
-            }
-        }
-        Ok(())
+        let missing = (pos - h - 1).min(MAX_REPLAY as u64);
+        self.fill(conv, pos, missing, |p, _| p > h).await
     }
 
     /// Writes the events just before `pos` (at most [`FIRST_CONTACT_WINDOW`])
-    /// that were sent after this socket opened, in order.
+    /// that were sent after this socket opened.
     async fn fill_in_flight(&mut self, conv: &str, pos: u64) -> Result<(), WebSocketError> {
+        let opened = self.opened_ms;
+        self.fill(conv, pos, FIRST_CONTACT_WINDOW, |_, f| sent_at(f).is_some_and(|t| t >= opened)).await
+    }
+
+    /// Writes, in order, the replay entries among the `n` positions before
+    /// `pos` that `keep` accepts.
+    async fn fill(&mut self, conv: &str, pos: u64, n: u64, keep: impl Fn(u64, &str) -> bool) -> Result<(), WebSocketError> {
+        metrics::counter!(crate::metrics::GAP_FILLS).increment(1);
         let mut conn = self.state.redis();
         let key = self.state.keys.replay(conv);
-        let from = pos.saturating_sub(FIRST_CONTACT_WINDOW).max(1);
-        let Ok(entries) = relay::replay_range(&mut conn, &key, from, Some(pos - 1), FIRST_CONTACT_WINDOW as usize).await else {
-            return Ok(());
-        };
-        for (_, f) in entries {
-            if sent_at(&f).is_some_and(|t| t >= self.opened_ms) {
-                metrics::counter!(crate::metrics::GAP_FILLS).increment(1);
-                self.text(&f).await?;
+        let from = pos.saturating_sub(n).max(1);
+        if let Ok(entries) = relay::replay_range(&mut conn, &key, from, Some(pos - 1), n as usize).await {
+            for (p, f) in entries {
+                if keep(p, &f) {
+                    self.text(&f).await?;
+                }
             }
         }
         Ok(())

@@ -608,8 +608,6 @@ async fn websocket_auth_and_origin() {
 /// position as its starting point and dropped the earlier one.)
 #[tokio::test(flavor = "multi_thread")]
 async fn positions_published_out_of_order_reach_a_fresh_socket_in_order() {
-    use redis::AsyncCommands;
-    use schema::envelope::{self, Audience, Relay};
     let s = Stack::start(1, 1, Db::Sqlite).await;
     let agent_tok = s.agent_token().await;
     let (cust_tok, conv) = s.customer("olga").await;
@@ -621,23 +619,8 @@ async fn positions_published_out_of_order_reach_a_fresh_socket_in_order() {
     agent.expect(|f| f["type"] == "pong").await;
 
     // Two later positions, sequenced in order but published in reverse, as two racing nodes may.
-    let keys = schema::keys::Keys::new(s.prefix.clone());
-    let mut r = s.redis().get_multiplexed_async_connection().await.expect("redis");
     let (p2, p3) = (first + 1, first + 2);
-    let _: u64 = r.incr(keys.seq(&conv), 2).await.expect("incr");
-    let frame = |p: u64, text: &str| {
-        json!({"type":"message","conversation":conv,"pos":p,"message":{"seq":p,"kind":"customer","author":null,
-            "text":text,"ts":1,"deleted":false,"reactions":{}}})
-        .to_string()
-    };
-    for (p, t) in [(p2, "second"), (p3, "third")] {
-        let _: String = r.xadd(keys.replay(&conv), schema::keys::replay_id(p), &[("f", frame(p, t))]).await.expect("xadd replay");
-    }
-    for (p, t) in [(p3, "third"), (p2, "second")] {
-        let relay = Relay { audience: Audience::Staff, conversation: Some(conv.clone()), pos: p, frame: frame(p, t) };
-        let _: String =
-            r.xadd(keys.staff_events(), "*", &[(schema::keys::FIELD, envelope::encode(&relay))]).await.expect("xadd staff");
-    }
+    replay_then_publish(&s, &conv, &[(p2, "second", 1), (p3, "third", 1)], &[p3, p2]).await;
 
     let either = |f: &Value| f["conversation"] == conv.as_str() && f["pos"].as_u64().is_some_and(|p| p == p2 || p == p3);
     let a = agent.expect(either).await;
@@ -653,32 +636,44 @@ async fn positions_published_out_of_order_reach_a_fresh_socket_in_order() {
 /// socket opened is not replayed to it.
 #[tokio::test(flavor = "multi_thread")]
 async fn reordered_publishes_on_first_contact_are_delivered_in_order() {
-    use schema::envelope::{self, Audience, Relay};
     let s = Stack::start(1, 1, Db::Sqlite).await;
     let agent_tok = s.agent_token().await;
     let mut agent = s.ws(0, &agent_tok).await;
     agent.send(json!({"type":"resume","positions":{}})).await;
-    let keys = schema::keys::Keys::new(s.prefix.clone());
     let conv = "reorder1";
     let now = schema::now_ms();
-    let frame = |pos: u64, text: &str, ts: i64| {
-        json!({"type":"message","conversation":conv,"pos":pos,"message":{"seq":pos,"ts":ts,"text":text,
-            "kind":"customer","client_id":null,"reply_to":null,"reactions":{}}})
-        .to_string()
-    };
-    let mut r = s.redis().get_multiplexed_async_connection().await.unwrap();
-    for (pos, text, ts) in [(1, "before the socket", now - 60_000), (2, "first", now + 1), (3, "second", now + 2)] {
-        let _: String = redis::cmd("XADD").arg(keys.replay(conv)).arg(format!("{pos}-0")).arg("f").arg(frame(pos, text, ts)).query_async(&mut r).await.unwrap();
-    }
-    let _: () = redis::cmd("SET").arg(keys.seq(conv)).arg(3).query_async(&mut r).await.unwrap();
-    // Published in the wrong order: 3, then 2.
-    for (pos, text, ts) in [(3, "second", now + 2), (2, "first", now + 1)] {
-        let relay = Relay { audience: Audience::Staff, conversation: Some(conv.into()), pos, frame: frame(pos, text, ts) };
-        let _: String = redis::cmd("XADD").arg(keys.staff_events()).arg("*").arg("e").arg(envelope::encode(&relay)).query_async(&mut r).await.unwrap();
-    }
+    let entries = [(1, "before the socket", now - 60_000), (2, "first", now + 1), (3, "second", now + 2)];
+    replay_then_publish(&s, conv, &entries, &[3, 2]).await;
     let first = agent.expect(|f| f["type"] == "message" && f["conversation"] == conv).await;
     assert_eq!(first["message"]["text"], "first", "{first}");
     let second = agent.expect(|f| f["type"] == "message" && f["conversation"] == conv).await;
     assert_eq!(second["message"]["text"], "second", "{second}");
     agent.expect_none(Duration::from_millis(700), |f| f["type"] == "message" && f["conversation"] == conv).await;
+}
+
+/// What two racing nodes may do: `entries` (position, text, sent at) are
+/// numbered and in the conversation's replay stream (the sequence raised to
+/// the last), then the positions in `publish` reach the staff stream in that
+/// order.
+async fn replay_then_publish(s: &Stack, conv: &str, entries: &[(u64, &str, i64)], publish: &[u64]) {
+    use redis::AsyncCommands;
+    use schema::envelope::{self, Audience, Relay};
+    let keys = schema::keys::Keys::new(s.prefix.clone());
+    let mut r = s.redis().get_multiplexed_async_connection().await.expect("redis");
+    let frame = |p: u64, text: &str, ts: i64| {
+        json!({"type":"message","conversation":conv,"pos":p,"message":{"seq":p,"kind":"customer","author":null,
+            "text":text,"ts":ts,"deleted":false,"reactions":{}}})
+        .to_string()
+    };
+    for (p, t, ts) in entries {
+        let _: String = r.xadd(keys.replay(conv), schema::keys::replay_id(*p), &[("f", frame(*p, t, *ts))]).await.expect("xadd replay");
+    }
+    let last = entries.iter().map(|e| e.0).max().unwrap_or(0);
+    let _: () = r.set(keys.seq(conv), last).await.expect("set seq");
+    for p in publish {
+        let (_, t, ts) = entries.iter().find(|e| e.0 == *p).expect("published entry is in the replay");
+        let relay = Relay { audience: Audience::Staff, conversation: Some(conv.to_string()), pos: *p, frame: frame(*p, t, *ts) };
+        let _: String =
+            r.xadd(keys.staff_events(), "*", &[(schema::keys::FIELD, envelope::encode(&relay))]).await.expect("xadd staff");
+    }
 }
