@@ -7,7 +7,7 @@
 //! (for at most [`HOLD_MS`]) so that a reconnecting client's `resume` is
 //! answered before them, in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebS
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use redis::AsyncCommands;
-use schema::frames::{parse_client_frame, ClientFrame, ErrorCode, FrameError, ServerFrame, UserKind};
+use schema::frames::{parse_client_frame, ClientFrame, ErrorCode, FrameError, ServerFrame, UserKind, MAX_WATCHED};
 use schema::limits::{MAX_FRAME_BYTES, MAX_REPLAY};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
@@ -136,10 +136,11 @@ pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, id
         };
         handle.push(Out::Frame(hello.to_json().into()));
         let writer = tokio::spawn(write_loop(state.clone(), rx, wr, kill.clone(), close_code.clone()));
-        read_loop(&state, rd, &ident, &handle).await;
+        let mut watched = HashSet::new();
+        read_loop(&state, rd, &ident, &handle, &mut watched).await;
         kill.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-        Box::pin(unregister(&state, &ident, &handle)).await;
+        Box::pin(unregister(&state, &ident, &handle, &watched)).await;
     }
     .instrument(span)
     .await
@@ -174,16 +175,21 @@ async fn register(state: &AppState, ident: &Identity, h: &ConnHandle) -> Result<
                 .await?;
             if added == 1 && count == 1 {
                 let f = ServerFrame::Presence { customer: conv.to_string(), online: true, last_seen: None }.to_json();
-                relay::relay_frame(state, schema::envelope::Audience::Staff, conv, f, None).await?;
+                relay::relay_to_all_staff(state, conv, f).await?;
             }
         }
     }
     Ok(())
 }
 
-async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle) {
+async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle, watched: &HashSet<String>) {
     match ident.kind {
-        UserKind::Agent => state.registry.remove_agent(h.id),
+        UserKind::Agent => {
+            state.registry.remove_agent(h.id);
+            if let Err(e) = unwatch_all(state, h, watched.iter().map(String::as_str)).await {
+                tracing::warn!(error = %e, "unregister watchers failed");
+            }
+        }
         UserKind::Customer => {
             let conv = ident.id.as_str();
             if state.registry.remove_customer(conv, h.id) == 0 {
@@ -198,7 +204,7 @@ async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle) {
                     if left == 0 {
                         let _: () = conn.hset(state.keys.customer(conv), "last_seen", now).await?;
                         let f = ServerFrame::Presence { customer: conv.to_string(), online: false, last_seen: Some(now) }.to_json();
-                        relay::relay_frame(state, schema::envelope::Audience::Staff, conv, f, None).await?;
+                        relay::relay_to_all_staff(state, conv, f).await?;
                     }
                     Ok(())
                 }
@@ -211,6 +217,45 @@ async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle) {
     }
 }
 
+/// Starts watching conversations for an agent socket: the writer holds
+/// their live events from here, the node routes them to the socket, and
+/// Redis counts the node as a watcher, so every event numbered after this
+/// reaches the node's inbox; the caller then asks the writer to replay what
+/// came before (`Out::Resume`), which releases the held events in order.
+async fn watch_all(state: &AppState, h: &ConnHandle, convs: &[String]) -> Result<(), GatewayError> {
+    if convs.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for c in convs {
+        h.push(Out::Watch(Arc::from(c.as_str())));
+        state.registry.watch(c, h);
+        pipe.cmd("HINCRBY").arg(state.keys.watchers(c)).arg(&state.node).arg(1).ignore();
+    }
+    let mut conn = state.redis();
+    if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        // Not counted in Redis: undo locally (the counts that did land are
+        // taken back by the unwatch script, which stops at zero).
+        let _ = unwatch_all(state, h, convs.iter().map(String::as_str)).await;
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Stops watching conversations (an `unwatch`, or the socket closing).
+async fn unwatch_all<'a>(state: &AppState, h: &ConnHandle, convs: impl Iterator<Item = &'a str>) -> Result<(), GatewayError> {
+    let mut calls = Vec::new();
+    for c in convs {
+        state.registry.unwatch(c, h.id);
+        h.push(Out::Unwatch(Arc::from(c)));
+        calls.push(relay::Call::new().key(state.keys.watchers(c)).arg(&state.node));
+    }
+    for call in &calls {
+        relay::eval(state, &state.scripts.unwatch, call).await?;
+    }
+    Ok(())
+}
+
 fn reply(h: &ConnHandle, f: ServerFrame) {
     h.push(Out::Frame(f.to_json().into()));
 }
@@ -220,7 +265,7 @@ fn reply_err(h: &ConnHandle, rid: Option<String>, e: FrameError) {
     reply(h, ServerFrame::error(rid, e));
 }
 
-async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandle) {
+async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandle, watched: &mut HashSet<String>) {
     let idle = Duration::from_secs(state.cfg.idle_timeout_secs.max(1));
     let rate = state.cfg.send_rate.max(1) as f64;
     let mut writes = Bucket::new(rate, rate * 2.0);
@@ -290,7 +335,7 @@ async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandl
         let result = match cf {
             ClientFrame::Ping => Ok(Some(ServerFrame::Pong)),
             // Boxed: see `serve`.
-            cf => Box::pin(dispatch(state, ident, h, rid.clone(), cf, &mut typing_at)).await,
+            cf => Box::pin(dispatch(state, ident, h, rid.clone(), cf, &mut typing_at, watched)).await,
         };
         match result {
             Ok(Some(f)) => reply(h, f),
@@ -308,6 +353,7 @@ async fn dispatch(
     rid: Option<String>,
     cf: ClientFrame,
     typing_at: &mut HashMap<String, Instant>,
+    watched: &mut HashSet<String>,
 ) -> Result<Option<ServerFrame>, GatewayError> {
     match cf {
         ClientFrame::Ping => Ok(Some(ServerFrame::Pong)),
@@ -319,8 +365,65 @@ async fn dispatch(
                     Err(e) => reply_err(h, rid.clone(), e.to_frame_error()),
                 }
             }
+            // An agent resumes the conversations it holds: it watches them.
+            if ident.is_agent() {
+                let mut new = Vec::new();
+                let mut over = 0;
+                for (c, _) in &ok {
+                    if watched.contains(c) || new.contains(c) {
+                        continue;
+                    }
+                    if watched.len() + new.len() >= MAX_WATCHED {
+                        over += 1;
+                    } else {
+                        new.push(c.clone());
+                    }
+                }
+                if over > 0 {
+                    let msg = format!("watching at most {MAX_WATCHED} conversations: {over} resumed but not watched");
+                    reply_err(h, rid.clone(), FrameError::invalid(msg));
+                }
+                if let Err(e) = watch_all(state, h, &new).await {
+                    reply_err(h, rid.clone(), e.to_frame_error());
+                } else {
+                    watched.extend(new);
+                }
+            }
             h.push(Out::Resume(ok, epoch));
             Ok(None)
+        }
+        ClientFrame::Watch { conversation, after } => {
+            if !ident.is_agent() {
+                return Err(GatewayError::forbidden("watch: customers receive their own conversation without it"));
+            }
+            if !watched.contains(&conversation) {
+                if watched.len() >= MAX_WATCHED {
+                    return Err(GatewayError::invalid(format!(
+                        "watch: at most {MAX_WATCHED} conversations per socket; unwatch one first"
+                    )));
+                }
+                crate::auth::ensure_conversation(state, &conversation).await?;
+                watch_all(state, h, std::slice::from_ref(&conversation)).await?;
+                watched.insert(conversation.clone());
+            }
+            h.push(Out::Resume(vec![(conversation, after)], None));
+            Ok(None)
+        }
+        ClientFrame::Unwatch { conversation } => {
+            if !ident.is_agent() {
+                return Err(GatewayError::forbidden("unwatch: customers receive their own conversation"));
+            }
+            if watched.remove(&conversation) {
+                unwatch_all(state, h, std::iter::once(conversation.as_str())).await?;
+            }
+            Ok(rid.map(|rid| ServerFrame::Ack {
+                rid: Some(rid),
+                conversation,
+                seq: 0,
+                ts: schema::now_ms(),
+                pos: None,
+                duplicate: false,
+            }))
         }
         ClientFrame::Send { conversation, client_id, text, reply_to } => {
             handlers::send(state, ident, rid.clone(), conversation, client_id, text, reply_to).await.map(Some)
@@ -518,6 +621,8 @@ struct WriteState {
     hw: HashMap<Arc<str>, u64>,
     /// Live events held until the first client frame (or [`HOLD_MS`]).
     held: Option<Vec<Out>>,
+    /// Live events of conversations being watched, held until their replay.
+    watch_held: HashMap<Arc<str>, Vec<(u64, Arc<str>, u64)>>,
     /// A close frame went out: nothing more may follow it.
     closed: bool,
     /// When the socket opened (ms): events sent since are owed to it.
@@ -525,7 +630,15 @@ struct WriteState {
 }
 
 async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer, kill: CancellationToken, close_code: Arc<AtomicU16>) {
-    let mut w = WriteState { state, ws, hw: HashMap::new(), held: Some(Vec::new()), closed: false, opened_ms: schema::now_ms() };
+    let mut w = WriteState {
+        state,
+        ws,
+        hw: HashMap::new(),
+        held: Some(Vec::new()),
+        watch_held: HashMap::new(),
+        closed: false,
+        opened_ms: schema::now_ms(),
+    };
     let hold = tokio::time::sleep(Duration::from_millis(HOLD_MS));
     tokio::pin!(hold);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
@@ -602,9 +715,18 @@ impl WriteState {
                     if held.len() >= self.state.cfg.outbound_queue {
                         self.release().await?;
                     }
+                } else if let Some(held) = self.watch_held.get_mut(&conv) {
+                    held.push((pos, frame, floor));
                 } else {
                     self.event(conv, pos, &frame, floor).await?;
                 }
+            }
+            Out::Watch(conv) => {
+                self.watch_held.entry(conv).or_default();
+            }
+            Out::Unwatch(conv) => {
+                self.watch_held.remove(&conv);
+                self.hw.remove(&conv);
             }
             // Boxed, as the gap fill: Redis calls are rare here and large.
             Out::Resume(positions, epoch) => Box::pin(self.resume_all(positions, epoch)).await?,
@@ -633,7 +755,15 @@ impl WriteState {
             None => false,
         };
         for (conv, pos) in positions {
+            let key: Arc<str> = Arc::from(conv.as_str());
             self.resume(conv, pos, stale).await?;
+            // A newly watched conversation: its live events since the watch
+            // follow the replay (already written ones are dropped).
+            if let Some(held) = self.watch_held.remove(&key) {
+                for (p, f, floor) in held {
+                    self.event(key.clone(), p, &f, floor).await?;
+                }
+            }
         }
         self.release().await
     }

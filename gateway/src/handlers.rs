@@ -1,6 +1,7 @@
 //! One handler per client frame type. Each validates authorization, runs one
-//! script on the conversation's slot, then publishes (log shard + inboxes + staff stream)
-//! in one pipelined round trip, and answers `ack` or an error.
+//! script on the conversation's slot, then publishes (log shard + the inboxes
+//! of the nodes holding the customer or agents watching the conversation) in
+//! one pipelined round trip, and answers `ack` or an error.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use schema::limits::{EXCERPT_CHARS, TYPING_TTL_MS};
 use crate::auth::{ensure_conversation, seed_conversation};
 use crate::error::GatewayError;
 use crate::registry::Identity;
-use crate::relay::{self, int_at, publish, status, str_at, strings_at, subst, Call, Publish};
+use crate::relay::{self, int_at, publish, status, str_at, subst, Call, Publish, Targets};
 use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -121,9 +122,10 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
             .key(k.replay(m.conv))
             .key(k.meta(m.conv))
             .key(k.customer_nodes(m.conv))
-            .key(k.customer(m.conv));
+            .key(k.customer(m.conv))
+            .key(k.watchers(m.conv));
         if parts.is_some() {
-            call = call.key(k.log(keys::shard_of(m.conv, state.cfg.log_shards))).key(k.staff_events());
+            call = call.key(k.log(keys::shard_of(m.conv, state.cfg.log_shards)));
         }
         call = call
             .arg(ts)
@@ -141,8 +143,7 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
                 .arg(split::relay_head(Audience::Customer, m.conv))
                 .arg(split::relay_head(Audience::Staff, m.conv))
                 .arg(k.inbox(""))
-                .arg(relay::INBOX_LEN)
-                .arg(schema::limits::STAFF_EVENTS_LEN);
+                .arg(relay::INBOX_LEN);
         }
         let v = relay::eval(state, &state.scripts.send, &call).await?;
         let st = status(&v);
@@ -180,8 +181,8 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
                 } else {
                     let frame = subst(&subst(&template, "pos", seq), "seq", seq);
                     let relay = Relay { audience: Audience::Both, conversation: Some(m.conv.to_string()), pos: seq, frame };
-                    let nodes = strings_at(&v, 3);
-                    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
+                    let targets = Targets::at(&v, 3, 5);
+                    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
                 }
                 return Ok(Posted { seq, ts, duplicate });
             }
@@ -285,6 +286,7 @@ pub async fn edit_or_delete(
         .key(k.replay(&conv))
         .key(k.meta(&conv))
         .key(k.customer_nodes(&conv))
+        .key(k.watchers(&conv))
         .arg(seq)
         .arg(side.as_str())
         .arg(mode)
@@ -304,8 +306,8 @@ pub async fn edit_or_delete(
         None => LogEvent::Delete { conversation: conv.clone(), pos, seq, ts, by },
     };
     let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: subst(&frame, "pos", pos) };
-    let nodes = strings_at(&v, 2);
-    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
+    let targets = Targets::at(&v, 2, 3);
+    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
     Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
 }
 
@@ -350,6 +352,7 @@ pub async fn react(
         .key(k.customer_nodes(&conv))
         .key(k.reactions(&conv, seq))
         .key(k.reactors(&conv, seq))
+        .key(k.watchers(&conv))
         .arg(seq)
         .arg(&member)
         .arg(emoji.as_str())
@@ -370,8 +373,8 @@ pub async fn react(
     f = f.replacen("\"reactions\":{},", &format!("\"reactions\":{rx},"), 1);
     let ev = LogEvent::React { conversation: conv.clone(), pos, seq, emoji, on, by, ts };
     let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: f };
-    let nodes = strings_at(&v, 3);
-    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
+    let targets = Targets::at(&v, 3, 4);
+    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
     Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
 }
 
@@ -396,6 +399,7 @@ pub async fn read_state(
         .key(k.read_state(&conv))
         .key(k.seq(&conv))
         .key(k.customer_nodes(&conv))
+        .key(k.watchers(&conv))
         .arg(side.as_str())
         .arg(delivered)
         .arg(seen_seq);
@@ -415,17 +419,18 @@ pub async fn read_state(
         let receipt = ServerFrame::Receipt { conversation: conv.clone(), delivered_seq: nd, seen_seq: ns }.to_json();
         let audience = Audience::to_side(side.other());
         let relay = Relay { audience, conversation: Some(conv.clone()), pos: 0, frame: receipt };
-        let nodes = strings_at(&v, 4);
+        let targets = Targets::at(&v, 4, 5);
         let ev = LogEvent::Read { conversation: conv.clone(), side, delivered: nd, seen: ns, ts };
-        publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await?;
+        publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
     }
     Ok(rid.map(|rid| ServerFrame::Ack { rid: Some(rid), conversation: conv, seq, ts: schema::now_ms(), pos: None, duplicate: !changed }))
 }
 
-/// Typing: relayed to the other side only, never stored.
+/// Typing: relayed to the other side only (a customer's to the agents
+/// watching the conversation), never stored.
 pub async fn typing(state: &AppState, ident: &Identity, conv: String) -> Result<()> {
     authorize(ident, &conv)?;
     let frame = ServerFrame::Typing { conversation: conv.clone(), who: ident.user_ref(), expires_in_ms: TYPING_TTL_MS }.to_json();
     let audience = Audience::to_side(ident.kind.side().other());
-    relay::relay_frame(state, audience, &conv, frame, None).await
+    relay::relay_frame(state, audience, &conv, frame).await
 }

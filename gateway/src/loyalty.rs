@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use schema::envelope::{self, Audience, LoyaltyReply, LoyaltyRequest};
+use schema::envelope::{self, LoyaltyReply, LoyaltyRequest};
 use schema::frames::{ErrorCode, MessageKind, ServerFrame};
 use schema::keys::FIELD;
 use schema::loyalty::{
@@ -370,7 +370,7 @@ async fn announce(
     };
     let frame =
         ServerFrame::Points { customer: customer.to_string(), balance: now.balance, version: Some(now.version) };
-    crate::relay::relay_frame(state, Audience::Staff, customer, frame.to_json(), None).await?;
+    crate::relay::relay_to_all_staff(state, customer, frame.to_json()).await?;
     Ok(())
 }
 

@@ -36,7 +36,7 @@ use subtle::ConstantTimeEq;
 use crate::api::read_json;
 use crate::error::{json_response, Body, GatewayError};
 use crate::handlers::{post_message, NewMessage};
-use crate::relay::{int_at, publish, status, strings_at, subst, Publish};
+use crate::relay::{int_at, publish, status, subst, Publish};
 use crate::seed::stable_uuid;
 use crate::state::AppState;
 
@@ -54,13 +54,13 @@ const MAX_CURRENCY_CHARS: usize = 8;
 const MAX_QTY: u64 = 10_000;
 
 /// A card update takes a position like an edit. KEYS: seq, replay,
-/// customer_nodes. ARGV: frame, replay_len, replay_ttl.
+/// customer_nodes, watchers. ARGV: frame, replay_len, replay_ttl.
 const CARD_UPDATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOSEQ'} end
 local pos = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], pos .. '-0', 'f', subst(ARGV[1], 'pos', pos))
 hot(ARGV[3], KEYS[2])
-return {'OK', pos, redis.call('SMEMBERS', KEYS[3])}
+return {'OK', pos, redis.call('SMEMBERS', KEYS[3]), redis.call('HKEYS', KEYS[4])}
 "#;
 
 /// Deletes the lock only if it still holds our token.
@@ -256,6 +256,7 @@ async fn eval_card_update(state: &AppState, script: &Script, conv: &str, frame: 
         .key(k.seq(conv))
         .key(k.replay(conv))
         .key(k.customer_nodes(conv))
+        .key(k.watchers(conv))
         .arg(frame)
         .arg(state.cfg.replay_len)
         .arg(state.cfg.replay_ttl_secs);
@@ -293,8 +294,8 @@ async fn update_card(
                     pos,
                     frame: subst(&frame, "pos", pos),
                 };
-                let nodes = strings_at(&v, 2);
-                return publish(state, Publish { log: Some(&ev), relay: Some((&relay, &nodes)) }).await;
+                let targets = crate::relay::Targets::at(&v, 2, 3);
+                return publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await;
             }
             // Redis lost the conversation's counter: continue it from the record.
             "NOSEQ" if !seeded => {

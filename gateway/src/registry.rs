@@ -25,6 +25,11 @@ pub enum Out {
     Event { conv: Arc<str>, pos: u64, frame: Arc<str>, floor: u64 },
     /// The client asked to resume from these positions (obtained in `epoch`).
     Resume(Vec<(String, u64)>, Option<String>),
+    /// The socket starts watching a conversation: hold its live events until
+    /// the `Resume` that follows has replayed what came before them.
+    Watch(Arc<str>),
+    /// The socket stopped watching a conversation: forget its position.
+    Unwatch(Arc<str>),
     /// The client's first frame was not a resume: deliver buffered live events now.
     Open,
     /// A message echoed as-is (test-only echo route): text or binary.
@@ -95,6 +100,8 @@ pub struct Registry {
     ip_rate: DashMap<std::net::IpAddr, (u64, u32)>,
     agents: DashMap<u64, ConnHandle>,
     customers: DashMap<String, Vec<ConnHandle>>,
+    /// Agent sockets by the conversations they watch.
+    watchers: DashMap<String, Vec<ConnHandle>>,
 }
 
 impl Registry {
@@ -138,6 +145,31 @@ impl Registry {
             self.customers.remove_if(conv, |_, v| v.is_empty());
         }
         left
+    }
+
+    /// An agent socket starts watching a conversation (idempotent).
+    pub fn watch(&self, conv: &str, h: &ConnHandle) {
+        let mut e = self.watchers.entry(conv.to_string()).or_default();
+        if !e.iter().any(|x| x.id == h.id) {
+            e.push(h.clone());
+        }
+    }
+
+    /// An agent socket stops watching a conversation.
+    pub fn unwatch(&self, conv: &str, id: u64) {
+        if let Some(mut e) = self.watchers.get_mut(conv) {
+            e.retain(|h| h.id != id);
+        }
+        self.watchers.remove_if(conv, |_, v| v.is_empty());
+    }
+
+    /// Calls `f` for every agent socket watching a conversation.
+    pub fn for_watchers(&self, conv: &str, mut f: impl FnMut(&ConnHandle)) {
+        if let Some(v) = self.watchers.get(conv) {
+            for h in v.iter() {
+                f(h);
+            }
+        }
     }
 
     /// Admits a new socket from `ip`: under both the open-socket cap and the

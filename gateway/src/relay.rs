@@ -1,6 +1,12 @@
 //! Redis in and out: the per-conversation scripts (one round trip, one slot),
 //! publishing to the log shards, node inboxes and the staff stream, and
 //! reading this node's inbox and the staff stream.
+//!
+//! A conversation's frames go to the inboxes of the nodes holding its
+//! customer's sockets (`{c:<id>}:nodes`) and of the nodes holding agent
+//! sockets that watch it (`{c:<id>}:watchers`); the scripts return both sets
+//! atomically with the position they assign. The staff stream carries only
+//! what every agent gets: chat-list rows, presence and points.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,15 +49,15 @@ local function hot(ttl, ...)
 end
 "#;
 
-/// KEYS: seq, dedupe, replay, meta, customer_nodes, customer[, log shard, staff stream]
+/// KEYS: seq, dedupe, replay, meta, customer_nodes, customer, watchers[, log shard]
 /// ARGV: ts, side, excerpt, frame, dedupe_ttl, replay_len, replay_ttl[, log head,
 /// log tail, conversation id, customer relay head, staff relay head, inbox key
-/// prefix, inbox length, staff stream length]
+/// prefix, inbox length]
 ///
-/// With the two extra keys (single Redis only: they are in other slots) the
-/// script also publishes a new message: the log entry and the relay entries
-/// (every node hosting the customer, and the staff stream), finished from the
-/// gateway's pre-encoded parts (`schema::envelope::split`).
+/// With the extra key (single Redis only: it is in another slot) the script
+/// also publishes a new message: the log entry and the relay entries (every
+/// node hosting the customer, every node with an agent watching it),
+/// finished from the gateway's pre-encoded parts (`schema::envelope::split`).
 ///
 /// The metadata of the message `replay_len` positions back is dropped, so an
 /// active conversation keeps at most about as much metadata as replay.
@@ -60,7 +66,7 @@ if redis.call('EXISTS', KEYS[6]) == 0 then return {'NOCONV'} end
 local d = redis.call('GET', KEYS[2])
 if d then
   local i = string.find(d, ':', 1, true)
-  return {'DUP', tonumber(string.sub(d, 1, i - 1)), tonumber(string.sub(d, i + 1)), {}, redis.call('HMGET', KEYS[6], 'username', 'avatar_url')}
+  return {'DUP', tonumber(string.sub(d, 1, i - 1)), tonumber(string.sub(d, i + 1)), {}, redis.call('HMGET', KEYS[6], 'username', 'avatar_url'), {}}
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOSEQ'} end
 local seq = redis.call('INCR', KEYS[1])
@@ -72,17 +78,20 @@ if seq > tonumber(ARGV[6]) then redis.call('HDEL', KEYS[4], seq - tonumber(ARGV[
 hot(ARGV[7], KEYS[3], KEYS[4])
 local nodes = redis.call('SMEMBERS', KEYS[5])
 local prof = redis.call('HMGET', KEYS[6], 'username', 'avatar_url')
-if KEYS[7] then
+local watchers = redis.call('HKEYS', KEYS[7])
+if KEYS[8] then
   local av = prof[2]
   if av == '' then av = false end
-  redis.call('XADD', KEYS[7], '*', 'e', ARGV[8] .. vs(prof[1] or ARGV[10]) .. vopt(av) .. vu(seq) .. ARGV[9])
+  redis.call('XADD', KEYS[8], '*', 'e', ARGV[8] .. vs(prof[1] or ARGV[10]) .. vopt(av) .. vu(seq) .. ARGV[9])
   local body = vu(seq) .. vs(f)
   for _, n in ipairs(nodes) do
     redis.call('XADD', ARGV[13] .. n, 'MAXLEN', '~', ARGV[14], '*', 'e', ARGV[11] .. body)
   end
-  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[15], '*', 'e', ARGV[12] .. body)
+  for _, n in ipairs(watchers) do
+    redis.call('XADD', ARGV[13] .. n, 'MAXLEN', '~', ARGV[14], '*', 'e', ARGV[12] .. body)
+  end
 end
-return {'OK', seq, tonumber(ARGV[1]), nodes, prof}
+return {'OK', seq, tonumber(ARGV[1]), nodes, prof, watchers}
 "#;
 
 /// Parses a meta value "side|deleted|excerpt".
@@ -94,7 +103,7 @@ local function meta(m)
 end
 "#;
 
-/// Edit or delete. KEYS: seq, replay, meta, customer_nodes
+/// Edit or delete. KEYS: seq, replay, meta, customer_nodes, watchers
 /// ARGV: target seq, side, mode (edit|delete), excerpt, frame, replay_len, replay_ttl
 const MUTATE: &str = r#"
 local m = redis.call('HGET', KEYS[3], ARGV[1])
@@ -110,10 +119,10 @@ else
   redis.call('HSET', KEYS[3], ARGV[1], side .. '|0|' .. ARGV[4])
 end
 hot(ARGV[7], KEYS[2], KEYS[3])
-return {'OK', pos, redis.call('SMEMBERS', KEYS[4])}
+return {'OK', pos, redis.call('SMEMBERS', KEYS[4]), redis.call('HKEYS', KEYS[5])}
 "#;
 
-/// KEYS: seq, replay, meta, customer_nodes, reactions, reactors
+/// KEYS: seq, replay, meta, customer_nodes, reactions, reactors, watchers
 /// ARGV: target seq, reactor member, emoji, on (1|0), frame, replay_len, replay_ttl
 const REACT: &str = r#"
 local m = redis.call('HGET', KEYS[3], ARGV[1])
@@ -138,10 +147,10 @@ local a, b = string.find(f, '"reactions":{},', 1, true)
 if a then f = string.sub(f, 1, a - 1) .. '"reactions":' .. rx .. ',' .. string.sub(f, b + 1) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], pos .. '-0', 'f', f)
 hot(ARGV[7], KEYS[2], KEYS[3])
-return {'OK', pos, rx, redis.call('SMEMBERS', KEYS[4])}
+return {'OK', pos, rx, redis.call('SMEMBERS', KEYS[4]), redis.call('HKEYS', KEYS[7])}
 "#;
 
-/// Monotonic read state. KEYS: read_state, seq, customer_nodes
+/// Monotonic read state. KEYS: read_state, seq, customer_nodes, watchers
 /// ARGV: side, delivered, seen
 const READ: &str = r#"
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -156,7 +165,16 @@ local changed = 0
 if s > os then os = s; changed = 1; redis.call('HSET', KEYS[1], fs, os) end
 local nd = math.max(od, d, os)
 if nd > od then changed = 1; redis.call('HSET', KEYS[1], fd, nd) end
-return {'OK', nd, os, changed, redis.call('SMEMBERS', KEYS[3])}
+return {'OK', nd, os, changed, redis.call('SMEMBERS', KEYS[3]), redis.call('HKEYS', KEYS[4])}
+"#;
+
+/// An agent socket on node ARGV[1] stops watching: one fewer watcher there,
+/// and the node leaves the hash at zero (atomic, so a concurrent watch on
+/// the same node is never erased). KEYS: watchers
+const UNWATCH: &str = r#"
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return {n}
 "#;
 
 pub struct Scripts {
@@ -164,6 +182,7 @@ pub struct Scripts {
     pub mutate: Script,
     pub react: Script,
     pub read: Script,
+    pub unwatch: Script,
     send_src: String,
     mutate_src: String,
     react_src: String,
@@ -181,6 +200,7 @@ impl Default for Scripts {
             mutate: Script::new(&mutate_src),
             react: Script::new(&react_src),
             read: Script::new(&read_src),
+            unwatch: Script::new(UNWATCH),
             send_src,
             mutate_src,
             react_src,
@@ -252,6 +272,8 @@ fn script_source<'a>(state: &'a AppState, script: &Script) -> &'a str {
         &s.mutate_src
     } else if h == s.react.get_hash() {
         &s.react_src
+    } else if h == s.unwatch.get_hash() {
+        UNWATCH
     } else {
         &s.read_src
     }
@@ -312,51 +334,70 @@ pub fn opt_strings_at(v: &[Value], i: usize) -> Vec<Option<String>> {
 
 // ------------------------------------------------------------------ publishing
 
+/// The nodes a conversation's frame goes to: those holding the customer's
+/// sockets, and those holding agent sockets that watch the conversation.
+#[derive(Debug, Default, Clone)]
+pub struct Targets {
+    pub customers: Vec<String>,
+    pub watchers: Vec<String>,
+}
+
+impl Targets {
+    /// From a script's reply: the customer nodes at `i`, the watcher nodes at `j`.
+    pub fn at(v: &[Value], i: usize, j: usize) -> Self {
+        Self { customers: strings_at(v, i), watchers: strings_at(v, j) }
+    }
+}
+
 /// What one publish call sends.
 pub struct Publish<'a> {
     pub log: Option<&'a LogEvent>,
-    /// The frame, and the nodes holding the conversation's customer sockets
-    /// (used when the audience includes the customer).
-    pub relay: Option<(&'a Relay, &'a [String])>,
+    /// A conversation's frame and the nodes it goes to (by its audience).
+    pub relay: Option<(&'a Relay, &'a Targets)>,
 }
 
-/// One pipelined round trip: the log shard entry for the workers; for the
-/// customer side, the relay entry into the inbox of every node in `nodes`;
-/// for staff, one entry in the staff stream, which every node reads.
+/// One pipelined round trip: the log shard entry for the workers, and the
+/// relay entry into the inbox of every node that holds a recipient: the
+/// customer's sockets (customer side), agent sockets watching the
+/// conversation (staff side), one entry per node carrying the sides it serves.
 pub async fn publish(state: &AppState, p: Publish<'_>) -> Result<(), GatewayError> {
     let mut pipe = redis::pipe();
     if let Some(ev) = p.log {
         let shard = keys::shard_of(ev.conversation(), state.cfg.log_shards);
         pipe.cmd("XADD").arg(state.keys.log(shard)).arg("*").arg(FIELD).arg(envelope::encode(ev)).ignore();
     }
-    if let Some((relay, nodes)) = p.relay {
-        let part = |audience: Audience| {
-            envelope::encode(&Relay { audience, conversation: relay.conversation.clone(), pos: relay.pos, frame: relay.frame.clone() })
-        };
-        if matches!(relay.audience, Audience::Customer | Audience::Both) && !nodes.is_empty() {
-            let bytes = part(Audience::Customer);
-            let mut seen = std::collections::HashSet::new();
-            for n in nodes.iter().filter(|n| seen.insert(n.as_str())) {
-                pipe.cmd("XADD")
-                    .arg(state.keys.inbox(n))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(INBOX_LEN)
-                    .arg("*")
-                    .arg(FIELD)
-                    .arg(&bytes)
-                    .ignore();
+    if let Some((relay, targets)) = p.relay {
+        let to_customer = matches!(relay.audience, Audience::Customer | Audience::Both);
+        let to_staff = matches!(relay.audience, Audience::Staff | Audience::Both);
+        // (node, customer side, staff side); a handful of nodes at most.
+        let mut per_node: Vec<(&str, bool, bool)> = Vec::new();
+        let customers = targets.customers.iter().filter(|_| to_customer).map(|n| (n, true));
+        let watchers = targets.watchers.iter().filter(|_| to_staff).map(|n| (n, false));
+        for (n, customer) in customers.chain(watchers) {
+            match per_node.iter_mut().find(|(x, _, _)| *x == n.as_str()) {
+                Some(e) if customer => e.1 = true,
+                Some(e) => e.2 = true,
+                None => per_node.push((n.as_str(), customer, !customer)),
             }
         }
-        if matches!(relay.audience, Audience::Staff | Audience::Both) {
+        let mut encoded: [Option<Vec<u8>>; 3] = [None, None, None];
+        for (node, c, s) in per_node {
+            let (slot, audience) = match (c, s) {
+                (true, true) => (0, Audience::Both),
+                (true, false) => (1, Audience::Customer),
+                _ => (2, Audience::Staff),
+            };
+            let bytes = encoded[slot].get_or_insert_with(|| {
+                envelope::encode(&Relay { audience, conversation: relay.conversation.clone(), pos: relay.pos, frame: relay.frame.clone() })
+            });
             pipe.cmd("XADD")
-                .arg(state.keys.staff_events())
+                .arg(state.keys.inbox(node))
                 .arg("MAXLEN")
                 .arg("~")
-                .arg(schema::limits::STAFF_EVENTS_LEN)
+                .arg(INBOX_LEN)
                 .arg("*")
                 .arg(FIELD)
-                .arg(part(Audience::Staff))
+                .arg(&bytes[..])
                 .ignore();
         }
     }
@@ -367,28 +408,49 @@ pub async fn publish(state: &AppState, p: Publish<'_>) -> Result<(), GatewayErro
     Ok(())
 }
 
-/// Relays an unpositioned frame (typing, receipt, presence) to an audience.
-pub async fn relay_frame(
-    state: &AppState,
-    audience: Audience,
-    conv: &str,
-    frame: String,
-    customer_nodes: Option<Vec<String>>,
-) -> Result<(), GatewayError> {
-    let nodes: Vec<String> = match (audience, customer_nodes) {
-        (Audience::Staff, _) => Vec::new(),
-        (_, Some(n)) => n,
-        (_, None) => state.redis().smembers(state.keys.customer_nodes(conv)).await?,
-    };
-    if audience == Audience::Customer && nodes.is_empty() {
+/// Relays an unpositioned frame of a conversation (typing, receipt) to one
+/// side: the customer's nodes, or the nodes of agents watching it. Nothing
+/// is written when nobody there would receive it.
+pub async fn relay_frame(state: &AppState, audience: Audience, conv: &str, frame: String) -> Result<(), GatewayError> {
+    let mut conn = state.redis();
+    let mut targets = Targets::default();
+    if matches!(audience, Audience::Customer | Audience::Both) {
+        targets.customers = conn.smembers(state.keys.customer_nodes(conv)).await?;
+    }
+    if matches!(audience, Audience::Staff | Audience::Both) {
+        targets.watchers = conn.hkeys(state.keys.watchers(conv)).await?;
+    }
+    if targets.customers.is_empty() && targets.watchers.is_empty() {
         return Ok(());
     }
     let relay = Relay { audience, conversation: Some(conv.to_string()), pos: 0, frame };
-    publish(state, Publish { log: None, relay: Some((&relay, &nodes)) }).await
+    publish(state, Publish { log: None, relay: Some((&relay, &targets)) }).await
+}
+
+/// Sends a frame to every agent socket of every node (presence, points):
+/// one entry in the staff stream, which every node reads.
+pub async fn relay_to_all_staff(state: &AppState, conv: &str, frame: String) -> Result<(), GatewayError> {
+    let relay = Relay { audience: Audience::Staff, conversation: Some(conv.to_string()), pos: 0, frame };
+    let started = Instant::now();
+    let mut conn = state.redis();
+    redis::cmd("XADD")
+        .arg(state.keys.staff_events())
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(schema::limits::STAFF_EVENTS_LEN)
+        .arg("*")
+        .arg(FIELD)
+        .arg(envelope::encode(&relay))
+        .query_async::<()>(&mut conn)
+        .await?;
+    metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "publish").record(started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Hands a relayed frame to this node's sockets. `floor`: see [`Out::Event`].
-pub fn deliver(state: &AppState, relay: Relay, received: Instant, floor: u64) {
+/// `all_staff`: the frame came from the staff stream and is for every agent
+/// socket; otherwise its staff side is for the agents watching its conversation.
+pub fn deliver(state: &AppState, relay: Relay, received: Instant, floor: u64, all_staff: bool) {
     let frame: Arc<str> = Arc::from(relay.frame);
     let conv: Option<Arc<str>> = relay.conversation.map(Arc::from);
     let make = || match (&conv, relay.pos) {
@@ -396,9 +458,15 @@ pub fn deliver(state: &AppState, relay: Relay, received: Instant, floor: u64) {
         _ => Out::Frame(frame.clone()),
     };
     if matches!(relay.audience, Audience::Staff | Audience::Both) {
-        state.registry.for_agents(|h| {
-            h.push(make());
-        });
+        if all_staff {
+            state.registry.for_agents(|h| {
+                h.push(make());
+            });
+        } else if let Some(c) = &conv {
+            state.registry.for_watchers(c, |h| {
+                h.push(make());
+            });
+        }
     }
     if matches!(relay.audience, Audience::Customer | Audience::Both) {
         if let Some(c) = &conv {
@@ -410,8 +478,9 @@ pub fn deliver(state: &AppState, relay: Relay, received: Instant, floor: u64) {
     metrics::histogram!(crate::metrics::RELAY_SECONDS).record(received.elapsed().as_secs_f64());
 }
 
-/// Reads this node's inbox (frames for its customer sockets) and the staff
-/// stream (frames for every agent socket) until shutdown: with one `XREAD`
+/// Reads this node's inbox (frames for its customer sockets and for its
+/// agent sockets watching a conversation) and the staff stream (chat-list
+/// rows, presence and points, for every agent socket) until shutdown: with one `XREAD`
 /// over both streams, or, on a Redis Cluster (where the two keys live in
 /// different slots), one loop per stream.
 pub async fn relay_loops(state: AppState) {
@@ -442,6 +511,7 @@ async fn stream_loop(state: AppState, keys: Vec<String>) {
     let mut shutdown = state.shutdown.clone();
     let mut backoff = Duration::from_millis(100);
     let linger = Duration::from_micros(state.cfg.inbox_linger_us);
+    let staff_key = state.keys.staff_events();
     loop {
         if *shutdown.borrow() {
             return;
@@ -491,7 +561,7 @@ async fn stream_loop(state: AppState, keys: Vec<String>) {
                                         (Some(c), p) if p > 0 => note_relayed(&mut relayed[i], c, p),
                                         _ => NO_FLOOR,
                                     };
-                                    deliver(&state, relay, received, floor)
+                                    deliver(&state, relay, received, floor, keys[i] == staff_key)
                                 }
                                 Err(e) => tracing::warn!(error = %e, "relay streams: undecodable entry skipped"),
                             }

@@ -108,6 +108,7 @@ async fn core_flow_on_a_three_master_redis_cluster() {
     // Several customers so that conversations land on different masters.
     for i in 0..6 {
         let (tok, conv) = s.customer(&format!("cl{i}")).await;
+        agent.watch(&conv, 0).await;
         let mut c = s.ws(1, &tok).await;
         let a = c.say(&conv, &format!("hello {i}")).await;
         assert_eq!(a["type"], "ack", "{a}");

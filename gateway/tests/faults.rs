@@ -296,6 +296,7 @@ async fn kill_gateway_mid_traffic_clients_resume_elsewhere() {
     let mut ready = vec![];
     for i in 0..40 {
         let (tok, conv) = s.customer(&format!("k{i}")).await;
+        agent.watch(&conv, 0).await;
         let client = s.ws(0, &tok).await;
         ready.push(Resilient { client, conv, token: tok, acked: BTreeMap::new(), pending: vec![], received: vec![], last_pos: 0 });
     }
@@ -338,9 +339,11 @@ async fn slow_consumer_is_disconnected_and_others_are_unaffected() {
     s.add_gateway();
     s.wait_ready().await;
     let agent_tok = s.agent_token().await;
-    let mut slow = s.ws(0, &agent_tok).await; // never reads below
-    let mut fast = s.ws(0, &agent_tok).await;
     let (cust_tok, conv) = s.customer("sam").await;
+    let mut slow = s.ws(0, &agent_tok).await; // never reads after the watch
+    slow.watch(&conv, 0).await;
+    let mut fast = s.ws(0, &agent_tok).await;
+    fast.watch(&conv, 0).await;
     let mut cust = s.ws(0, &cust_tok).await;
     let big = "x".repeat(3900);
     let n = 1500;

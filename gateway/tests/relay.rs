@@ -15,6 +15,7 @@ async fn exchange_on(s: Stack) {
     let agent_tok = s.agent_token().await;
     let (cust_tok, conv) = s.customer("ann").await;
     let mut agent = s.ws(0, &agent_tok).await; // gateway A
+    agent.watch(&conv, 0).await;
     let mut cust = s.ws(1, &cust_tok).await; // gateway B
     assert_eq!(cust.hello["conversation"], conv.as_str());
     assert_eq!(agent.hello["user"]["kind"], "agent");
@@ -91,6 +92,7 @@ async fn resend_same_client_id_is_not_duplicated() {
     let agent_tok = s.agent_token().await;
     let (cust_tok, conv) = s.customer("bo").await;
     let mut agent = s.ws(0, &agent_tok).await;
+    agent.watch(&conv, 0).await;
     let mut cust = s.ws(0, &cust_tok).await;
     let cid = uuid();
     let send = |rid: &str| json!({"type":"send","rid":rid,"conversation":conv,"client_id":cid,"text":"only once"});
@@ -117,6 +119,7 @@ async fn typing_and_receipts() {
     let agent_tok = s.agent_token().await;
     let (cust_tok, conv) = s.customer("cy").await;
     let mut agent = s.ws(0, &agent_tok).await;
+    agent.watch(&conv, 0).await;
     let mut cust = s.ws(1, &cust_tok).await;
 
     cust.send(json!({"type":"typing","conversation":conv})).await;
@@ -157,6 +160,7 @@ async fn edit_delete_react_reply() {
     let agent_tok = s.agent_token().await;
     let (cust_tok, conv) = s.customer("di").await;
     let mut agent = s.ws(0, &agent_tok).await;
+    agent.watch(&conv, 0).await;
     let mut cust = s.ws(1, &cust_tok).await;
 
     let c1 = cust.say(&conv, "what time do you open?").await["seq"].as_u64().unwrap();
@@ -373,6 +377,7 @@ async fn hot_state_is_bounded_and_expires() {
     let agent_tok = s.agent_token().await;
     let (cust_tok, conv) = s.customer("hal").await;
     let mut agent = s.ws(0, &agent_tok).await;
+    agent.watch(&conv, 0).await;
     let mut cust = s.ws(0, &cust_tok).await;
     for i in 1..=20 {
         assert_eq!(agent.say(&conv, &format!("h{i}")).await["seq"], i);
@@ -609,24 +614,24 @@ async fn websocket_auth_and_origin() {
 #[tokio::test(flavor = "multi_thread")]
 async fn positions_published_out_of_order_reach_a_fresh_socket_in_order() {
     let s = Stack::start(1, 1, Db::Sqlite).await;
-    let agent_tok = s.agent_token().await;
     let (cust_tok, conv) = s.customer("olga").await;
     let mut cust = s.ws(0, &cust_tok).await;
     let first = cust.say(&conv, "first").await["seq"].as_u64().unwrap();
-    // The node has relayed `first`. Now an agent socket that has seen nothing of this conversation.
-    let mut agent = s.ws(0, &agent_tok).await;
-    agent.send(json!({"type":"ping"})).await;
-    agent.expect(|f| f["type"] == "pong").await;
+    // The node has relayed `first`. Now a second socket of the customer (another tab) that has seen nothing.
+    let mut tab = s.ws(0, &cust_tok).await;
+    tab.send(json!({"type":"ping"})).await;
+    tab.expect(|f| f["type"] == "pong").await;
 
     // Two later positions, sequenced in order but published in reverse, as two racing nodes may.
     let (p2, p3) = (first + 1, first + 2);
-    replay_then_publish(&s, &conv, &[(p2, "second", 1), (p3, "third", 1)], &[p3, p2]).await;
+    let node = tab.hello["node"].as_str().unwrap().to_string();
+    replay_then_publish(&s, &conv, &node, &[(p2, "second", 1), (p3, "third", 1)], &[p3, p2]).await;
 
     let either = |f: &Value| f["conversation"] == conv.as_str() && f["pos"].as_u64().is_some_and(|p| p == p2 || p == p3);
-    let a = agent.expect(either).await;
-    let b = agent.expect(either).await;
+    let a = tab.expect(either).await;
+    let b = tab.expect(either).await;
     assert_eq!((a["pos"].as_u64(), b["pos"].as_u64()), (Some(p2), Some(p3)), "both, in position order: {a} {b}");
-    agent.expect_none(Duration::from_millis(500), either).await;
+    tab.expect_none(Duration::from_millis(500), either).await;
 }
 
 /// Two sends to one conversation from different nodes can be published in
@@ -637,31 +642,32 @@ async fn positions_published_out_of_order_reach_a_fresh_socket_in_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reordered_publishes_on_first_contact_are_delivered_in_order() {
     let s = Stack::start(1, 1, Db::Sqlite).await;
-    let agent_tok = s.agent_token().await;
-    let mut agent = s.ws(0, &agent_tok).await;
-    agent.send(json!({"type":"resume","positions":{}})).await;
-    let conv = "reorder1";
+    let (cust_tok, conv) = s.customer("rena").await;
+    let mut cust = s.ws(0, &cust_tok).await;
+    cust.send(json!({"type":"resume","positions":{}})).await;
+    let node = cust.hello["node"].as_str().unwrap().to_string();
     let now = schema::now_ms();
     let entries = [(1, "before the socket", now - 60_000), (2, "first", now + 1), (3, "second", now + 2)];
-    replay_then_publish(&s, conv, &entries, &[3, 2]).await;
-    let first = agent.expect(|f| f["type"] == "message" && f["conversation"] == conv).await;
+    replay_then_publish(&s, &conv, &node, &entries, &[3, 2]).await;
+    let is_conv_msg = |f: &Value| f["type"] == "message" && f["conversation"] == conv.as_str();
+    let first = cust.expect(is_conv_msg).await;
     assert_eq!(first["message"]["text"], "first", "{first}");
-    let second = agent.expect(|f| f["type"] == "message" && f["conversation"] == conv).await;
+    let second = cust.expect(is_conv_msg).await;
     assert_eq!(second["message"]["text"], "second", "{second}");
-    agent.expect_none(Duration::from_millis(700), |f| f["type"] == "message" && f["conversation"] == conv).await;
+    cust.expect_none(Duration::from_millis(700), is_conv_msg).await;
 }
 
 /// What two racing nodes may do: `entries` (position, text, sent at) are
 /// numbered and in the conversation's replay stream (the sequence raised to
-/// the last), then the positions in `publish` reach the staff stream in that
-/// order.
-async fn replay_then_publish(s: &Stack, conv: &str, entries: &[(u64, &str, i64)], publish: &[u64]) {
+/// the last), then the positions in `publish` reach `node`'s inbox in that
+/// order (for the customer's sockets).
+async fn replay_then_publish(s: &Stack, conv: &str, node: &str, entries: &[(u64, &str, i64)], publish: &[u64]) {
     use redis::AsyncCommands;
     use schema::envelope::{self, Audience, Relay};
     let keys = schema::keys::Keys::new(s.prefix.clone());
     let mut r = s.redis().get_multiplexed_async_connection().await.expect("redis");
     let frame = |p: u64, text: &str, ts: i64| {
-        json!({"type":"message","conversation":conv,"pos":p,"message":{"seq":p,"kind":"customer","author":null,
+        json!({"type":"message","conversation":conv,"pos":p,"message":{"seq":p,"kind":"staff","author":null,
             "text":text,"ts":ts,"deleted":false,"reactions":{}}})
         .to_string()
     };
@@ -672,8 +678,131 @@ async fn replay_then_publish(s: &Stack, conv: &str, entries: &[(u64, &str, i64)]
     let _: () = r.set(keys.seq(conv), last).await.expect("set seq");
     for p in publish {
         let (_, t, ts) = entries.iter().find(|e| e.0 == *p).expect("published entry is in the replay");
-        let relay = Relay { audience: Audience::Staff, conversation: Some(conv.to_string()), pos: *p, frame: frame(*p, t, *ts) };
+        let relay = Relay { audience: Audience::Customer, conversation: Some(conv.to_string()), pos: *p, frame: frame(*p, t, *ts) };
         let _: String =
-            r.xadd(keys.staff_events(), "*", &[(schema::keys::FIELD, envelope::encode(&relay))]).await.expect("xadd staff");
+            r.xadd(keys.inbox(node), "*", &[(schema::keys::FIELD, envelope::encode(&relay))]).await.expect("xadd inbox");
     }
+}
+
+/// Agents receive a conversation's live events only while they watch it;
+/// the chat list stays live for all conversations through `conversation`
+/// rows. Watching replays what came after the client's position, exactly
+/// once; unwatching stops the events; resume watches what it names; a node
+/// stops being a watcher in Redis when its last watching socket goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_get_live_events_of_watched_conversations_only() {
+    use redis::AsyncCommands;
+    let s = Stack::start(2, 1, Db::Sqlite).await;
+    let agent_tok = s.agent_token().await;
+    let (tok_a, conv_a) = s.customer("wanda").await;
+    let (tok_b, conv_b) = s.customer("wes").await;
+    let mut agent = s.ws(0, &agent_tok).await;
+    let node = agent.hello["node"].as_str().unwrap().to_string();
+    let mut ca = s.ws(1, &tok_a).await;
+    let mut cb = s.ws(1, &tok_b).await;
+    let r = agent.watch(&conv_a, 0).await;
+    assert_eq!(r["complete"], true, "{r}");
+
+    let of = |c: &str| {
+        let c = c.to_string();
+        move |f: &Value| f["conversation"] == c.as_str() && f["type"] != "replay"
+    };
+    cb.say(&conv_b, "b1").await;
+    cb.send(json!({"type":"typing","conversation":conv_b})).await;
+    ca.say(&conv_a, "a1").await;
+    ca.send(json!({"type":"typing","conversation":conv_a})).await;
+    agent.expect(is_msg(&conv_a, "a1")).await;
+    agent.expect(|f| f["type"] == "typing" && f["conversation"] == conv_a.as_str()).await;
+    // B is not watched: its chat-list row arrives (preview, unread), nothing else.
+    let row = agent.expect(|f| f["type"] == "conversation" && f["id"] == conv_b.as_str()).await;
+    assert_eq!(row["preview"], "b1");
+    assert_eq!(row["unread"], 1);
+    agent.expect_none(Duration::from_millis(300), |f| f["conversation"] == conv_b.as_str()).await;
+
+    // Watching B replays what the agent does not hold, then live events follow, once each.
+    let r = agent.watch(&conv_b, 0).await;
+    assert_eq!(r["complete"], true, "{r}");
+    assert_eq!(r["to_seq"], 1);
+    let replayed: Vec<Value> = agent.buf.iter().filter(|f| of(&conv_b)(f)).cloned().collect();
+    assert_eq!(replayed.len(), 1, "{replayed:?}");
+    assert_eq!(replayed[0]["message"]["text"], "b1");
+    agent.buf.retain(|f| !of(&conv_b)(f));
+    cb.say(&conv_b, "b2").await;
+    agent.expect(is_msg(&conv_b, "b2")).await;
+    agent.expect_none(Duration::from_millis(300), is_msg(&conv_b, "b2")).await;
+
+    // Unwatching A: its events stop, its row still comes.
+    agent.send(json!({"type":"unwatch","rid":"u","conversation":conv_a})).await;
+    let u = agent.reply("u").await;
+    assert_eq!(u["type"], "ack", "{u}");
+    ca.say(&conv_a, "a2").await;
+    agent.expect(|f| f["type"] == "conversation" && f["id"] == conv_a.as_str() && f["preview"] == "a2").await;
+    agent.expect_none(Duration::from_millis(300), is_msg(&conv_a, "a2")).await;
+
+    // In Redis: the node watches B only.
+    let keys = schema::keys::Keys::new(s.prefix.clone());
+    let mut r = s.redis().get_multiplexed_async_connection().await.unwrap();
+    let wa: std::collections::HashMap<String, i64> = r.hgetall(keys.watchers(&conv_a)).await.unwrap();
+    let wb: std::collections::HashMap<String, i64> = r.hgetall(keys.watchers(&conv_b)).await.unwrap();
+    assert!(wa.is_empty(), "{wa:?}");
+    assert_eq!(wb.get(&node), Some(&1), "{wb:?}");
+
+    // A reconnecting console resumes what it holds, and so watches it again.
+    let mut again = s.ws(0, &agent_tok).await;
+    again.send(json!({"type":"resume","positions":{conv_b.clone(): 2}})).await;
+    let rp = again.expect(|f| f["type"] == "replay").await;
+    assert_eq!(rp["complete"], true, "{rp}");
+    cb.say(&conv_b, "b3").await;
+    again.expect(is_msg(&conv_b, "b3")).await;
+    agent.expect(is_msg(&conv_b, "b3")).await;
+    let wb: std::collections::HashMap<String, i64> = r.hgetall(keys.watchers(&conv_b)).await.unwrap();
+    assert_eq!(wb.get(&node), Some(&2), "two sockets of the node watch B: {wb:?}");
+    // Sockets gone: the node is no watcher any more.
+    drop(again);
+    drop(agent);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = r.exists(keys.watchers(&conv_b)).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "watchers of B left behind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Bad `watch`/`unwatch` frames get clear errors and the socket goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_errors() {
+    let s = Stack::start(1, 1, Db::Sqlite).await;
+    let agent_tok = s.agent_token().await;
+    let (cust_tok, conv) = s.customer("wyatt").await;
+    let mut cust = s.ws(0, &cust_tok).await;
+    cust.send(json!({"type":"watch","rid":"c","conversation":conv,"after":0})).await;
+    assert_eq!(cust.reply("c").await["code"], "forbidden");
+    cust.send(json!({"type":"unwatch","rid":"c2","conversation":conv})).await;
+    assert_eq!(cust.reply("c2").await["code"], "forbidden");
+    let mut agent = s.ws(0, &agent_tok).await;
+    agent.send(json!({"type":"watch","rid":"n","conversation":"nobody-here","after":0})).await;
+    assert_eq!(agent.reply("n").await["code"], "not_found");
+    agent.send(json!({"type":"watch","rid":"m","after":0})).await;
+    assert_eq!(agent.reply("m").await["code"], "invalid");
+    agent.send(json!({"type":"watch","rid":"b","conversation":"bad id!","after":0})).await;
+    assert_eq!(agent.reply("b").await["code"], "invalid");
+    // At most 100 per socket: a resume naming 101 watches 100 and says so.
+    let positions: serde_json::Map<String, Value> = (0..101).map(|i| (format!("w{i}"), json!(0))).collect();
+    agent.send(json!({"type":"resume","rid":"r","positions":positions})).await;
+    let e = agent.reply("r").await;
+    assert_eq!(e["code"], "invalid", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("100"), "{e}");
+    agent.send(json!({"type":"watch","rid":"over","conversation":conv,"after":0})).await;
+    assert_eq!(agent.reply("over").await["code"], "invalid");
+    // Unwatch one: room for another.
+    agent.send(json!({"type":"unwatch","rid":"u","conversation":"w7"})).await;
+    let u = agent.reply("u").await;
+    assert_eq!(u["type"], "ack", "{u}");
+    let r = agent.watch(&conv, 0).await;
+    assert_eq!(r["complete"], true, "{r}");
+    cust.say(&conv, "still fine").await;
+    agent.expect(is_msg(&conv, "still fine")).await;
 }

@@ -152,6 +152,7 @@ pub struct RawFrame {
     pub on: Option<bool>,
     pub positions: Option<HashMap<String, u64>>,
     pub epoch: Option<String>,
+    pub after: Option<u64>,
 }
 
 /// A validated client frame.
@@ -166,6 +167,10 @@ pub enum ClientFrame {
     Seen { conversation: String, seq: u64 },
     /// `epoch`: the epoch the positions were obtained in (a different one means reload).
     Resume { positions: Vec<(String, u64)>, epoch: Option<String> },
+    /// Agents: receive this conversation's live events, after replaying those after `after`.
+    Watch { conversation: String, after: u64 },
+    /// Agents: stop receiving this conversation's live events.
+    Unwatch { conversation: String },
     Ping,
 }
 
@@ -181,11 +186,15 @@ impl ClientFrame {
             ClientFrame::Delivered { .. } => "delivered",
             ClientFrame::Seen { .. } => "seen",
             ClientFrame::Resume { .. } => "resume",
+            ClientFrame::Watch { .. } => "watch",
+            ClientFrame::Unwatch { .. } => "unwatch",
             ClientFrame::Ping => "ping",
         }
     }
 }
 
+/// Most conversations one agent socket may watch at once.
+pub const MAX_WATCHED: usize = 100;
 /// Most conversations one `resume` may name.
 pub const MAX_RESUME_POSITIONS: usize = 1000;
 /// Longest `rid` echoed back.
@@ -308,6 +317,8 @@ impl RawFrame {
                 }
                 ClientFrame::Resume { positions, epoch: self.epoch }
             }
+            "watch" => ClientFrame::Watch { conversation: conversation(self.conversation, t)?, after: self.after.unwrap_or(0) },
+            "unwatch" => ClientFrame::Unwatch { conversation: conversation(self.conversation, t)? },
             "ping" => ClientFrame::Ping,
             other => {
                 return Err(FrameError::invalid(format!(

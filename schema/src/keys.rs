@@ -59,6 +59,11 @@ impl Keys {
     pub fn customer_nodes(&self, conv: &str) -> String {
         self.conv(conv, "nodes")
     }
+    /// Hash: node -> number of agent sockets on it watching the conversation
+    /// (the nodes that get its staff frames in their inbox).
+    pub fn watchers(&self, conv: &str) -> String {
+        self.conv(conv, "watchers")
+    }
     /// Hash: the chat-list row (customer_id, username, avatar_url, preview,
     /// last_ts, last_seq, unread), written by the worker.
     pub fn row(&self, conv: &str) -> String {

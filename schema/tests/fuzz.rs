@@ -25,7 +25,9 @@ fn check_frame(f: &ClientFrame) {
         | ClientFrame::Delivered { conversation, seq }
         | ClientFrame::Seen { conversation, seq }
         | ClientFrame::React { conversation, seq, .. } => assert!(valid_id(conversation) && *seq > 0),
-        ClientFrame::Typing { conversation } => assert!(valid_id(conversation)),
+        ClientFrame::Typing { conversation } | ClientFrame::Watch { conversation, .. } | ClientFrame::Unwatch { conversation } => {
+            assert!(valid_id(conversation))
+        }
         ClientFrame::Resume { positions, .. } => assert!(positions.iter().all(|(c, _)| valid_id(c))),
         ClientFrame::Ping => {}
     }

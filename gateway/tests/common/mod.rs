@@ -415,6 +415,22 @@ impl Client {
         self.reply(&rid).await
     }
 
+    /// Agents: watches a conversation (its live events come to this socket
+    /// from now on; those after `after` are replayed first). Returns the
+    /// `replay` frame that answers it.
+    pub async fn watch(&mut self, conv: &str, after: u64) -> Value {
+        self.send(json!({"type":"watch","conversation":conv,"after":after})).await;
+        let c = conv.to_string();
+        self.expect(move |f| f["type"] == "replay" && f["conversation"] == c.as_str()).await
+    }
+
+    /// Agents: watches a conversation from its current end (nothing replayed).
+    pub async fn watch_now(&mut self, conv: &str) -> Value {
+        self.send(json!({"type":"watch","conversation":conv,"after":u64::MAX / 2})).await;
+        let c = conv.to_string();
+        self.expect(move |f| f["type"] == "replay" && f["conversation"] == c.as_str()).await
+    }
+
     /// The ack or error answering `rid`.
     pub async fn reply(&mut self, rid: &str) -> Value {
         let rid = rid.to_string();
