@@ -249,18 +249,19 @@ describe('console', () => {
     for (const x of [agent, customer]) await x.context.close();
   });
 
-  test('background alerts: desktop notification and sound for a new customer message', async () => {
+  test('background alerts: a notification and a sound per new customer message, also for conversations that are not open; a click opens the conversation', async () => {
     const context = await browser.newContext({ viewport: VIEWPORTS.desktop });
     // Record notifications and tones instead of showing them; the page is "in the background".
     await context.addInitScript(() => {
-      window.__alerts = { notes: [], tones: 0 };
+      window.__alerts = { notes: [], shown: [], tones: 0 };
       class FakeNotification {
         static permission = 'granted';
         static requestPermission() {
           return Promise.resolve('granted');
         }
         constructor(title, opts) {
-          window.__alerts.notes.push({ title, body: opts?.body });
+          window.__alerts.notes.push({ title, body: opts?.body, tag: opts?.tag });
+          window.__alerts.shown.push(this);
         }
         close() {}
       }
@@ -277,32 +278,57 @@ describe('console', () => {
     const page = await context.newPage();
     const { watch } = await import('./harness.mjs');
     const w = watch(page, 'agent');
+    // A conversation the agent has open (its messages arrive live to the console).
+    const openName = uniqueName('olga');
+    const open = await newCustomer(browser, stack.url, openName);
+    await send(open.page, 'I have a question');
     await page.goto(stack.url);
     await page.getByLabel('Username').fill('demo');
     await page.getByLabel('Password').fill('demo');
     await page.getByRole('button', { name: 'Log in' }).click();
     await page.getByRole('link', { name: /^Chat/ }).click(); // the first click unlocks sound
-    await page.locator('.chat-row').first().waitFor();
+    await row(page, openName).click();
+    await message(page, 'I have a question').waitFor();
+    await until(async () => (await row(page, openName).locator('[data-testid="unread-badge"]').count()) === 0, { what: 'open conversation read' });
     await page.evaluate(() => {
       Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
       document.dispatchEvent(new Event('visibilitychange'));
+      // From here on (a headless page may count as unfocused, hence "in the background", earlier).
+      window.__alerts.notes.length = 0;
+      window.__alerts.shown.length = 0;
+      window.__alerts.tones = 0;
     });
+    const notes = () => page.evaluate(() => window.__alerts.notes);
+    const noteCount = (n) => until(async () => ((await notes()).length >= n ? notes() : null), { what: `${n} notification(s)` });
+
+    // A new customer writes: their conversation is not open (the console only gets its row).
     const name = uniqueName('nina');
     const customer = await newCustomer(browser, stack.url, name);
     await send(customer.page, 'Are you open today?');
-    const alerts = await until(
-      async () => {
-        const a = await page.evaluate(() => window.__alerts);
-        return a.notes.length ? a : null;
-      },
-      { what: 'a notification' },
-    );
-    assert.equal(alerts.notes[0].title, `New message from ${name}`);
-    assert.equal(alerts.notes[0].body, 'Are you open today?');
-    assert.ok(alerts.tones >= 1, 'a sound played');
-    assertClean(w, customer);
+    let got = await noteCount(1);
+    assert.deepEqual(got[0], { title: `New message from ${name}`, body: 'Are you open today?', tag: `chat-${name}` });
+    assert.ok((await page.evaluate(() => window.__alerts.tones)) >= 1, 'a sound played');
+    await send(customer.page, 'Until what time?');
+    got = await noteCount(2);
+    assert.deepEqual(got[1], { title: `New message from ${name}`, body: 'Until what time?', tag: `chat-${name}` });
+    // The open conversation alerts too (the page is in the background), once per message.
+    await send(open.page, 'Hello? Anyone?');
+    got = await noteCount(3);
+    assert.deepEqual(got[2], { title: `New message from ${openName}`, body: 'Hello? Anyone?', tag: `chat-${openName}` });
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal((await notes()).length, 3, `one notification per message: ${JSON.stringify(await notes())}`);
+    const tones = await page.evaluate(() => window.__alerts.tones);
+    assert.ok(tones >= 3, `a sound per message (${tones})`);
+
+    // Clicking the notification opens its conversation.
+    await page.evaluate(() => window.__alerts.shown[1].onclick());
+    await until(async () => new URL(page.url()).pathname === `/chat/${name}`, { what: 'navigated to the conversation' });
+    await message(page, 'Until what time?').waitFor();
+    assert.equal(await textOf(page.locator('.conv-name')), name);
+    assertClean(w, customer, open);
     await context.close();
     await customer.context.close();
+    await open.context.close();
   });
 
   test('keyboard navigation of the list, unread total in the tab title', async () => {

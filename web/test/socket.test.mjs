@@ -74,22 +74,27 @@ async function until(fn, ms = 3000) {
     await tick(5);
   }
 }
-const hello = (epoch = 'e1') => ({ type: 'hello', user: { kind: 'agent', id: 'a1', username: 'demo' }, epoch });
+const hello = (epoch = 'e1', kind = 'agent') =>
+  kind === 'agent'
+    ? { type: 'hello', user: { kind: 'agent', id: 'a1', username: 'demo' }, epoch }
+    : { type: 'hello', user: { kind: 'customer', id: 'cust', username: 'cust' }, epoch, conversation: 'cust' };
 
-async function connected(sock, epoch) {
+async function connected(sock, epoch, kind) {
   await until(() => FakeWebSocket.all.length > 0 && FakeWebSocket.all.at(-1).readyState === 0);
   const ws = FakeWebSocket.all.at(-1);
   ws.open();
-  ws.receive(hello(epoch));
+  ws.receive(hello(epoch, kind));
   return ws;
 }
 
-function newSocket() {
+function newSocket(opts = {}) {
   let tickets = 0;
-  const s = new ChatSocket({ getTicket: async () => `t${++tickets}` });
+  const s = new ChatSocket({ getTicket: async () => `t${++tickets}`, ...opts });
   s.start();
   return s;
 }
+
+const watchFrames = (ws) => ws.sent.filter((f) => f.type === 'watch' || f.type === 'unwatch');
 
 // ---------------------------------------------------------------- tests
 
@@ -241,5 +246,97 @@ test('requests resolve on ack and fail fast while disconnected', async () => {
   await assert.rejects(q, /no/);
   ws.drop();
   await assert.rejects(s.request({ type: 'delete', conversation: 'c1', seq: 1 }), /Not connected/);
+  s.stop();
+});
+
+// ---------------------------------------------------------------- watch (agent sockets)
+
+test('agent socket: tracking a new conversation watches it from the held position, untracking unwatches it', async () => {
+  const s = newSocket({ watch: true });
+  const ws = await connected(s);
+  s.track('c1', 7);
+  const [w] = watchFrames(ws);
+  assert.equal(w.type, 'watch');
+  assert.equal(w.conversation, 'c1');
+  assert.equal(w.after, 7);
+  // Raising the position of a watched conversation sends nothing more.
+  s.track('c1', 9);
+  assert.equal(watchFrames(ws).length, 1);
+  // The replay answers it; live events then move the position.
+  ws.receive({ type: 'message', conversation: 'c1', pos: 10, message: { seq: 10, kind: 'customer', text: 'x', ts: 1, deleted: false, reactions: {} } });
+  ws.receive({ type: 'replay', conversation: 'c1', from_seq: 9, complete: true, to_seq: 10 });
+  assert.equal(s.position('c1'), 10);
+  s.untrack('c1');
+  assert.deepEqual(watchFrames(ws)[1], { type: 'unwatch', conversation: 'c1' });
+  // Untracking what is not tracked sends nothing.
+  s.untrack('c1');
+  s.untrack('c9');
+  assert.equal(watchFrames(ws).length, 2);
+  s.stop();
+});
+
+test('agent socket: conversations tracked while disconnected are watched by the next resume, not by watch frames', async () => {
+  const s = newSocket({ watch: true });
+  const ws = await connected(s);
+  s.track('c1', 3);
+  ws.drop();
+  s.track('c2', 5);
+  s.untrack('c1');
+  const ws2 = await connected(s);
+  assert.deepEqual(ws2.sent[0], { type: 'resume', positions: { c2: 5 }, epoch: 'e1' });
+  assert.deepEqual(watchFrames(ws2), [], 'the resume already watches c2; c1 is simply not named');
+  // Tracked after the resume went out but before hello: needs its own watch.
+  ws2.drop();
+  await until(() => FakeWebSocket.all.length === 3);
+  const ws3 = FakeWebSocket.all.at(-1);
+  ws3.open();
+  s.track('c3', 0);
+  ws3.receive(hello());
+  assert.deepEqual(ws3.sent[0], { type: 'resume', positions: { c2: 5 }, epoch: 'e1' });
+  assert.deepEqual(
+    watchFrames(ws3).map((f) => [f.type, f.conversation, f.after]),
+    [['watch', 'c3', 0]],
+  );
+  s.stop();
+});
+
+test('customer sockets never watch', async () => {
+  // The widget's socket (no watch option) ...
+  const widget = newSocket();
+  const ws = await connected(widget, 'e1', 'customer');
+  widget.track('cust', 4);
+  widget.untrack('cust');
+  assert.deepEqual(watchFrames(ws), []);
+  widget.stop();
+  // ... and even a socket told to watch, once hello says it is a customer's.
+  const s = newSocket({ watch: true });
+  const ws2 = await connected(s, 'e1', 'customer');
+  s.track('cust', 4);
+  s.untrack('cust');
+  assert.deepEqual(watchFrames(ws2), []);
+  s.stop();
+});
+
+test('a watch refused for a passing reason is sent again; a watch of an unknown conversation is not', async () => {
+  const s = newSocket({ watch: true });
+  const ws = await connected(s);
+  const errors = [];
+  s.onFrame((f) => f.type === 'error' && errors.push(f.code));
+  s.track('c1', 2);
+  const first = watchFrames(ws)[0];
+  assert.ok(first.rid, 'the watch carries a rid so that its error can be told apart');
+  ws.receive({ type: 'error', rid: first.rid, code: 'rate_limited', message: 'slow down' });
+  await until(() => watchFrames(ws).length === 2, 3000);
+  const again = watchFrames(ws)[1];
+  assert.equal(again.conversation, 'c1');
+  assert.equal(again.after, 2);
+  s.track('c2', 0);
+  const c2 = watchFrames(ws)[2];
+  ws.receive({ type: 'error', rid: c2.rid, code: 'not_found', message: 'no such conversation' });
+  await tick(1300);
+  assert.equal(watchFrames(ws).length, 3, 'not_found is final');
+  assert.deepEqual(errors, ['rate_limited', 'not_found'], 'listeners still see the errors');
+  // An outbox item is not touched by a watch error.
+  assert.equal(s.outbox.length, 0);
   s.stop();
 });

@@ -28,6 +28,12 @@ interface Page {
 
 const PAGE = 50;
 
+/** A live row arrived; `prevUnread`: the unread count last seen for it (page or row), if any. */
+export interface RowEvent {
+  row: ConversationRow;
+  prevUnread: number | undefined;
+}
+
 export class ChatListStore {
   private state: ListState = {
     rows: [],
@@ -41,6 +47,7 @@ export class ChatListStore {
     unreadConversations: 0,
   };
   private listeners = new Set<() => void>();
+  private rowListeners = new Set<(e: RowEvent) => void>();
   private unread = new Map<string, number>();
   private loadGen = 0;
   private searchTimer: ReturnType<typeof setTimeout> | null = null;
@@ -78,6 +85,12 @@ export class ChatListStore {
   };
 
   getSnapshot = (): ListState => this.state;
+
+  /** Every live `conversation` row, with the unread count known before it (for alerts). */
+  onRow(fn: (e: RowEvent) => void): () => void {
+    this.rowListeners.add(fn);
+    return () => this.rowListeners.delete(fn);
+  }
 
   private set(patch: Partial<ListState>): void {
     this.state = { ...this.state, ...patch };
@@ -208,6 +221,7 @@ export class ChatListStore {
       }
     }
     this.set({ rows: next, unreadConversations: Math.max(0, unreadConversations) });
+    this.rowListeners.forEach((l) => l({ row, prevUnread: known }));
   }
 
   /** A row we did not hold may be a new conversation: ask the server for the total again. */

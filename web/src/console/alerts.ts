@@ -1,10 +1,12 @@
 import { useEffect } from 'react';
 import type { Services } from './services';
 import { chatPath, navigate } from './router';
+import { rowAlert } from './alert-rule';
 
 // Beyond the spec: unread total in the tab title, and a desktop notification plus a
-// sound for a new customer message while the page is in the background. Browsers
-// allow both only after a user gesture, so they are unlocked on the first click.
+// sound for a new customer message while the page is in the background (told by the
+// conversation's chat-list row: see alert-rule.ts). Browsers allow both only after a
+// user gesture, so they are unlocked on the first click.
 
 let audio: AudioContext | null = null;
 
@@ -57,20 +59,19 @@ export function useAlerts(services: Services, unreadTotal: number): void {
 
   useEffect(
     () =>
-      services.socket.onFrame((f) => {
-        if (f.type !== 'message' || f.message.kind !== 'customer' || !inBackground()) return;
-        // Replayed history after a reconnect is not news.
-        if (Date.now() - f.message.ts > 60_000) return;
+      // From the chat-list rows, not from `message` frames: the console receives the
+      // messages of the conversations it watches only, but every conversation's row.
+      services.list.onRow(({ row, prevUnread }) => {
+        if (!inBackground()) return;
+        const alert = rowAlert(row, prevUnread);
+        if (!alert) return;
         beep();
         if ('Notification' in window && Notification.permission === 'granted') {
           try {
-            const n = new Notification(`New message from ${f.message.author?.username ?? 'a customer'}`, {
-              body: f.message.text.slice(0, 140),
-              tag: `chat-${f.conversation}`,
-            });
+            const n = new Notification(alert.title, { body: alert.body, tag: alert.tag });
             n.onclick = () => {
               window.focus();
-              navigate(chatPath(f.conversation));
+              navigate(chatPath(alert.conversation));
               n.close();
             };
           } catch {

@@ -49,6 +49,8 @@ export class Services {
       getTicket: async () => (await request<{ ticket: string }>('/api/ws-ticket', { method: 'POST', token: token() })).ticket,
       onAuthFailed,
       storageKey: 'chat.console.outbox',
+      // An agent receives a conversation's live events only while it watches it.
+      watch: true,
     });
     this.conversations = new ConversationStore(this.socket, 'staff', token);
     this.list = new ChatListStore(this.socket, token);

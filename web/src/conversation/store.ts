@@ -2,6 +2,12 @@
 // live events the socket delivers. Every event applies idempotently (a message
 // replaces the one with its seq; edits, deletions and reaction counts are
 // absolute), so a replayed event after a reconnect does no harm.
+//
+// An agent socket receives a conversation's live events only while it watches it,
+// and it watches exactly the conversations tracked here (the socket sends `watch`
+// when a conversation is tracked, `unwatch` when it is untracked): the loaded ones,
+// up to MAX_CACHED. Loading a conversation fetches the history, then tracks it from
+// the position the history reflects, so the server replays whatever came after.
 
 import { request, query, ApiError } from '../lib/api';
 import type { ChatSocket } from '../lib/socket';
@@ -43,10 +49,12 @@ export class ConversationStore {
   private convs = new Map<string, ConvState>();
   private buffers = new Map<string, EventFrame[]>();
   /**
-   * Recent live events of conversations that are not loaded. History comes from the
-   * SQL record, which the worker writes a moment after the event went out live: an
-   * event that arrived just before a conversation is opened may not be in the first
-   * page yet, so it is merged from here.
+   * Recent live events of conversations that are not loaded (the customer's own
+   * conversation before it loads; for an agent, only events still in flight when a
+   * conversation stopped being watched). History comes from the SQL record, which the
+   * worker writes a moment after the event went out live: an event that arrived just
+   * before a conversation is opened may not be in the first page yet, so it is merged
+   * from here. (A watch after the page's position replays such events as well.)
    */
   private recent = new Map<string, EventFrame[]>();
   private loads = new Map<string, number>();
@@ -116,7 +124,8 @@ export class ConversationStore {
       const oldest = this.convs.keys().next().value as string;
       this.convs.delete(oldest);
       this.buffers.delete(oldest);
-      this.socket.untrack(oldest);
+      this.loads.delete(oldest); // a load still running must not bring it back
+      this.socket.untrack(oldest); // an agent stops watching it
     }
   }
 
@@ -124,10 +133,18 @@ export class ConversationStore {
     void this.load(id, false);
   }
 
-  private async load(id: string, clear: boolean): Promise<void> {
+  /**
+   * Loads the latest history page. The conversation is untracked (an agent stops
+   * watching it) until the page is there, then tracked (watched) from the position
+   * the page reflects, so the server replays what came after it. `keepWatching`: the
+   * server asked for this reload (`replay` with `complete: false`) and goes on sending
+   * live events: keep watching, and do not watch again from the page's position (the
+   * server would answer incomplete again if that position is ahead of it).
+   */
+  private async load(id: string, clear: boolean, keepWatching = false): Promise<void> {
     const mySeq = ++this.loadSeq;
     this.loads.set(id, mySeq);
-    this.socket.untrack(id);
+    if (!keepWatching) this.socket.untrack(id);
     this.buffers.set(id, []);
     const prev = this.convs.get(id);
     const base: ConvState =
@@ -168,6 +185,7 @@ export class ConversationStore {
         online: !!detail.online,
         other: this.otherReceipts(cur, detail),
       };
+      // Watches it (when it is not watched yet): the events after basePos are replayed.
       this.socket.track(id, basePos);
       const buffered = [...(this.recent.get(id) ?? []), ...(this.buffers.get(id) ?? [])].sort((a, b) => a.pos - b.pos);
       this.buffers.delete(id);
@@ -332,11 +350,16 @@ export class ConversationStore {
           void _t;
           this.update(f.id, { row });
         }
+        // The console received the customer's unread messages (the row shows them in
+        // the list) even when it does not watch the conversation: report them delivered.
+        if (this.side === 'staff' && f.unread > 0 && typeof f.last_seq === 'number' && f.last_seq > 0) {
+          this.markDelivered(f.id, f.last_seq);
+        }
         return;
       }
       case 'replay': {
         // The server could not replay everything: history must come from REST again.
-        if (!f.complete && this.convs.has(f.conversation)) void this.load(f.conversation, false);
+        if (!f.complete && this.convs.has(f.conversation)) void this.load(f.conversation, false, true);
         return;
       }
       default:

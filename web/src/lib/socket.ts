@@ -4,6 +4,9 @@
 //   and a heartbeat (ping/pong) so a silently dead socket is noticed;
 // - resume: the highest event position held per tracked conversation, sent as the
 //   FIRST frame of every connection so the server replays what was missed;
+// - watch (agent sockets): an agent receives a conversation's live events only while
+//   it watches it. The tracked conversations are the watched ones: `resume` watches
+//   them all on (re)connect, `track` of a new one sends `watch`, `untrack` `unwatch`;
 // - the epoch from `hello`: when it changes, local state is stale and is dropped;
 // - the outbox: messages typed while offline (or not yet acknowledged) wait here,
 //   marked as not sent, and go out once per client_id when the connection returns.
@@ -47,6 +50,12 @@ export interface SocketOptions {
   url?: (ticket: string) => string;
   /** The outbox survives a reload of the page when a key is given. */
   storageKey?: string;
+  /**
+   * Agent sockets: send `watch`/`unwatch` as conversations are tracked and untracked
+   * (an agent gets a conversation's live events only while it watches it). Customer
+   * sockets receive their own conversation and must not watch (`forbidden`).
+   */
+  watch?: boolean;
 }
 
 type ClientFrame = Record<string, unknown> & { type: string };
@@ -57,6 +66,8 @@ const PING_EVERY_MS = 20_000;
 const PONG_TIMEOUT_MS = 8_000;
 const BACKOFF_BASE_MS = 300;
 const BACKOFF_MAX_MS = 10_000;
+/** A `watch` refused for a passing reason (rate limit, busy server) is sent again after this. */
+const WATCH_RETRY_MS = 1_000;
 
 interface Pending {
   resolve: (f: ServerFrame) => void;
@@ -91,6 +102,11 @@ export class ChatSocket {
   private pingTimer: ReturnType<typeof setInterval> | null = null;
   private pongTimer: ReturnType<typeof setTimeout> | null = null;
   private positions = new Map<string, number>();
+  /** The current connection's `resume` went out: later tracks need their own `watch`. */
+  private resumed = false;
+  /** rid of each `watch` not yet answered -> its conversation (the `replay` frame answers). */
+  private watchRids = new Map<string, string>();
+  private watchRetries = new Map<string, ReturnType<typeof setTimeout>>();
   private pending = new Map<string, Pending>();
   private sendTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private frameListeners = new Set<(f: ServerFrame) => void>();
@@ -180,13 +196,16 @@ export class ChatSocket {
     }
     this.ws = ws;
     this.helloSeen = false;
+    this.resumed = false;
     ws.onopen = () => {
       if (gen !== this.generation) return;
-      // Resume must be the first frame of every connection.
+      // Resume must be the first frame of every connection. For an agent it also
+      // watches every conversation it names.
       const positions: Record<string, number> = {};
       for (const [c, p] of this.positions) positions[c] = p;
       // The epoch the positions belong to: the server answers complete:false when it changed.
       this.rawSend(this.epoch ? { type: 'resume', positions, epoch: this.epoch } : { type: 'resume', positions });
+      this.resumed = true;
       this.startHeartbeat(gen);
     };
     ws.onmessage = (ev) => {
@@ -221,6 +240,7 @@ export class ChatSocket {
       }
     }
     this.stopHeartbeat();
+    this.resetWatches();
     this.failPending('disconnected');
     // Sent but not acknowledged: send again (same client_id) after reconnecting.
     let changed = false;
@@ -281,6 +301,7 @@ export class ChatSocket {
   private clearTimers(): void {
     this.clearRetry();
     this.stopHeartbeat();
+    this.resetWatches();
     for (const t of this.sendTimers.values()) clearTimeout(t);
     this.sendTimers.clear();
   }
@@ -318,6 +339,10 @@ export class ChatSocket {
         break;
       }
       case 'error': {
+        if (f.rid && this.watchRids.has(f.rid)) {
+          this.watchRefused(f.rid, f.code);
+          break;
+        }
         if (f.rid) {
           const item = this.outbox.find((it) => it.client_id === f.rid);
           if (item) {
@@ -341,6 +366,7 @@ export class ChatSocket {
           this.setState('open');
         }
         if (isEventFrame(f)) this.trackEvent(f);
+        else if (f.type === 'replay') this.watchAnswered(f.conversation);
     }
     this.frameListeners.forEach((l) => l(f));
   }
@@ -504,19 +530,82 @@ export class ChatSocket {
 
   // ------------------------------------------------------------ resume positions
 
-  /** Start tracking a conversation whose history is held up to `pos`. */
+  /**
+   * Start tracking a conversation whose history is held up to `pos`. An agent socket
+   * watches a conversation from the moment it is tracked: the server replays the
+   * events after `pos`, then sends them live.
+   */
   track(conversation: string, pos: number): void {
     const held = this.positions.get(conversation);
-    if (held === undefined || pos > held) this.positions.set(conversation, pos);
+    if (held === undefined) {
+      this.positions.set(conversation, pos);
+      this.sendWatch(conversation);
+    } else if (pos > held) {
+      this.positions.set(conversation, pos);
+    }
   }
 
-  /** Forget a conversation (its history was dropped or will be reloaded). */
+  /** Forget a conversation (its history was dropped or will be reloaded); an agent stops watching it. */
   untrack(conversation: string): void {
-    this.positions.delete(conversation);
+    if (!this.positions.delete(conversation)) return;
+    this.forgetWatch(conversation);
+    // Not connected: the next resume simply does not name it.
+    if (this.watches && this.resumed) this.rawSend({ type: 'unwatch', conversation });
   }
 
   position(conversation: string): number | undefined {
     return this.positions.get(conversation);
+  }
+
+  // ------------------------------------------------------------ watch (agents)
+
+  private get watches(): boolean {
+    return !!this.opts.watch && this.user?.kind !== 'customer';
+  }
+
+  /** Watches a tracked conversation from its held position (the resume covers it when not connected). */
+  private sendWatch(conversation: string): void {
+    if (!this.watches || !this.resumed) return;
+    const after = this.positions.get(conversation);
+    if (after === undefined) return;
+    this.forgetWatch(conversation);
+    const rid = `watch:${uuid()}`;
+    if (this.rawSend({ type: 'watch', rid, conversation, after })) this.watchRids.set(rid, conversation);
+  }
+
+  /** The `replay` frame that answers a watch (or the resume) arrived. */
+  private watchAnswered(conversation: string): void {
+    for (const [rid, c] of this.watchRids) if (c === conversation) this.watchRids.delete(rid);
+  }
+
+  private watchRefused(rid: string, code: string): void {
+    const conversation = this.watchRids.get(rid)!;
+    this.watchRids.delete(rid);
+    // not_found, forbidden, invalid: sending it again would not help.
+    if (code !== 'rate_limited' && code !== 'unavailable') return;
+    if (this.watchRetries.has(conversation)) return;
+    this.watchRetries.set(
+      conversation,
+      setTimeout(() => {
+        this.watchRetries.delete(conversation);
+        if (this.positions.has(conversation)) this.sendWatch(conversation);
+      }, WATCH_RETRY_MS),
+    );
+  }
+
+  private forgetWatch(conversation: string): void {
+    this.watchAnswered(conversation);
+    const t = this.watchRetries.get(conversation);
+    if (t) clearTimeout(t);
+    this.watchRetries.delete(conversation);
+  }
+
+  /** The connection ended: the next resume watches everything tracked again. */
+  private resetWatches(): void {
+    this.resumed = false;
+    this.watchRids.clear();
+    for (const t of this.watchRetries.values()) clearTimeout(t);
+    this.watchRetries.clear();
   }
 
   // ------------------------------------------------------------ subscriptions
