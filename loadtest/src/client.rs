@@ -3,7 +3,11 @@
 //! its open-loop schedule. Actions happen at fixed times whatever the server
 //! does; a message's latency counts from its scheduled time, so a stalled
 //! server shows up as latency instead of silently lowering the offered rate.
+//!
+//! An agent socket first watches its conversations ([`watch_all`]); it then
+//! receives their live events, and replies, types and reads only there.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,13 +80,73 @@ async fn open_inner(target: Target, addr: SocketAddr, auth: &Auth, src: Option<I
     }
 }
 
+/// Watches `convs` on an agent socket (ours: `watch` with `after: 0`; the
+/// peer: a `watch` event with an ack) and waits until every one is answered:
+/// ours by `replay` (nothing to replay before the traffic), the peer by its
+/// ack, i.e. after the join. `rate_limited` answers are retried; any other
+/// refusal, a close or the timeout is an error.
+pub async fn watch_all(target: Target, ws: &mut Ws, convs: &[&str], timeout: Duration) -> anyhow::Result<()> {
+    tokio::time::timeout(timeout, watch_inner(target, ws, convs))
+        .await
+        .map_err(|_| anyhow!("watch of {} conversations timed out", convs.len()))?
+}
+
+async fn watch_inner(target: Target, ws: &mut Ws, convs: &[&str]) -> anyhow::Result<()> {
+    let index: HashMap<&str, usize> = convs.iter().enumerate().map(|(i, c)| (*c, i)).collect();
+    let mut answered = vec![false; convs.len()];
+    let mut left = convs.len();
+    for (i, c) in convs.iter().enumerate() {
+        ws.feed(WsMsg::Text(proto::encode_watch(target, c, i as u64).into())).await?;
+    }
+    ws.flush().await?;
+    while left > 0 {
+        let m = ws.next().await.ok_or_else(|| anyhow!("closed while watching"))??;
+        let t = match m {
+            WsMsg::Text(t) => t,
+            WsMsg::Close(f) => bail!("closed while watching: {f:?}"),
+            _ => continue,
+        };
+        let done = match proto::scan(target, &t) {
+            In::Replay { conv } => index.get(conv).copied(),
+            In::WatchAck { i, refused: None } => Some(i as usize),
+            In::WatchAck { i, refused: Some("rate_limited") } => {
+                let c = convs.get(i as usize).context("answer to an unknown watch")?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                ws.send(WsMsg::Text(proto::encode_watch(target, c, i).into())).await?;
+                None
+            }
+            In::WatchAck { i, refused: Some(code) } => {
+                bail!("watch of {} refused ({code}): {t}", convs.get(i as usize).copied().unwrap_or("?"))
+            }
+            In::Ping => {
+                ws.send(WsMsg::Text("3".into())).await?;
+                None
+            }
+            _ => None,
+        };
+        if let Some(i) = done {
+            if i < answered.len() && !answered[i] {
+                answered[i] = true;
+                left -= 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Customer index of a load conversation id (`<prefix>c<index>`).
+fn conv_index(conv: &str) -> Option<u32> {
+    conv.rsplit('c').next()?.parse().ok()
+}
+
 /// Who a connection is in the scenario.
 #[derive(Debug, Clone)]
 pub enum Role {
     /// A customer writes to its own conversation (index = its origin).
     Customer { conv: String },
-    /// An agent replies across all conversations, starting at `cursor`.
-    Agent { convs: Arc<Vec<String>>, cursor: usize },
+    /// An agent replies (and types, and reads) round robin across the
+    /// conversations it watches (customer indexes into `convs`).
+    Agent { convs: Arc<Vec<String>>, watching: Vec<u32> },
 }
 
 /// One connection's schedule: an action every `period`, from `first` until
@@ -96,6 +160,9 @@ pub struct Plan {
     pub first: Instant,
     pub end: Instant,
     pub slot: u64,
+    /// Agent sockets watching each conversation (by customer index): an
+    /// acked message is expected at 1 + that many sockets.
+    pub watchers: Arc<Vec<u32>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -119,20 +186,21 @@ pub const MESSAGE_SHARE: f64 = 0.25;
 /// Runs the schedule, reads everything the server sends, and keeps reading
 /// after `end` until `stop` flips (the run's drain), then closes.
 pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live: Arc<Live>, mut stop: watch::Receiver<bool>) -> ConnResult {
-    let mut res = ConnResult { origin: plan.origin, is_agent: matches!(plan.role, Role::Agent { .. }), ..Default::default() };
-    let ncust = match &plan.role {
-        Role::Agent { convs, .. } => convs.len(),
-        Role::Customer { .. } => 0,
+    let watching: &[u32] = match &plan.role {
+        Role::Agent { watching, .. } => watching,
+        Role::Customer { .. } => &[],
     };
-    // Last message seq seen per conversation (agents) or in the own one (customers).
-    let mut last_seq: Vec<u64> = vec![0; ncust.max(1)];
-    let mut cursor = match &plan.role {
-        Role::Agent { cursor, .. } => *cursor,
-        Role::Customer { .. } => 0,
-    };
+    let is_agent = matches!(plan.role, Role::Agent { .. });
+    let mut res = ConnResult { origin: plan.origin, is_agent, watching: watching.to_vec(), ..Default::default() };
+    // Agents: position in `watching` of each watched conversation.
+    let slot_of: HashMap<u32, usize> = watching.iter().enumerate().map(|(i, c)| (*c, i)).collect();
+    // Last message seq seen per watched conversation (agents) or in the own one (customers).
+    let mut last_seq: Vec<u64> = vec![0; watching.len().max(1)];
+    // Agents: the next watched conversation to act in (its position in `watching`).
+    let mut cursor = 0usize;
     let mut next = plan.first;
     let mut slot = plan.slot;
-    let mut sending = next < plan.end;
+    let mut sending = next < plan.end && (!is_agent || !watching.is_empty());
     let us = |t: Instant| t.saturating_duration_since(epoch).as_micros() as u64;
     loop {
         tokio::select! {
@@ -145,7 +213,7 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                 while next <= now && next < plan.end {
                     let (conv_idx, conv): (u32, &str) = match &plan.role {
                         Role::Customer { conv } => (plan.origin, conv.as_str()),
-                        Role::Agent { convs, .. } => (cursor as u32, convs[cursor].as_str()),
+                        Role::Agent { convs, watching } => (watching[cursor], convs[watching[cursor] as usize].as_str()),
                     };
                     let frame = match action_of(slot) {
                         Action::Message => {
@@ -159,8 +227,7 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                             Some(proto::encode_typing(target, conv))
                         }
                         Action::Seen => {
-                            let idx = if ncust > 0 { cursor } else { 0 };
-                            let s = last_seq[idx];
+                            let s = last_seq[cursor];
                             if s > 0 {
                                 Live::inc(&live.seen);
                                 Some(proto::encode_seen(target, conv, s))
@@ -169,8 +236,8 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                             }
                         }
                     };
-                    if action_of(slot) == Action::Message && ncust > 0 {
-                        cursor = (cursor + 1) % ncust;
+                    if action_of(slot) == Action::Message && is_agent {
+                        cursor = (cursor + 1) % watching.len();
                     }
                     slot += 1;
                     next += plan.period;
@@ -211,13 +278,17 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                 match proto::scan(target, &t) {
                     In::Message { conv, seq, text } => {
                         let idx = match &plan.role {
-                            Role::Customer { .. } => 0,
-                            // Agent conversations are named `<prefix>c<index>`.
-                            Role::Agent { .. } => conv.rsplit('c').next().and_then(|i| i.parse::<usize>().ok()).filter(|i| *i < ncust).unwrap_or(0),
+                            Role::Agent { .. } => conv_index(conv).and_then(|c| slot_of.get(&c).copied()),
+                            Role::Customer { conv: own } => (conv == own).then_some(0),
                         };
-                        last_seq[idx] = last_seq[idx].max(seq);
+                        // A message of a conversation this socket does not hold is not
+                        // meant for it: the ledger counts it as unexpected, the drain and
+                        // the latency leave it out, and it moves no read state.
+                        if let Some(i) = idx {
+                            last_seq[i] = last_seq[i].max(seq);
+                        }
                         if let Some((origin, k, sched)) = proto::parse_stamp(text) {
-                            if res.ledger.mark(origin, k) {
+                            if res.ledger.mark(origin, k) && idx.is_some() {
                                 Live::inc(&live.deliveries);
                                 live.record(&live.latency, sched, us(Instant::now()));
                             }
@@ -229,6 +300,8 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                                 s.status = if ok { ACKED } else { FAILED };
                                 if ok {
                                     Live::inc(&live.acked);
+                                    let watchers = plan.watchers.get(s.conv as usize).copied().unwrap_or(0);
+                                    Live::add(&live.expected, 1 + u64::from(watchers));
                                     // The ack carries no stamp: the schedule gives the send time back.
                                     let sched = us(plan.first) + k_sched_offset(&plan, k);
                                     live.record(&live.ack, sched, us(Instant::now()));
@@ -238,6 +311,7 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                             }
                         }
                     }
+                    In::Row if is_agent => Live::inc(&live.rows),
                     In::Ping => {
                         let sent = ws.send(WsMsg::Text("3".into())).await;
                         if sent.is_err() {
@@ -310,6 +384,7 @@ mod tests {
             first: Instant::now(),
             end: Instant::now(),
             slot: 3,
+            watchers: Arc::new(vec![]),
         };
         // Slots from 3: messages at 4, 8, 12, 16, 20...
         assert_eq!(k_sched_offset(&plan, 0), 10_000);
@@ -317,5 +392,12 @@ mod tests {
         assert_eq!(k_sched_offset(&plan, 4), 170_000);
         let n = (0..20).filter(|s| action_of(*s) == Action::Message).count();
         assert_eq!(n, 5);
+    }
+
+    #[test]
+    fn conversation_index() {
+        assert_eq!(conv_index("ltabc0c17"), Some(17));
+        assert_eq!(conv_index("lt0c0c0"), Some(0));
+        assert_eq!(conv_index("other"), None);
     }
 }

@@ -56,6 +56,10 @@ struct Load {
     customers: usize,
     #[arg(long, default_value_t = 4)]
     agents: usize,
+    /// Conversations each agent socket watches (a contiguous block from agent j at
+    /// j*customers/agents); agents reply, type and read only there. At most 100.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=scenario::MAX_AGENT_WATCH as i64))]
+    agent_watch: u16,
     /// Messages per second offered (typing and seen come on top: 25% messages, 60% typing, 15% seen).
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
@@ -194,6 +198,7 @@ fn opts_of(c: &Common, l: &Load) -> RunOpts {
     RunOpts {
         customers: l.customers,
         agents: l.agents,
+        agent_watch: usize::from(l.agent_watch),
         rate: l.rate,
         duration: Duration::from_secs(l.duration_secs),
         warmup: Duration::from_secs(l.warmup_secs),

@@ -6,6 +6,12 @@
 //! Incoming frames are scanned, not parsed into trees: the tool must read
 //! hundreds of thousands of frames per second next to the servers it
 //! measures, and only a few fields matter (type, conversation, seq, text, rid).
+//!
+//! Agents watch conversations before the traffic starts: ours with a `watch`
+//! frame (`rid` `w<i>`; answered by `replay`, or an `error` with that rid),
+//! the peer with a `watch` event carrying ack id [`WATCH_ACK_BASE`] + i (its
+//! ack is the answer). Sends use ack ids/rids from their own number space, so
+//! a late watch answer is never taken for a send's.
 
 use serde::Serialize;
 
@@ -76,6 +82,17 @@ pub fn encode_seen(t: Target, conv: &str, seq: u64) -> String {
     }
 }
 
+/// Socket.IO ack ids of `watch` events start here (sends use 1 + their number).
+pub const WATCH_ACK_BASE: u64 = 1_000_000_000;
+
+/// Agents: receive conversation `conv`'s live events (the `i`-th watch of this socket).
+pub fn encode_watch(t: Target, conv: &str, i: u64) -> String {
+    match t {
+        Target::Ours => format!(r#"{{"type":"watch","rid":"w{i}","conversation":"{conv}","after":0}}"#),
+        Target::Socketio => format!(r#"42{}["watch",{{"conversation":"{conv}"}}]"#, WATCH_ACK_BASE + i),
+    }
+}
+
 /// The Socket.IO connect packet with the peer's trusted auth.
 pub fn sio_connect(kind: &str, id: &str) -> String {
     format!(r#"40{{"kind":"{kind}","id":"{id}"}}"#)
@@ -87,6 +104,13 @@ pub enum In<'a> {
     Message { conv: &'a str, seq: u64, text: &'a str },
     /// Reply to our send number `k`; `ok` false for an error reply.
     Ack { k: u64, ok: bool },
+    /// Ours: the end of a `watch` answer (or of a `resume`'s, per conversation).
+    Replay { conv: &'a str },
+    /// Answer to our `i`-th watch: the peer's ack, or an error from ours
+    /// (`refused`: its code, or `"error"` when the peer gives none).
+    WatchAck { i: u64, refused: Option<&'a str> },
+    /// A chat-list row (`conversation` frame or event).
+    Row,
     /// Our `hello`, or Socket.IO's connect confirmation (`40`).
     Ready,
     /// Engine.IO open packet (`0{...}`).
@@ -125,10 +149,21 @@ pub fn scan(t: Target, s: &str) -> In<'_> {
                         _ => In::Other,
                     }
                 }
-                "ack" | "error" => match str_field(s, "rid").and_then(|r| r.strip_prefix('k')).and_then(|k| k.parse().ok()) {
-                    Some(k) => In::Ack { k, ok: ty == "ack" },
+                "ack" | "error" => {
+                    let rid = str_field(s, "rid").unwrap_or("");
+                    if let Some(k) = rid.strip_prefix('k').and_then(|k| k.parse().ok()) {
+                        In::Ack { k, ok: ty == "ack" }
+                    } else if let Some(i) = rid.strip_prefix('w').and_then(|i| i.parse().ok()) {
+                        In::WatchAck { i, refused: if ty == "ack" { None } else { Some(str_field(s, "code").unwrap_or("error")) } }
+                    } else {
+                        In::Other
+                    }
+                }
+                "replay" => match str_field(s, "conversation") {
+                    Some(conv) => In::Replay { conv },
                     None => In::Other,
                 },
+                "conversation" => In::Row,
                 "hello" => In::Ready,
                 _ => In::Other,
             }
@@ -147,9 +182,13 @@ pub fn scan(t: Target, s: &str) -> In<'_> {
                             _ => In::Other,
                         }
                     }
+                    Some(b'2') if s[2..].starts_with("[\"conversation\",") => In::Row,
                     Some(b'3') => {
                         let digits = s[2..].find('[').map(|j| &s[2..2 + j]).unwrap_or("");
                         match digits.parse::<u64>() {
+                            Ok(id) if id >= WATCH_ACK_BASE => {
+                                In::WatchAck { i: id - WATCH_ACK_BASE, refused: s.contains("\"error\"").then(|| str_field(s, "error").unwrap_or("error")) }
+                            }
                             Ok(id) if id >= 1 => In::Ack { k: id - 1, ok: !s.contains("\"error\"") },
                             _ => In::Other,
                         }
@@ -176,6 +215,16 @@ mod tests {
         assert_eq!(parse_stamp(&stamp(3, 9, 100)), Some((3, 9, 100)));
         let v: serde_json::Value = serde_json::from_str(&encode_send(Target::Ours, "c1", 4, "hi")).unwrap();
         assert_eq!(v["rid"], "k4");
+        let w: serde_json::Value = serde_json::from_str(&encode_watch(Target::Ours, "c1", 3)).unwrap();
+        assert_eq!((&w["type"], &w["conversation"], &w["after"], &w["rid"]), (&"watch".into(), &"c1".into(), &0.into(), &"w3".into()));
+        assert_eq!(scan(Target::Ours, r#"{"type":"replay","conversation":"c1","from_seq":1,"complete":true}"#), In::Replay { conv: "c1" });
+        assert_eq!(
+            scan(Target::Ours, r#"{"type":"error","rid":"w3","code":"not_found","message":"no conversation"}"#),
+            In::WatchAck { i: 3, refused: Some("not_found") }
+        );
+        assert_eq!(scan(Target::Ours, r#"{"type":"ack","rid":"w2","conversation":"c1","seq":0,"ts":1}"#), In::WatchAck { i: 2, refused: None });
+        let row = r#"{"type":"conversation","id":"c1","customer":{"id":"c1","username":"c1","avatar_url":null},"preview":"lt|1|2|3|x","last_ts":1,"unread":1,"last_seq":4}"#;
+        assert_eq!(scan(Target::Ours, row), In::Row);
     }
 
     #[test]
@@ -188,5 +237,10 @@ mod tests {
         let m = r#"42["message",{"conversation":"c2","message":{"seq":5,"kind":"customer","text":"lt|1|2|3|x"}}]"#;
         assert_eq!(scan(Target::Socketio, m), In::Message { conv: "c2", seq: 5, text: "lt|1|2|3|x" });
         assert!(encode_send(Target::Socketio, "c", 0, "t").starts_with("421[\"send\""));
+        assert_eq!(encode_watch(Target::Socketio, "c2", 7), r#"421000000007["watch",{"conversation":"c2"}]"#);
+        assert_eq!(scan(Target::Socketio, r#"431000000007[{"conversation":"c2"}]"#), In::WatchAck { i: 7, refused: None });
+        assert_eq!(scan(Target::Socketio, r#"431000000001[{"error":"invalid"}]"#), In::WatchAck { i: 1, refused: Some("invalid") });
+        let row = r#"42["conversation",{"id":"c2","preview":"lt|1|2|3|x","last_ts":1,"last_seq":5}]"#;
+        assert_eq!(scan(Target::Socketio, row), In::Row);
     }
 }

@@ -1,6 +1,7 @@
 //! The phases of a load test.
 //!
-//! - [`run`]: customers and agents on sockets (spread over the gateways),
+//! - [`run`]: customers and agents on sockets (spread over the gateways);
+//!   each agent watches a fixed block of conversations ([`watch_sets`]);
 //!   mixed open-loop traffic at a fixed message rate, then a drain; the
 //!   delivery ledger is reconciled and CPU/memory of the watched processes
 //!   are read around the window. With `http_users`, goose drives the agents'
@@ -83,11 +84,32 @@ async fn agent_token(stack: &Stack) -> anyhow::Result<String> {
 /// Most actions per second one agent socket takes (a person replying fast).
 pub const AGENT_MAX_ACTIONS: f64 = 40.0;
 
+/// Most conversations one agent socket may watch (docs/protocol.md).
+pub const MAX_AGENT_WATCH: usize = 100;
+
+/// The conversations (customer indexes) each agent socket watches: agent j
+/// holds `min(watch, customers)` distinct conversations, a contiguous block
+/// starting at `j * customers / agents` (wrapping), so that agents overlap as
+/// little as the numbers allow, as consoles each holding their open
+/// conversation and a few cached ones.
+pub fn watch_sets(customers: usize, agents: usize, watch: usize) -> Vec<Vec<u32>> {
+    let n = watch.min(customers);
+    (0..agents)
+        .map(|j| {
+            let start = j * customers / agents.max(1);
+            (0..n).map(|x| ((start + x) % customers) as u32).collect()
+        })
+        .collect()
+}
+
 /// Options of one mixed-traffic run.
 #[derive(Debug, Clone)]
 pub struct RunOpts {
     pub customers: usize,
     pub agents: usize,
+    /// Conversations each agent socket watches (1..=[`MAX_AGENT_WATCH`]); its
+    /// replies, typing and reads stay within them.
+    pub agent_watch: usize,
     /// Messages per second offered (all senders together); typing and seen come on top (25/60/15 mix).
     pub rate: f64,
     pub duration: Duration,
@@ -114,6 +136,7 @@ impl Default for RunOpts {
         RunOpts {
             customers: 500,
             agents: 4,
+            agent_watch: 10,
             rate: 1000.0,
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(1),
@@ -142,14 +165,21 @@ pub struct RunReport {
     pub connections: usize,
     pub customers: usize,
     pub agents: usize,
+    /// Conversations each agent socket watched.
+    pub agent_watch: usize,
     pub connect_failures: usize,
     pub offered_msgs_per_s: f64,
     pub duration_s: f64,
     pub scheduled_msgs: u64,
     /// Messages delivered to every receiver they were meant for, per second.
     pub delivered_msgs_per_s: f64,
-    /// Frames carrying a load message delivered per second (fan-out included).
+    /// Frames carrying a load message received per second (fan-out included).
     pub deliveries_per_s: f64,
+    /// Chat-list rows (`conversation` frames) the agent sockets received
+    /// from the traffic start to the end of the drain (reported, not judged).
+    pub rows_received: u64,
+    /// `rows_received` per second of the run.
+    pub rows_per_s: f64,
     pub typing_sent: u64,
     pub seen_sent: u64,
     pub latency: Percentiles,
@@ -222,6 +252,9 @@ async fn wait_log_drained(stack: &Stack, max: Duration) {
 /// One mixed-traffic run.
 pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Result<RunReport> {
     let target = stack.target;
+    if o.agents > 0 && !(1..=MAX_AGENT_WATCH).contains(&o.agent_watch) {
+        bail!("agent_watch must be 1..={MAX_AGENT_WATCH}, not {}", o.agent_watch);
+    }
     let cust_ids: Vec<String> = (0..o.customers).map(|i| format!("{}c{i}", o.id_prefix)).collect();
     let expiry = now_secs() + 24 * 3600;
     let agent_auth = match target {
@@ -252,6 +285,38 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
     }
     eprintln!("connected {} customers and {} agents in {connect_secs:.1}s", o.customers, o.agents);
 
+    // Agents watch their conversations once every customer is connected (a
+    // customer's first connection creates its conversation), and the traffic
+    // starts only when every watch is answered.
+    let sets = watch_sets(o.customers, o.agents, o.agent_watch);
+    let mut watchers = vec![0u32; o.customers];
+    for c in sets.iter().flatten() {
+        watchers[*c as usize] += 1;
+    }
+    let watchers = Arc::new(watchers);
+    let t1 = Instant::now();
+    let mut watching = Vec::with_capacity(o.agents);
+    for (ws, set) in agents_ws.into_iter().zip(&sets) {
+        let mut ws = ws.expect("checked");
+        let names: Vec<String> = set.iter().map(|c| cust_ids[*c as usize].clone()).collect();
+        watching.push(tokio::spawn(async move {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let r = client::watch_all(target, &mut ws, &refs, Duration::from_secs(30)).await;
+            r.map(|()| ws)
+        }));
+    }
+    let mut agents_ws = Vec::with_capacity(o.agents);
+    for (j, t) in watching.into_iter().enumerate() {
+        match t.await {
+            Ok(Ok(ws)) => agents_ws.push(ws),
+            Ok(Err(e)) => bail!("agent {j}: {e:#}"),
+            Err(e) => bail!("agent {j}: {e}"),
+        }
+    }
+    if o.agents > 0 {
+        eprintln!("{} agents watch {} conversations each ({:.1}s)", o.agents, sets[0].len(), t1.elapsed().as_secs_f64());
+    }
+
     let epoch = Instant::now() + Duration::from_millis(500);
     let end = epoch + o.duration;
     let live = Arc::new(Live::new(o.warmup.as_micros() as u64));
@@ -269,22 +334,30 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
     for (i, ws) in cust_ws.into_iter().enumerate() {
         let period = period_of(per_customer);
         let first = if per_customer > 0.0 { epoch + period.mul_f64(rand::random::<f64>()) } else { end };
-        let plan = Plan { origin: i as u32, role: Role::Customer { conv: cust_ids[i].clone() }, period, first, end, slot: rand::random::<u64>() % 20 };
-        tasks.push(tokio::spawn(client::drive(target, ws.expect("checked"), plan, epoch, live.clone(), stop_rx.clone())));
-    }
-    for (j, ws) in agents_ws.into_iter().enumerate() {
-        let period = period_of(per_agent);
-        let first = if per_agent > 0.0 { epoch + period.mul_f64(rand::random::<f64>()) } else { end };
-        let cursor = j * o.customers.max(1) / o.agents.max(1);
         let plan = Plan {
-            origin: (o.customers + j) as u32,
-            role: Role::Agent { convs: convs.clone(), cursor: cursor % o.customers.max(1) },
+            origin: i as u32,
+            role: Role::Customer { conv: cust_ids[i].clone() },
             period,
             first,
             end,
             slot: rand::random::<u64>() % 20,
+            watchers: watchers.clone(),
         };
         tasks.push(tokio::spawn(client::drive(target, ws.expect("checked"), plan, epoch, live.clone(), stop_rx.clone())));
+    }
+    for (j, (ws, set)) in agents_ws.into_iter().zip(sets).enumerate() {
+        let period = period_of(per_agent);
+        let first = if per_agent > 0.0 { epoch + period.mul_f64(rand::random::<f64>()) } else { end };
+        let plan = Plan {
+            origin: (o.customers + j) as u32,
+            role: Role::Agent { convs: convs.clone(), watching: set },
+            period,
+            first,
+            end,
+            slot: rand::random::<u64>() % 20,
+            watchers: watchers.clone(),
+        };
+        tasks.push(tokio::spawn(client::drive(target, ws, plan, epoch, live.clone(), stop_rx.clone())));
     }
     let http = if o.http_users > 0 && target == Target::Ours {
         let base = format!("http://{}", stack.gateways[0]);
@@ -319,13 +392,13 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
         })
     });
     tokio::time::sleep_until(end).await;
-    // Drain: every message acked or refused, and every delivery in (or time is up).
-    let fanout = o.agents as u64 + 1;
+    // Drain: every message acked or refused, and every delivery in (or time
+    // is up). An acked message is expected at its customer and its watchers.
     let drain_end = Instant::now() + o.drain;
     while Instant::now() < drain_end {
         let sched = Live::get(&live.scheduled_msgs);
         let done = Live::get(&live.acked) + Live::get(&live.errors);
-        if done >= sched && Live::get(&live.deliveries) >= Live::get(&live.acked) * fanout {
+        if done >= sched && Live::get(&live.deliveries) >= Live::get(&live.expected) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -389,6 +462,9 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
     if d.out_of_order > 0 {
         problems.push(format!("{} out of order", d.out_of_order));
     }
+    if d.unexpected > 0 {
+        problems.push(format!("{} delivered where not meant (unwatched)", d.unexpected));
+    }
     if d.failed > 0 {
         problems.push(format!("{} refused", d.failed));
     }
@@ -408,12 +484,15 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
         connections: conns,
         customers: o.customers,
         agents: o.agents,
+        agent_watch: o.agent_watch.min(o.customers),
         connect_failures: failures,
         offered_msgs_per_s: o.rate,
         duration_s: secs,
         scheduled_msgs: Live::get(&live.scheduled_msgs),
         delivered_msgs_per_s: d.complete_messages as f64 / secs,
-        deliveries_per_s: d.delivered as f64 / secs,
+        deliveries_per_s: (d.delivered + d.unexpected) as f64 / secs,
+        rows_received: Live::get(&live.rows),
+        rows_per_s: Live::get(&live.rows) as f64 / secs,
         typing_sent: Live::get(&live.typing),
         seen_sent: Live::get(&live.seen),
         latency: lat,
@@ -457,11 +536,12 @@ pub async fn ramp(stack: &Stack, base: &RunOpts, watched: &Watched, start: f64, 
 
 pub fn summary_line(r: &RunReport) -> String {
     format!(
-        "[{}] offered {:.0} msg/s -> delivered {:.0} msg/s ({:.0} frames/s) | p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.1} ms | lost {} dup {} ooo {} refused {} | {}",
+        "[{}] offered {:.0} msg/s -> delivered {:.0} msg/s ({:.0} frames/s, {:.0} rows/s) | p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.1} ms | lost {} dup {} ooo {} refused {} | {}",
         r.target,
         r.offered_msgs_per_s,
         r.delivered_msgs_per_s,
         r.deliveries_per_s,
+        r.rows_per_s,
         r.latency.p50_ms,
         r.latency.p99_ms,
         r.latency.p999_ms,
@@ -645,4 +725,30 @@ pub async fn idle_child(stack: &Stack, conns: usize, prefix: &str, src: Option<I
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_sets_are_distinct_blocks() {
+        // 2000 customers, 2 agents, 10 each: blocks at 0 and 1000, no overlap.
+        let s = watch_sets(2000, 2, 10);
+        assert_eq!(s[0], (0..10).collect::<Vec<u32>>());
+        assert_eq!(s[1], (1000..1010).collect::<Vec<u32>>());
+        // Blocks wrap around, and never name a conversation twice.
+        let s = watch_sets(25, 3, 10);
+        assert_eq!(s[2], vec![16, 17, 18, 19, 20, 21, 22, 23, 24, 0]);
+        for set in &s {
+            let mut d = set.clone();
+            d.sort_unstable();
+            d.dedup();
+            assert_eq!(d.len(), 10);
+        }
+        // Fewer customers than the watch size: each agent watches them all, once.
+        let s = watch_sets(3, 2, 10);
+        assert_eq!(s[1], vec![1, 2, 0]);
+        assert!(watch_sets(0, 2, 10).iter().all(Vec::is_empty));
+    }
 }

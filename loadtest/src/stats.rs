@@ -1,6 +1,9 @@
 //! Counters and latency histograms of one run, and the delivery ledger:
 //! every message is stamped (sender, number); each receiver marks what it
 //! got, so lost, duplicated and out-of-order deliveries are counted exactly.
+//!
+//! A message in conversation c is meant for c's customer socket and for every
+//! agent socket that watches c (docs/protocol.md, `watch`); nobody else.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +27,10 @@ pub struct Live {
     pub acked: AtomicU64,
     pub errors: AtomicU64,
     pub deliveries: AtomicU64,
+    /// (message, receiver) pairs the acked messages are meant for (the drain waits for them).
+    pub expected: AtomicU64,
+    /// Chat-list rows (`conversation` frames) the agents received.
+    pub rows: AtomicU64,
     pub typing: AtomicU64,
     pub seen: AtomicU64,
     pub frames_in: AtomicU64,
@@ -43,6 +50,8 @@ impl Live {
             acked: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
+            expected: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
             typing: AtomicU64::new(0),
             seen: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
@@ -56,6 +65,9 @@ impl Live {
     }
     pub fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
     }
     pub fn record(&self, h: &Mutex<Histogram<u64>>, sched_us: u64, now_us: u64) {
         if sched_us >= self.record_from_us {
@@ -113,6 +125,8 @@ pub struct Track {
 #[derive(Debug, Default)]
 pub struct Ledger {
     pub from: HashMap<u32, Track>,
+    /// Distinct messages received (first copies).
+    pub marked: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
 }
@@ -129,6 +143,7 @@ impl Ledger {
             return false;
         }
         t.bits[w] |= 1 << b;
+        self.marked += 1;
         match t.max {
             Some(m) if k < m => self.out_of_order += 1,
             _ => t.max = Some(k),
@@ -148,6 +163,8 @@ impl Ledger {
 pub struct ConnResult {
     pub origin: u32,
     pub is_agent: bool,
+    /// Agents: the conversations (customer indexes) this socket watches.
+    pub watching: Vec<u32>,
     pub sent: Vec<Sent>,
     pub ledger: Ledger,
 }
@@ -165,6 +182,12 @@ pub struct Deliveries {
     /// (message, receiver) pairs that should have arrived.
     pub expected: u64,
     pub delivered: u64,
+    /// The part of `expected` / `delivered` at agent sockets (watchers).
+    pub expected_at_agents: u64,
+    pub delivered_at_agents: u64,
+    /// Messages received by a socket they were not meant for (an agent that
+    /// does not watch the conversation, another customer).
+    pub unexpected: u64,
     /// Messages delivered to every receiver they were meant for.
     pub complete_messages: u64,
     pub lost: u64,
@@ -174,15 +197,29 @@ pub struct Deliveries {
     pub lost_examples: Vec<String>,
 }
 
-/// Checks every acked message against every receiver it was meant for: each
-/// agent socket (staff see every conversation) and the customer's socket.
+/// The agent sockets watching each conversation (by customer index).
+pub fn watchers_of(results: &[ConnResult]) -> HashMap<u32, Vec<&ConnResult>> {
+    let mut m: HashMap<u32, Vec<&ConnResult>> = HashMap::new();
+    for r in results.iter().filter(|r| r.is_agent) {
+        for c in &r.watching {
+            m.entry(*c).or_default().push(r);
+        }
+    }
+    m
+}
+
+/// Checks every message that was not refused against every receiver it was
+/// meant for: the conversation's customer socket and each agent socket
+/// watching the conversation. Anything else received is `unexpected`.
 pub fn reconcile(results: &[ConnResult]) -> Deliveries {
     let mut d = Deliveries::default();
-    let by_origin: HashMap<u32, &ConnResult> = results.iter().map(|r| (r.origin, r)).collect();
-    let agents: Vec<&ConnResult> = results.iter().filter(|r| r.is_agent).collect();
+    let by_origin: HashMap<u32, &ConnResult> = results.iter().filter(|r| !r.is_agent).map(|r| (r.origin, r)).collect();
+    let watchers = watchers_of(results);
+    let mut marked = 0;
     for r in results {
         d.duplicated += r.ledger.duplicated;
         d.out_of_order += r.ledger.out_of_order;
+        marked += r.ledger.marked;
         for (k, s) in r.sent.iter().enumerate() {
             d.sent += 1;
             match s.status {
@@ -194,11 +231,14 @@ pub fn reconcile(results: &[ConnResult]) -> Deliveries {
                 _ => d.unacked += 1,
             }
             let customer = by_origin.get(&s.conv);
+            let agents = watchers.get(&s.conv).map(Vec::as_slice).unwrap_or_default();
             let mut all = true;
             for rcv in agents.iter().copied().chain(customer.copied()) {
                 d.expected += 1;
+                d.expected_at_agents += u64::from(rcv.is_agent);
                 if rcv.ledger.has(r.origin, k as u64) {
                     d.delivered += 1;
+                    d.delivered_at_agents += u64::from(rcv.is_agent);
                 } else {
                     d.lost += 1;
                     all = false;
@@ -213,6 +253,7 @@ pub fn reconcile(results: &[ConnResult]) -> Deliveries {
             }
         }
     }
+    d.unexpected = marked.saturating_sub(d.delivered);
     d
 }
 
@@ -234,7 +275,7 @@ mod tests {
     #[test]
     fn reconcile_finds_losses() {
         let mut cust = ConnResult { origin: 0, is_agent: false, ..Default::default() };
-        let mut agent = ConnResult { origin: 1, is_agent: true, ..Default::default() };
+        let mut agent = ConnResult { origin: 1, is_agent: true, watching: vec![0], ..Default::default() };
         cust.sent = vec![Sent { conv: 0, status: ACKED }, Sent { conv: 0, status: ACKED }];
         agent.sent = vec![Sent { conv: 0, status: ACKED }];
         cust.ledger.mark(0, 0);
@@ -244,7 +285,39 @@ mod tests {
         agent.ledger.mark(1, 0);
         let d = reconcile(&[cust, agent]);
         assert_eq!(d.expected, 6);
+        assert_eq!((d.expected_at_agents, d.delivered_at_agents), (3, 2));
         assert_eq!(d.lost, 1);
+        assert_eq!(d.unexpected, 0);
         assert_eq!(d.complete_messages, 2);
+    }
+
+    /// Conversation 1's messages are meant for its customer and for the agents
+    /// watching it only: not for an agent watching conversation 0, not for customer 0.
+    #[test]
+    fn reconcile_follows_watches() {
+        // Customers 0 and 1 (origins 0, 1); agent 2 watches conversation 0, agent 3 watches 1.
+        let mut c0 = ConnResult { origin: 0, ..Default::default() };
+        let mut c1 = ConnResult { origin: 1, ..Default::default() };
+        let mut a2 = ConnResult { origin: 2, is_agent: true, watching: vec![0], ..Default::default() };
+        let mut a3 = ConnResult { origin: 3, is_agent: true, watching: vec![1], ..Default::default() };
+        c1.sent = vec![Sent { conv: 1, status: ACKED }];
+        a3.sent = vec![Sent { conv: 1, status: ACKED }, Sent { conv: 1, status: FAILED }];
+        c1.ledger.mark(1, 0);
+        c1.ledger.mark(3, 0);
+        a3.ledger.mark(1, 0);
+        // Agent 3 misses its own reply; agent 2 gets conversation 1's message it does not watch.
+        a2.ledger.mark(1, 0);
+        c0.sent = vec![Sent { conv: 0, status: ACKED }];
+        c0.ledger.mark(0, 0);
+        let d = reconcile(&[c0, c1, a2, a3]);
+        // c0's message: c0 + a2 (not received by a2); c1's: c1 + a3; a3's: c1 + a3. The refused one: none.
+        assert_eq!((d.sent, d.acked, d.failed), (4, 3, 1));
+        assert_eq!(d.expected, 6);
+        assert_eq!(d.expected_at_agents, 3);
+        assert_eq!(d.delivered, 4);
+        assert_eq!(d.delivered_at_agents, 1);
+        assert_eq!(d.lost, 2);
+        assert_eq!(d.unexpected, 1);
+        assert_eq!(d.complete_messages, 1);
     }
 }

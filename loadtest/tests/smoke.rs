@@ -1,6 +1,8 @@
 //! A short load run against real processes (2 gateways, 1 worker): a few
-//! hundred sockets, a few seconds of mixed traffic. Asserts what must hold
-//! at any speed: nothing lost, duplicated or out of order. Never timings.
+//! hundred sockets, a few seconds of mixed traffic, agents each watching 10
+//! conversations. Asserts what must hold at any speed: nothing lost,
+//! duplicated or out of order, at the customers and at the watching agents,
+//! and nothing delivered to an agent that does not watch. Never timings.
 
 mod common;
 
@@ -26,6 +28,7 @@ async fn smoke_run_loses_and_duplicates_nothing() {
     let opts = RunOpts {
         customers: 300,
         agents: 3,
+        agent_watch: 10,
         rate: 300.0,
         duration: Duration::from_secs(4),
         warmup: Duration::from_secs(0),
@@ -45,6 +48,13 @@ async fn smoke_run_loses_and_duplicates_nothing() {
     assert_eq!(d.lost, 0, "lost deliveries: {d:?}");
     assert_eq!(d.duplicated, 0, "duplicated deliveries: {d:?}");
     assert_eq!(d.out_of_order, 0, "out-of-order deliveries: {d:?}");
+    // The watching agents are receivers too: their replies and the customers'
+    // messages in the 30 watched conversations must reach them (lost counts them).
+    assert!(d.expected_at_agents >= 50, "too few deliveries were meant for watching agents: {d:?}");
+    assert_eq!(d.delivered_at_agents, d.expected_at_agents, "{d:?}");
+    // The other 270 conversations' messages must not reach the agents.
+    assert_eq!(d.unexpected, 0, "messages delivered to agents that do not watch the conversation: {d:?}");
+    assert!(r.rows_received > 0, "agents receive the chat-list rows of every conversation");
     assert_eq!(r.disconnects, 0);
     assert!(r.typing_sent > 0 && r.seen_sent > 0, "the mix includes typing and seen");
     assert!(r.http.as_ref().is_some_and(|h| h.requests > 0 && h.failures == 0), "goose REST part: {:?}", r.http);

@@ -1,14 +1,24 @@
 // The peer for side-by-side benchmarks: the relay job of our gateway, written
 // the way a team would with Socket.IO and its Redis streams adapter.
 //
-// - one room per conversation (`c:<id>`, the customer's sockets) and one
-//   `staff` room (every agent socket);
+// - rooms: `cust:<id>` (the customer's sockets), `watch:<id>` (the agent
+//   sockets watching conversation <id>) and `staff` (every agent socket);
+// - `watch {conversation}` (agents): join `watch:<id>`, at most 100 per
+//   socket (`invalid` beyond), then ack `{conversation}`, so the join has
+//   happened when the client hears back; `unwatch` leaves the room. Ours also
+//   replays the events after `after` and checks the conversation exists; the
+//   peer does neither (it keeps no per-conversation log), which favours it;
 // - `send`: sequence number (INCR) and a log entry (XADD, capped) in one
-//   MULTI round trip, ack `{seq, ts}` to the sender, then the message to the
-//   conversation's room and to staff (sender included, as ours does);
-// - `typing`: relayed to the other side at most once per 1.5 s per socket and
-//   conversation, never stored;
-// - `seen`: read state kept in a Redis hash, a `receipt` to the other side.
+//   MULTI round trip, ack `{seq, ts}` to the sender, then the message to
+//   `cust:<conv>` and `watch:<conv>` (sender included, as ours does), and a
+//   chat-list row to `staff` (`conversation {id, preview (100 chars),
+//   last_ts, last_seq}`; ours coalesces rows per worker batch, the peer sends
+//   one per message);
+// - `typing`: relayed to the other side (customer -> `watch:<conv>`, agent
+//   -> `cust:<conv>`) at most once per 1.5 s per socket and conversation,
+//   never stored;
+// - `seen`: read state kept in a Redis hash, a `receipt` to the other side
+//   (same rooms as typing).
 //
 // Auth is trusted (`{kind, id}` in the connect packet): the peer does no
 // token check, which only favours it. Two processes on one Redis form the
@@ -31,6 +41,8 @@ const PREFIX = process.env.PEER_PREFIX || "peer:";
 const MAX_TEXT = 4000;
 const TYPING_EVERY_MS = 1500;
 const LOG_MAXLEN = 100000;
+const MAX_WATCHED = 100;
+const PREVIEW_CHARS = 100;
 
 async function main() {
   const adapterClient = createClient({ url: REDIS_URL });
@@ -74,9 +86,34 @@ async function main() {
 
   io.on("connection", (socket) => {
     const { kind, id } = socket.data;
-    socket.join(kind === "customer" ? `c:${id}` : "staff");
+    socket.join(kind === "customer" ? `cust:${id}` : "staff");
     const typingAt = new Map();
-    const convOf = (m) => (kind === "customer" ? id : m && typeof m.conversation === "string" ? m.conversation : null);
+    const watched = new Set();
+    const convOf = (m) => (kind === "customer" ? id : m && typeof m.conversation === "string" && m.conversation ? m.conversation : null);
+    // The room of the other side of a conversation.
+    const otherSide = (conv) => (kind === "customer" ? `watch:${conv}` : `cust:${conv}`);
+
+    socket.on("watch", async (m, ack) => {
+      const reply = typeof ack === "function" ? ack : () => {};
+      if (kind !== "agent") return reply({ error: "forbidden" });
+      const conv = convOf(m);
+      if (!conv) return reply({ error: "invalid" });
+      if (!watched.has(conv)) {
+        if (watched.size >= MAX_WATCHED) return reply({ error: "invalid" });
+        watched.add(conv);
+        await socket.join(`watch:${conv}`);
+      }
+      reply({ conversation: conv });
+    });
+
+    socket.on("unwatch", async (m, ack) => {
+      const reply = typeof ack === "function" ? ack : () => {};
+      if (kind !== "agent") return reply({ error: "forbidden" });
+      const conv = convOf(m);
+      if (!conv) return reply({ error: "invalid" });
+      if (watched.delete(conv)) await socket.leave(`watch:${conv}`);
+      reply({ conversation: conv });
+    });
 
     socket.on("send", async (m, ack) => {
       const reply = typeof ack === "function" ? ack : () => {};
@@ -96,10 +133,11 @@ async function main() {
           )
           .exec();
         reply({ conversation: conv, seq, ts });
-        io.to([`c:${conv}`, "staff"]).emit("message", {
+        io.to([`cust:${conv}`, `watch:${conv}`]).emit("message", {
           conversation: conv,
           message: { seq, kind, author: { kind, id }, text: m.text, ts, client_id: m.client_id },
         });
+        io.to("staff").emit("conversation", { id: conv, preview: m.text.slice(0, PREVIEW_CHARS), last_ts: ts, last_seq: seq });
       } catch (e) {
         reply({ error: "unavailable" });
       }
@@ -114,7 +152,7 @@ async function main() {
       if (typingAt.size > 1000) typingAt.clear();
       typingAt.set(conv, now);
       const frame = { conversation: conv, who: { kind, id }, expires_in_ms: 5000 };
-      io.to(kind === "customer" ? "staff" : `c:${conv}`).emit("typing", frame);
+      io.to(otherSide(conv)).emit("typing", frame);
     });
 
     socket.on("seen", async (m) => {
@@ -123,7 +161,7 @@ async function main() {
       const side = kind === "customer" ? "customer" : "staff";
       try {
         await redis.hSet(`${PREFIX}{c:${conv}}:rs`, `${side}_seen`, String(m.seq));
-        io.to(kind === "customer" ? "staff" : `c:${conv}`).emit("receipt", { conversation: conv, seen_seq: m.seq, side });
+        io.to(otherSide(conv)).emit("receipt", { conversation: conv, seen_seq: m.seq, side });
       } catch (e) {
         /* receipts are best effort, as typing */
       }
