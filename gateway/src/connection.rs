@@ -613,6 +613,9 @@ pub async fn serve_echo(state: AppState, fut: fastwebsockets::upgrade::UpgradeFu
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }
 
+/// A live event held back: position, frame, floor (see [`Out::Event`]).
+type Held = (u64, Arc<str>, u64);
+
 /// The write side: the only task that writes to the socket.
 struct WriteState {
     state: AppState,
@@ -622,7 +625,7 @@ struct WriteState {
     /// Live events held until the first client frame (or [`HOLD_MS`]).
     held: Option<Vec<Out>>,
     /// Live events of conversations being watched, held until their replay.
-    watch_held: HashMap<Arc<str>, Vec<(u64, Arc<str>, u64)>>,
+    watch_held: HashMap<Arc<str>, Vec<Held>>,
     /// A close frame went out: nothing more may follow it.
     closed: bool,
     /// When the socket opened (ms): events sent since are owed to it.

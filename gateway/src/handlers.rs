@@ -393,6 +393,11 @@ pub async fn read_state(
 ) -> Result<Option<ServerFrame>> {
     authorize(ident, &conv)?;
     let side = ident.kind.side();
+    // Staff delivery already recorded from this node: nothing can change.
+    let known = |c: &str| state.staff_delivered.get(c).map(|v| *v).unwrap_or(0);
+    if !seen && side == Side::Staff && seq <= known(&conv) {
+        return Ok(rid.map(|rid| ServerFrame::Ack { rid: Some(rid), conversation: conv, seq, ts: schema::now_ms(), pos: None, duplicate: true }));
+    }
     let (delivered, seen_seq) = if seen { (seq, seq) } else { (seq, 0) };
     let k = &state.keys;
     let call = Call::new()
@@ -414,6 +419,13 @@ pub async fn read_state(
     let nd = int_at(&v, 1) as u64;
     let ns = int_at(&v, 2) as u64;
     let changed = int_at(&v, 3) == 1;
+    if side == Side::Staff && nd > known(&conv) {
+        // Bounded: forgetting only sends the next report to Redis.
+        if state.staff_delivered.len() >= 100_000 {
+            state.staff_delivered.clear();
+        }
+        state.staff_delivered.insert(conv.clone(), nd);
+    }
     if changed {
         let ts = schema::now_ms();
         let receipt = ServerFrame::Receipt { conversation: conv.clone(), delivered_seq: nd, seen_seq: ns }.to_json();

@@ -74,6 +74,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         shutdown: shutdown_rx.clone(),
         customer_secret: secret,
         loyalty,
+        staff_delivered: Default::default(),
         cfg,
     });
     tracing::info!(node = %state.node, "gateway node started");

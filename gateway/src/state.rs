@@ -28,6 +28,12 @@ pub struct State {
     pub customer_secret: Vec<u8>,
     /// Points ledger, vouchers and orders (SQL or the external service).
     pub loyalty: store::loyalty::SharedLoyalty,
+    /// Per conversation, the staff `delivered` position this node has
+    /// already recorded in Redis (a lower bound: read state only grows).
+    /// Every agent console reports delivery of every new customer message
+    /// it sees in the chat list; the first report per node goes to Redis,
+    /// the others are answered here.
+    pub staff_delivered: dashmap::DashMap<String, u64>,
 }
 
 pub type AppState = Arc<State>;

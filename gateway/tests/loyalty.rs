@@ -18,6 +18,8 @@ async fn give_is_idempotent(db: Db) {
     let agent_tok = s.agent_token().await;
     let (_cust_tok, conv) = s.customer("pat").await;
     let mut agent_a = s.ws(0, &agent_tok).await;
+    // A has the conversation open (gets its messages); B only the points.
+    agent_a.watch(&conv, 0).await;
     let mut agent_b = s.ws(1, &agent_tok).await;
 
     let key = uuid::Uuid::new_v4().to_string();
@@ -150,6 +152,7 @@ async fn reset_balance(db: Db) {
     let tok = s.agent_token().await;
     let (_, conv) = s.customer("rae").await;
     let mut agent = s.ws(0, &tok).await;
+    agent.watch(&conv, 0).await;
     assert_eq!(give(&s, 0, &tok, &conv, "g1", json!({"amount": 30})).await.status, 200);
     assert_eq!(give(&s, 0, &tok, &conv, "g2", json!({"amount": 12})).await.status, 200);
     let r = reset(&s, 0, &tok, &conv, "r1").await;

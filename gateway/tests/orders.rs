@@ -17,6 +17,7 @@ async fn card_lifecycle(db: Db) {
     let tok = s.agent_token().await;
     let (cust_tok, conv) = s.customer("olga").await;
     let mut agent = s.ws(0, &tok).await;
+    agent.watch(&conv, 0).await;
     let mut cust = s.ws(1, &cust_tok).await;
     let t0 = schema::now_ms() - 60_000;
 

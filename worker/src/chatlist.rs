@@ -35,20 +35,26 @@ use crate::WorkerError;
 
 /// KEYS[1] = row hash. ARGV = customer_id, username, avatar_url, preview,
 /// last_ts, last_seq, unread, staff_seen. Returns {applied (0/1), previous
-/// username, previous last_ts (0 when none)}.
+/// username, previous last_ts (0 when none), shown (1 when anything an agent
+/// sees changed: not so for a customer's receipt)}.
 const ROW_SCRIPT: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'last_seq', 'staff_seen', 'username', 'last_ts')
+local cur = redis.call('HMGET', KEYS[1], 'last_seq', 'staff_seen', 'username', 'last_ts', 'avatar_url', 'preview', 'unread')
 local old_seq = tonumber(cur[1])
 local old_name = cur[3] or ''
 local old_ts = tonumber(cur[4]) or 0
 if old_seq then
   local new_seq = tonumber(ARGV[6])
-  if new_seq < old_seq then return {0, old_name, old_ts} end
-  if new_seq == old_seq and tonumber(ARGV[8]) < (tonumber(cur[2]) or 0) then return {0, old_name, old_ts} end
+  if new_seq < old_seq then return {0, old_name, old_ts, 0} end
+  if new_seq == old_seq and tonumber(ARGV[8]) < (tonumber(cur[2]) or 0) then return {0, old_name, old_ts, 0} end
+  if cur[3] == ARGV[2] and cur[5] == ARGV[3] and cur[6] == ARGV[4] and cur[4] == ARGV[5]
+    and cur[1] == ARGV[6] and cur[7] == ARGV[7] then
+    if cur[2] ~= ARGV[8] then redis.call('HSET', KEYS[1], 'staff_seen', ARGV[8]) end
+    return {1, old_name, old_ts, 0}
+  end
 end
 redis.call('HSET', KEYS[1], 'customer_id', ARGV[1], 'username', ARGV[2], 'avatar_url', ARGV[3],
   'preview', ARGV[4], 'last_ts', ARGV[5], 'last_seq', ARGV[6], 'unread', ARGV[7], 'staff_seen', ARGV[8])
-return {1, old_name, old_ts}
+return {1, old_name, old_ts, 1}
 "#;
 
 /// The chat-list writer: key layout plus the loaded row script.
@@ -65,6 +71,9 @@ pub struct Applied {
     pub old_username: String,
     /// The replaced row was already in the indexes (it had a message).
     pub was_listed: bool,
+    /// Something agents see changed (preview, time, unread, name...): the
+    /// row is relayed and indexed; otherwise (a customer's receipt) neither.
+    pub shown: bool,
 }
 
 /// Member of the name index: lowercase username, NUL, conversation id.
@@ -132,9 +141,9 @@ impl ChatList {
         };
         let mut applied = Vec::with_capacity(states.len());
         for (s, reply) in states.iter().zip(replies.iter()) {
-            let (ok, old, old_ts): (i64, String, i64) = redis::from_redis_value(reply)?;
+            let (ok, old, old_ts, shown): (i64, String, i64, i64) = redis::from_redis_value(reply)?;
             if ok == 1 {
-                applied.push(Applied { state: s.clone(), old_username: old, was_listed: old_ts > 0 });
+                applied.push(Applied { state: s.clone(), old_username: old, was_listed: old_ts > 0, shown: shown == 1 });
             }
         }
         Ok(applied)
@@ -145,7 +154,8 @@ impl ChatList {
     pub fn push_indexes(&self, pipe: &mut Pipeline, applied: &[Applied]) {
         for a in applied {
             let s = &a.state;
-            if s.last_ts <= 0 {
+            // Unchanged and listed: the indexes already hold it.
+            if s.last_ts <= 0 || (a.was_listed && !a.shown) {
                 continue;
             }
             pipe.zadd(self.keys.chats_all(), &s.id, s.last_ts).ignore();
@@ -172,7 +182,7 @@ impl ChatList {
     /// Adds the `conversation` frame of every accepted row to the staff stream.
     pub fn push_relays(&self, pipe: &mut Pipeline, applied: &[Applied]) -> usize {
         let mut n = 0;
-        for a in applied.iter().filter(|a| a.state.last_ts > 0) {
+        for a in applied.iter().filter(|a| a.state.last_ts > 0 && a.shown) {
             let relay = Relay {
                 audience: Audience::Staff,
                 conversation: Some(a.state.id.clone()),
@@ -210,6 +220,7 @@ pub async fn rebuild_chat_list(store: &Store, redis: &mut (impl ConnectionLike +
         // Rows may have survived what the indexes lost: write every entry.
         for a in &mut applied {
             a.was_listed = false;
+            a.shown = true;
         }
         let mut pipe = redis::pipe();
         list.push_indexes(&mut pipe, &applied);

@@ -280,11 +280,23 @@ async fn main_flow(pg: bool) {
     assert_eq!(h.pending().await, 0);
     assert_eq!(h.log_len().await, 0);
 
-    // The customer reads nothing; staff reads everything: unread drops out of the index.
+    // The customer reading the staff reply changes nothing agents see in the
+    // list: no new row is relayed to every agent.
+    let relayed = h.staff_events().await.len();
+    h.xadd(&LogEvent::Read { conversation: "alpha".into(), side: Side::Customer, delivered: 3, seen: 3, ts: 1 }).await;
+    let r = drain(&mut w).await;
+    assert_eq!(r.events, 1);
+    assert_eq!(h.staff_events().await.len(), relayed, "a customer's receipt relayed a row");
+    assert_eq!(h.row("alpha").await.get("unread").map(String::as_str), Some("2"));
+
+    // Staff reads everything: unread drops out of the index, and the row goes out.
     h.xadd(&staff_read("alpha", 3)).await;
     drain(&mut w).await;
     assert_eq!(h.row("alpha").await.get("unread").map(String::as_str), Some("0"));
     assert_eq!(h.zscore(h.keys.chats_unread(), "alpha").await, None);
+    let rows = h.staff_events().await;
+    assert_eq!(rows.len(), relayed + 1);
+    assert_eq!(rows.last().map(|r| (r.id.as_str(), r.unread)), Some(("alpha", 0)));
 
     // A username change moves the name index entry.
     let mut renamed = cmsg("alpha", 4);
