@@ -1,6 +1,6 @@
 # Starting and stopping the benchmarked stacks (sourced by scripts/bench-*.sh,
 # not run). Needs: OUT (directory for logs), REDIS_URL, REDIS_PID; release
-# binaries built. Every start uses a fresh key prefix, dropped by stop_all.
+# binaries built (in BIN_DIR, default target/release). Every start uses a fresh key prefix, dropped by stop_all.
 
 pids=()
 cleanup_procs() {
@@ -31,7 +31,7 @@ start_ours() {
   local dir="$OUT/ours-$PREFIX"; dir=${dir%:}; mkdir -p "$dir"
   export REDIS_URL DATABASE_URL="sqlite://$dir/chat.db" CHAT_KEY_PREFIX="$PREFIX" CHAT_DEV=1 CHAT_DEMO_DATA=0 \
     CHAT_SEND_RATE=100000 CHAT_CONNECT_RATE_PER_IP=100000 RUST_LOG=warn
-  WORKER_METRICS_ADDR=127.0.0.1:0 target/release/worker > "$dir/worker.out" 2> "$dir/worker.log" &
+  WORKER_METRICS_ADDR=127.0.0.1:0 ${BIN_DIR:-target/release}/worker > "$dir/worker.out" 2> "$dir/worker.log" &
   pids+=($!); PIDARGS="--pid worker=$! --pid redis=$REDIS_PID"
   wait_line "$dir/worker.out" "metrics on http://" > /dev/null
   ADDRS=""; GW0_PID=""
@@ -41,7 +41,7 @@ start_ours() {
   # 2 each at the same latency (BENCHMARKS.md, session 6).
   local threads=${GATEWAY_THREADS:-$(( $(nproc) / n > 0 ? $(nproc) / n : 1 ))}
   for i in $(seq 0 $((n - 1))); do
-    TOKIO_WORKER_THREADS=$threads GATEWAY_ADDR=127.0.0.1:0 CHAT_NODE_ID="${PREFIX}g$i" target/release/gateway > "$dir/gateway$i.out" 2> "$dir/gateway$i.log" &
+    TOKIO_WORKER_THREADS=$threads GATEWAY_ADDR=127.0.0.1:0 CHAT_NODE_ID="${PREFIX}g$i" ${BIN_DIR:-target/release}/gateway > "$dir/gateway$i.out" 2> "$dir/gateway$i.log" &
     pids+=($!); PIDARGS="$PIDARGS --pid gateway$i=$!"; [ -z "$GW0_PID" ] && GW0_PID=$!
     ADDRS="$ADDRS --gateway $(wait_line "$dir/gateway$i.out" "listening on http://")"
   done

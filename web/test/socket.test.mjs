@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { FakeWebSocket } from './fake-websocket.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = mkdtempSync(join(tmpdir(), 'socket-test-'));
@@ -19,34 +20,6 @@ rmSync(out, { recursive: true, force: true });
 
 // ---------------------------------------------------------------- fakes
 
-class FakeWebSocket {
-  static OPEN = 1;
-  static all = [];
-  readyState = 0;
-  sent = [];
-  constructor(url) {
-    this.url = url;
-    FakeWebSocket.all.push(this);
-  }
-  send(s) {
-    this.sent.push(JSON.parse(s));
-  }
-  close() {
-    this.readyState = 3;
-  }
-  // test side
-  open() {
-    this.readyState = 1;
-    this.onopen?.();
-  }
-  receive(frame) {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-  drop() {
-    this.readyState = 3;
-    this.onclose?.({ code: 1006 });
-  }
-}
 
 const listeners = {};
 let online = true;
