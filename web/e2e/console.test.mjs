@@ -2,24 +2,18 @@
 // history paging and quote jumps, order cards, keyboard navigation, tab title.
 // The customer panel has its own files: panel.test.mjs, panel-loyalty-down.test.mjs.
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { VIEWPORTS, launchBrowser, message, newAgent, newCustomer, postOrderEvent, send, shot, startStack, uniqueName, webDir } from './harness.mjs';
+import { VIEWPORTS, message, newAgent, newCustomer, postOrderEvent, send, shot, uniqueName, webDir, withStack } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
 let stack;
 let browser;
-
-before(async () => {
-  stack = await startStack();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
+withStack((s, b) => {
+  stack = s;
+  browser = b;
 });
 
 const row = (page, username) => page.locator(`.chat-row[data-username="${username}"]`);

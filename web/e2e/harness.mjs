@@ -3,6 +3,7 @@
 // key prefix and a temporary SQLite database, in dev mode, on a free port; then
 // drives headless Debian Chromium through playwright-core.
 
+import { after, before } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -122,6 +123,24 @@ export async function startStack({ env: extraEnv = {} } = {}) {
       rmSync(tmp, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The usual fixture of a test file: one stack and one browser for the whole file,
+ * handed to `ready` before the tests run, both stopped after them.
+ */
+export function withStack(ready, opts) {
+  let stack;
+  let browser;
+  before(async () => {
+    stack = await startStack(opts);
+    browser = await launchBrowser();
+    ready(stack, browser);
+  });
+  after(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
 }
 
 export async function launchBrowser() {

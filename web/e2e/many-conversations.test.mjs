@@ -4,22 +4,16 @@
 // conversation shows what was said before and live after, and switching between
 // conversations (or coming back to one it let go) shows every message exactly once.
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, message, newAgent, newCustomer, send, startStack, uniqueName, watch } from './harness.mjs';
+import { message, newAgent, newCustomer, send, uniqueName, watch, withStack } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
 let stack;
 let browser;
-
-before(async () => {
-  stack = await startStack();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
+withStack((s, b) => {
+  stack = s;
+  browser = b;
 });
 
 const row = (page, username) => page.locator(`.chat-row[data-username="${username}"]`);

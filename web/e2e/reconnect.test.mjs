@@ -1,23 +1,17 @@
 // Losing and regaining the connection: the console says so, resumes, shows what it
 // missed without a reload, and sends what was typed offline exactly once.
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { launchBrowser, message, newAgent, newCustomer, postOrderEvent, send, startStack, uniqueName } from './harness.mjs';
+import { message, newAgent, newCustomer, postOrderEvent, send, uniqueName, withStack } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
 let stack;
 let browser;
-
-before(async () => {
-  stack = await startStack();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
+withStack((s, b) => {
+  stack = s;
+  browser = b;
 });
 
 const row = (page, username) => page.locator(`.chat-row[data-username="${username}"]`);

@@ -1,22 +1,16 @@
 // The spec's "Common Workflows", walked with an agent console and a customer widget
 // side by side against the real gateway and worker.
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, message, newAgent, newCustomer, send, startStack, uniqueName } from './harness.mjs';
+import { message, newAgent, newCustomer, send, uniqueName, withStack } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
 let stack;
 let browser;
-
-before(async () => {
-  stack = await startStack();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
+withStack((s, b) => {
+  stack = s;
+  browser = b;
 });
 
 const row = (page, username) => page.locator(`.chat-row[data-username="${username}"]`);

@@ -2,22 +2,16 @@
 // script payloads from a customer show up literally on both sides and
 // nothing executes (checked in Chromium).
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, message, newAgent, newCustomer, send, startStack, uniqueName } from './harness.mjs';
+import { message, newAgent, newCustomer, send, uniqueName, withStack } from './harness.mjs';
 import { assertClean, until } from './util.mjs';
 
 let stack;
 let browser;
-
-before(async () => {
-  stack = await startStack();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
+withStack((s, b) => {
+  stack = s;
+  browser = b;
 });
 
 const PAYLOADS = [
