@@ -234,20 +234,28 @@ async fn watch_all(state: &AppState, h: &ConnHandle, convs: &[String]) -> Result
     }
     let mut conn = state.redis();
     if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-        // Not counted in Redis: undo locally (the counts that did land are
-        // taken back by the unwatch script, which stops at zero).
-        let _ = unwatch_all(state, h, convs.iter().map(String::as_str)).await;
+        // Undone here only: decrementing counts that may not have landed
+        // could take another socket's watch away. A count that did land
+        // stays one too high, which costs frames nobody on the node reads,
+        // never a missed one.
+        convs.iter().for_each(|c| stop_locally(state, h, c));
         return Err(e.into());
     }
     Ok(())
+}
+
+/// The node stops routing a conversation's events to the socket, whose
+/// writer forgets it.
+fn stop_locally(state: &AppState, h: &ConnHandle, conv: &str) {
+    state.registry.unwatch(conv, h.id);
+    h.push(Out::Unwatch(Arc::from(conv)));
 }
 
 /// Stops watching conversations (an `unwatch`, or the socket closing).
 async fn unwatch_all<'a>(state: &AppState, h: &ConnHandle, convs: impl Iterator<Item = &'a str>) -> Result<(), GatewayError> {
     let mut calls = Vec::new();
     for c in convs {
-        state.registry.unwatch(c, h.id);
-        h.push(Out::Unwatch(Arc::from(c)));
+        stop_locally(state, h, c);
         calls.push(relay::Call::new().key(state.keys.watchers(c)).arg(&state.node));
     }
     for call in &calls {
