@@ -316,7 +316,12 @@ async fn kill_gateway_mid_traffic_clients_resume_elsewhere() {
     s.gateways.swap(0, 1);
     let total: usize = custs.iter().map(|c| c.acked.len()).sum();
     eprintln!("acked in total: {total} in {elapsed:?} ({:.0}/s)", total as f64 / elapsed.as_secs_f64());
-    assert!(total as f64 / elapsed.as_secs_f64() > 800.0, "traffic too thin to mean anything: {total}");
+    // Offered: 40 x 25/s for 4 s = 4,000 sends across the kill. A slow
+    // machine sends fewer (late ticks past the end are not sent); half of
+    // them still means real traffic on both sides of the kill. (A rate
+    // over the whole test counted the ack collection too, and failed on a
+    // busy machine with all 4,000 acked.)
+    assert!(total >= 2000, "traffic too thin to mean anything: {total} acked");
     for c in &custs {
         assert!(c.pending.is_empty(), "{} sends of {} never acked", c.pending.len(), c.conv);
         // Live + replay: each position at most once, in order.
