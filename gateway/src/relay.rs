@@ -390,15 +390,7 @@ pub async fn publish(state: &AppState, p: Publish<'_>) -> Result<(), GatewayErro
             let bytes = encoded[slot].get_or_insert_with(|| {
                 envelope::encode(&Relay { audience, conversation: relay.conversation.clone(), pos: relay.pos, frame: relay.frame.clone() })
             });
-            pipe.cmd("XADD")
-                .arg(state.keys.inbox(node))
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(INBOX_LEN)
-                .arg("*")
-                .arg(FIELD)
-                .arg(&bytes[..])
-                .ignore();
+            redis_conn::xadd_capped(&mut pipe, &state.keys.inbox(node), INBOX_LEN, FIELD, bytes);
         }
     }
     let started = Instant::now();
@@ -431,18 +423,11 @@ pub async fn relay_frame(state: &AppState, audience: Audience, conv: &str, frame
 /// one entry in the staff stream, which every node reads.
 pub async fn relay_to_all_staff(state: &AppState, conv: &str, frame: String) -> Result<(), GatewayError> {
     let relay = Relay { audience: Audience::Staff, conversation: Some(conv.to_string()), pos: 0, frame };
+    let mut pipe = redis::pipe();
+    redis_conn::xadd_capped(&mut pipe, &state.keys.staff_events(), schema::limits::STAFF_EVENTS_LEN, FIELD, &envelope::encode(&relay));
     let started = Instant::now();
     let mut conn = state.redis();
-    redis::cmd("XADD")
-        .arg(state.keys.staff_events())
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(schema::limits::STAFF_EVENTS_LEN)
-        .arg("*")
-        .arg(FIELD)
-        .arg(envelope::encode(&relay))
-        .query_async::<()>(&mut conn)
-        .await?;
+    pipe.query_async::<()>(&mut conn).await?;
     metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "publish").record(started.elapsed().as_secs_f64());
     Ok(())
 }

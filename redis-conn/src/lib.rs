@@ -10,6 +10,12 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 
+/// Adds one entry to a capped stream: `XADD key MAXLEN ~ cap * field bytes`
+/// (the relay streams of gateway and worker; the reply is ignored).
+pub fn xadd_capped(pipe: &mut Pipeline, key: &str, cap: usize, field: &str, bytes: &[u8]) {
+    pipe.cmd("XADD").arg(key).arg("MAXLEN").arg("~").arg(cap).arg("*").arg(field).arg(bytes).ignore();
+}
+
 #[derive(Clone)]
 enum Inner {
     Single(ConnectionManager),

@@ -189,15 +189,7 @@ impl ChatList {
                 pos: 0,
                 frame: ServerFrame::Conversation(row_of(&a.state)).to_json(),
             };
-            pipe.cmd("XADD")
-                .arg(self.keys.staff_events())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(schema::limits::STAFF_EVENTS_LEN)
-                .arg("*")
-                .arg(FIELD)
-                .arg(envelope::encode(&relay))
-                .ignore();
+            redis_conn::xadd_capped(pipe, &self.keys.staff_events(), schema::limits::STAFF_EVENTS_LEN, FIELD, &envelope::encode(&relay));
             n += 1;
         }
         n
