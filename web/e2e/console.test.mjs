@@ -9,12 +9,8 @@ import { join } from 'node:path';
 import { VIEWPORTS, message, newAgent, newCustomer, postOrderEvent, send, shot, uniqueName, webDir, withStack } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
-let stack;
-let browser;
-withStack((s, b) => {
-  stack = s;
-  browser = b;
-});
+/** This file's stack and browser (started before its tests). */
+const env = withStack();
 
 const row = (page, username) => page.locator(`.chat-row[data-username="${username}"]`);
 const visible = (page, sel) => page.locator(sel).evaluate((el) => el.offsetParent !== null && el.getBoundingClientRect().width > 0);
@@ -55,12 +51,12 @@ describe('console', () => {
   test('layouts: three columns on desktop, navigation between columns on tablet and phone (screenshots)', async () => {
     // Each run has its own Redis prefix and database, so a plain name is unique here.
     const name = 'maya';
-    const customer = await newCustomer(browser, stack.url, name, { viewport: VIEWPORTS.phone });
+    const customer = await newCustomer(env.browser, env.stack.url, name, { viewport: VIEWPORTS.phone });
     await send(customer.page, 'Hi! Do you still have the seasonal muffins?');
     await send(customer.page, 'And can I reserve two for tomorrow morning?');
 
     // Desktop: list, conversation and customer info side by side.
-    const desk = await newAgent(browser, stack.url, { viewport: VIEWPORTS.desktop });
+    const desk = await newAgent(env.browser, env.stack.url, { viewport: VIEWPORTS.desktop });
     await row(desk.page, name).click();
     const ask = message(desk.page, 'And can I reserve two for tomorrow morning?');
     await ask.hover();
@@ -86,7 +82,7 @@ describe('console', () => {
     }
 
     // Tablet: list + conversation; the info panel replaces the conversation and back.
-    const tab = await newAgent(browser, stack.url, { viewport: VIEWPORTS.tablet, label: 'tablet agent' });
+    const tab = await newAgent(env.browser, env.stack.url, { viewport: VIEWPORTS.tablet, label: 'tablet agent' });
     await row(tab.page, name).click();
     await message(tab.page, 'We do! I reserved two for you, see you tomorrow.').waitFor();
     assert.ok(await visible(tab.page, '.col-list'));
@@ -101,7 +97,7 @@ describe('console', () => {
     assert.ok(await visible(tab.page, '.col-conv'));
 
     // Phone: one column at a time: list -> conversation -> info and back.
-    const phone = await newAgent(browser, stack.url, { viewport: VIEWPORTS.phone, label: 'phone agent' });
+    const phone = await newAgent(env.browser, env.stack.url, { viewport: VIEWPORTS.phone, label: 'phone agent' });
     assert.ok(await visible(phone.page, '.col-list'));
     assert.ok(!(await visible(phone.page, '.col-conv')));
     await shot(phone.page, 'phone-list');
@@ -126,9 +122,9 @@ describe('console', () => {
 
   test('older history loads on scroll up; a quote loads older history to reach the original', async () => {
     const a = uniqueName('hank');
-    const ca = await newCustomer(browser, stack.url, a);
+    const ca = await newCustomer(env.browser, env.stack.url, a);
     await postHistory(ca.page, 70, true);
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
 
     await row(agent.page, a).click();
     const quoted = message(agent.page, 'About my very first message');
@@ -149,7 +145,7 @@ describe('console', () => {
     );
 
     const b = uniqueName('ivan');
-    const cb = await newCustomer(browser, stack.url, b);
+    const cb = await newCustomer(env.browser, env.stack.url, b);
     await postHistory(cb.page, 65, false);
     await row(agent.page, b).click();
     await message(agent.page, 'History 65').waitFor();
@@ -170,9 +166,9 @@ describe('console', () => {
 
   test('order progress cards and system messages render as specified', async () => {
     const name = uniqueName('otto');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'I just ordered');
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     await row(agent.page, name).click();
     await message(agent.page, 'I just ordered').waitFor();
     // The order system posts its events (service token); the card follows the newest.
@@ -182,8 +178,8 @@ describe('console', () => {
     ];
     const t0 = Date.now();
     const id = `10${Math.floor(Math.random() * 1e5)}`;
-    await postOrderEvent(stack, { order_id: id, customer_id: name, status: 'placed', items, total: 9.25, ts: t0 });
-    await postOrderEvent(stack, { order_id: id, customer_id: name, status: 'preparing', items, total: 9.25, ts: t0 + 1000 });
+    await postOrderEvent(env.stack, { order_id: id, customer_id: name, status: 'placed', items, total: 9.25, ts: t0 });
+    await postOrderEvent(env.stack, { order_id: id, customer_id: name, status: 'preparing', items, total: 9.25, ts: t0 + 1000 });
     const card = agent.page.locator(`.order-card[data-order="${id}"][data-status="preparing"]`);
     await card.waitFor();
     assert.deepEqual(await card.locator('.order-steps li').evaluateAll((els) => els.map((e) => e.className)), ['done', 'done', 'current', '', '']);
@@ -201,7 +197,7 @@ describe('console', () => {
     assert.equal(await sys.getByRole('button', { name: 'Edit' }).count(), 0);
     // A cancelled order: placed, then cancelled.
     const gone = `${id}9`;
-    await postOrderEvent(stack, { order_id: gone, customer_id: name, status: 'cancelled', items: [{ name: 'Iced tea', qty: 1, price: 3 }], total: 3, ts: t0 + 2000 });
+    await postOrderEvent(env.stack, { order_id: gone, customer_id: name, status: 'cancelled', items: [{ name: 'Iced tea', qty: 1, price: 3 }], total: 3, ts: t0 + 2000 });
     const cancelled = agent.page.locator(`.order-card[data-order="${gone}"][data-status="cancelled"]`);
     await cancelled.waitFor();
     assert.deepEqual(await cancelled.locator('.order-steps li').evaluateAll((els) => els.map((e) => `${e.dataset.step}:${e.className}`)), [
@@ -219,9 +215,9 @@ describe('console', () => {
 
   test('composer grows with its text; Shift+Enter breaks the line, Enter sends', async () => {
     const name = uniqueName('gus');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Multi-line test');
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     await row(agent.page, name).click();
     await message(agent.page, 'Multi-line test').waitFor();
     const box = agent.page.getByLabel('Message', { exact: true });
@@ -244,7 +240,7 @@ describe('console', () => {
   });
 
   test('background alerts: a notification and a sound per new customer message, also for conversations that are not open; a click opens the conversation', async () => {
-    const context = await browser.newContext({ viewport: VIEWPORTS.desktop });
+    const context = await env.browser.newContext({ viewport: VIEWPORTS.desktop });
     // Record notifications and tones instead of showing them; the page is "in the background".
     await context.addInitScript(() => {
       window.__alerts = { notes: [], shown: [], tones: 0 };
@@ -274,9 +270,9 @@ describe('console', () => {
     const w = watch(page, 'agent');
     // A conversation the agent has open (its messages arrive live to the console).
     const openName = uniqueName('olga');
-    const open = await newCustomer(browser, stack.url, openName);
+    const open = await newCustomer(env.browser, env.stack.url, openName);
     await send(open.page, 'I have a question');
-    await page.goto(stack.url);
+    await page.goto(env.stack.url);
     await page.getByLabel('Username').fill('demo');
     await page.getByLabel('Password').fill('demo');
     await page.getByRole('button', { name: 'Log in' }).click();
@@ -297,7 +293,7 @@ describe('console', () => {
 
     // A new customer writes: their conversation is not open (the console only gets its row).
     const name = uniqueName('nina');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Are you open today?');
     let got = await noteCount(1);
     assert.deepEqual(got[0], { title: `New message from ${name}`, body: 'Are you open today?', tag: `chat-${name}` });
@@ -326,11 +322,11 @@ describe('console', () => {
   });
 
   test('keyboard navigation of the list, unread total in the tab title', async () => {
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     await agent.page.locator('.chat-row').first().waitFor();
     const before = await agent.page.title();
     const name = uniqueName('kira');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Keyboard test');
     await row(agent.page, name).waitFor();
     await until(async () => /^\(\d+\)/.test(await agent.page.title()), { what: 'unread count in the title' });

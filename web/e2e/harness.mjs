@@ -127,20 +127,20 @@ export async function startStack({ env: extraEnv = {} } = {}) {
 
 /**
  * The usual fixture of a test file: one stack and one browser for the whole file,
- * handed to `ready` before the tests run, both stopped after them.
+ * started before its tests and stopped after them. Returns `{stack, browser}`,
+ * filled in once the tests run.
  */
-export function withStack(ready, opts) {
-  let stack;
-  let browser;
+export function withStack(opts) {
+  const env = { stack: null, browser: null };
   before(async () => {
-    stack = await startStack(opts);
-    browser = await launchBrowser();
-    ready(stack, browser);
+    env.stack = await startStack(opts);
+    env.browser = await launchBrowser();
   });
   after(async () => {
-    await browser?.close();
-    await stack?.stop();
+    await env.browser?.close();
+    await env.stack?.stop();
   });
+  return env;
 }
 
 export async function launchBrowser() {

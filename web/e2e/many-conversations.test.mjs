@@ -9,12 +9,8 @@ import assert from 'node:assert/strict';
 import { message, newAgent, newCustomer, send, uniqueName, watch, withStack } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
-let stack;
-let browser;
-withStack((s, b) => {
-  stack = s;
-  browser = b;
-});
+/** This file's stack and browser (started before its tests). */
+const env = withStack();
 
 const row = (page, username) => page.locator(`.chat-row[data-username="${username}"]`);
 const badge = (page, username) => row(page, username).locator('[data-testid="unread-badge"]');
@@ -60,11 +56,11 @@ async function customerSays(page, username, texts) {
 
 describe('several conversations at once', () => {
   test('the list stays live for a conversation that is not open; opening it shows its messages, then live ones; switching back and forth shows each message once', async () => {
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     const a = uniqueName('abby');
     const b = uniqueName('bert');
-    const ca = await newCustomer(browser, stack.url, a);
-    const cb = await newCustomer(browser, stack.url, b);
+    const ca = await newCustomer(env.browser, env.stack.url, a);
+    const cb = await newCustomer(env.browser, env.stack.url, b);
     await send(ca.page, 'Hello from Abby');
     await send(cb.page, 'Hello from Bert');
     await message(cb.page, 'Hello from Bert').waitFor();
@@ -131,12 +127,12 @@ describe('several conversations at once', () => {
   });
 
   test('after working through a dozen other conversations, the first one shows what was said meanwhile, once, and goes on live', async () => {
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     // The customers write from their own sockets (a page of the app's origin runs them).
-    const helperContext = await browser.newContext();
+    const helperContext = await env.browser.newContext();
     const helper = await helperContext.newPage();
     const hw = watch(helper, 'customers');
-    await helper.goto(`${stack.url}/widget`);
+    await helper.goto(`${env.stack.url}/widget`);
 
     const first = uniqueName('fern');
     await customerSays(helper, first, ['Fern here: is the terrace open?']);

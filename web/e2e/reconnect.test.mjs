@@ -7,12 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { message, newAgent, newCustomer, postOrderEvent, send, uniqueName, withStack } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
-let stack;
-let browser;
-withStack((s, b) => {
-  stack = s;
-  browser = b;
-});
+/** This file's stack and browser (started before its tests). */
+const env = withStack();
 
 const row = (page, username) => page.locator(`.chat-row[data-username="${username}"]`);
 const banner = (page) => page.locator('[data-testid="connection-banner"]');
@@ -23,9 +19,9 @@ async function countText(page, text) {
 
 describe('connection', () => {
   test('offline: reconnecting state, outbox marked not sent, missed messages shown after reconnect, sent once', async () => {
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     const name = uniqueName('olga');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Before the outage');
     await row(agent.page, name).click();
     await message(agent.page, 'Before the outage').waitFor();
@@ -73,11 +69,11 @@ describe('connection', () => {
 
   test('server closes the socket: the client resumes first thing and replays what it missed', async () => {
     const name = uniqueName('sven');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'First message');
     await message(customer.page, 'First message').waitFor();
 
-    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const context = await env.browser.newContext({ viewport: { width: 1440, height: 900 } });
     const page = await context.newPage();
     const sockets = [];
     let refuse = false;
@@ -99,7 +95,7 @@ describe('connection', () => {
     });
     const { watch } = await import('./harness.mjs');
     const w = watch(page, 'agent');
-    await page.goto(stack.url);
+    await page.goto(env.stack.url);
     await page.getByLabel('Username').fill('demo');
     await page.getByLabel('Password').fill('demo');
     await page.getByRole('button', { name: 'Log in' }).click();
@@ -134,11 +130,11 @@ describe('connection', () => {
 
   test('order card updates are positioned: the resume names them, a missed update is replayed in place on both sides', async () => {
     const name = uniqueName('ozzy');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Where is my order?');
     await message(customer.page, 'Where is my order?').waitFor();
 
-    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const context = await env.browser.newContext({ viewport: { width: 1440, height: 900 } });
     const page = await context.newPage();
     const sockets = [];
     let refuse = false;
@@ -163,7 +159,7 @@ describe('connection', () => {
     });
     const { watch } = await import('./harness.mjs');
     const w = watch(page, 'agent');
-    await page.goto(stack.url);
+    await page.goto(env.stack.url);
     await page.getByLabel('Username').fill('demo');
     await page.getByLabel('Password').fill('demo');
     await page.getByRole('button', { name: 'Log in' }).click();
@@ -174,10 +170,10 @@ describe('connection', () => {
     const id = `r${Date.now() % 1e7}`;
     const t0 = Date.now();
     const items = [{ name: 'Chai', qty: 1, price: 3.4 }];
-    await postOrderEvent(stack, { order_id: id, customer_id: name, status: 'preparing', items, total: 3.4, ts: t0 });
+    await postOrderEvent(env.stack, { order_id: id, customer_id: name, status: 'preparing', items, total: 3.4, ts: t0 });
     // Same status, one more item: only the card changes (an `order` frame, no status message).
     const more = [...items, { name: 'Scone', qty: 1, price: 2.6 }];
-    await postOrderEvent(stack, { order_id: id, customer_id: name, status: 'preparing', items: more, total: 6, ts: t0 + 1000 });
+    await postOrderEvent(env.stack, { order_id: id, customer_id: name, status: 'preparing', items: more, total: 6, ts: t0 + 1000 });
     await until(async () => /1× Scone/.test(await textOf(page.locator(`.order-card[data-order="${id}"]`))), { what: 'card updated live' });
     const live = sockets.filter((s) => s.frames.length > 0).at(-1);
     const update = live.received.find((f) => f.type === 'order' && f.conversation === name);
@@ -191,7 +187,7 @@ describe('connection', () => {
     customer.pause();
     await customer.context.setOffline(true);
     await banner(page).waitFor();
-    await postOrderEvent(stack, { order_id: id, customer_id: name, status: 'ready', items: more, total: 6, ts: t0 + 2000 });
+    await postOrderEvent(env.stack, { order_id: id, customer_id: name, status: 'ready', items: more, total: 6, ts: t0 + 2000 });
     await new Promise((r) => setTimeout(r, 400));
     assert.equal(await page.locator(`.order-card[data-order="${id}"]`).getAttribute('data-status'), 'preparing');
     refuse = false;
@@ -219,11 +215,11 @@ describe('connection', () => {
 
   test('a new epoch (Redis lost its state): the console drops its positions and reloads', async () => {
     const name = uniqueName('edna');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Before the epoch change');
     await message(customer.page, 'Before the epoch change').waitFor();
 
-    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const context = await env.browser.newContext({ viewport: { width: 1440, height: 900 } });
     const page = await context.newPage();
     const sockets = [];
     await page.routeWebSocket(/\/ws\?/, (ws) => {
@@ -243,7 +239,7 @@ describe('connection', () => {
     });
     const { watch } = await import('./harness.mjs');
     const w = watch(page, 'agent');
-    await page.goto(stack.url);
+    await page.goto(env.stack.url);
     await page.getByLabel('Username').fill('demo');
     await page.getByLabel('Password').fill('demo');
     await page.getByRole('button', { name: 'Log in' }).click();
@@ -253,7 +249,7 @@ describe('connection', () => {
     const oldEpoch = sockets.at(-1).received.find((f) => f.type === 'hello').epoch;
 
     // Only the epoch key goes (sessions must survive for the test to log in again).
-    const del = spawnSync('redis-cli', ['DEL', `${stack.prefix}epoch`], { encoding: 'utf8' });
+    const del = spawnSync('redis-cli', ['DEL', `${env.stack.prefix}epoch`], { encoding: 'utf8' });
     assert.equal(del.status, 0, del.stderr);
     const reload = page.waitForRequest((r) => r.url().includes(`/api/conversations/${name}/messages`));
     sockets.at(-1).ws.close({ code: 1001, reason: 'going away' });
@@ -277,10 +273,10 @@ describe('connection', () => {
 
   test('a failed send shows Retry; retrying reuses the client_id and the message arrives once', async () => {
     const name = uniqueName('fay');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Hi there');
 
-    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const context = await env.browser.newContext({ viewport: { width: 1440, height: 900 } });
     const page = await context.newPage();
     const sends = [];
     let failNext = true;
@@ -302,7 +298,7 @@ describe('connection', () => {
     });
     const { watch } = await import('./harness.mjs');
     const w = watch(page, 'agent');
-    await page.goto(stack.url);
+    await page.goto(env.stack.url);
     await page.getByLabel('Username').fill('demo');
     await page.getByLabel('Password').fill('demo');
     await page.getByRole('button', { name: 'Log in' }).click();

@@ -6,23 +6,19 @@ import assert from 'node:assert/strict';
 import { message, newAgent, newCustomer, send, uniqueName, withStack } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
-let stack;
-let browser;
-withStack((s, b) => {
-  stack = s;
-  browser = b;
-});
+/** This file's stack and browser (started before its tests). */
+const env = withStack();
 
 const row = (page, username) => page.locator(`.chat-row[data-username="${username}"]`);
 
 describe('common workflows', () => {
   test('responding to a customer question: unread badge, open, reply, read status reaches seen', async () => {
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     const total = agent.page.locator('[data-testid="total-count"]');
     await until(async () => /^\d/.test(await textOf(total)), { what: 'total count' });
     const before = Number((await textOf(total)).replace(/\D/g, ''));
     const name = uniqueName('quinn');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
 
     await send(customer.page, 'Hello, is my order on the way?');
     await send(customer.page, 'It was order 77.');
@@ -59,9 +55,9 @@ describe('common workflows', () => {
   });
 
   test('read status: single check sent, double check delivered, filled double check seen', async () => {
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     const name = uniqueName('vera');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Ping');
     await row(agent.page, name).click();
     await message(agent.page, 'Ping').waitFor();
@@ -99,10 +95,10 @@ describe('common workflows', () => {
 
   test('finding a specific conversation by username', async () => {
     const name = uniqueName('zora');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Looking for help with my voucher');
     await message(customer.page, 'Looking for help with my voucher').waitFor();
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     await row(agent.page, name).waitFor();
 
     const search = agent.page.getByLabel('Search by username');
@@ -124,9 +120,9 @@ describe('common workflows', () => {
   });
 
   test('reviewing only unread conversations', async () => {
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     const readName = uniqueName('rita');
-    const reader = await newCustomer(browser, stack.url, readName);
+    const reader = await newCustomer(env.browser, env.stack.url, readName);
     await send(reader.page, 'Already answered question');
     await row(agent.page, readName).click();
     await message(agent.page, 'Already answered question').waitFor();
@@ -134,7 +130,7 @@ describe('common workflows', () => {
     await agent.page.keyboard.press('Escape'); // close the conversation
 
     const name = uniqueName('ursula');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Anyone there?');
     await row(agent.page, name).waitFor();
     await until(async () => (await row(agent.page, name).locator('[data-testid="unread-badge"]').count()) === 1, { what: 'badge' });
@@ -162,9 +158,9 @@ describe('common workflows', () => {
   });
 
   test('reply, edit, delete and react update live on both sides', async () => {
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     const name = uniqueName('rhea');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Can I change my pickup time?');
     await send(customer.page, 'Typo here: tomorow');
     await row(agent.page, name).click();
@@ -251,9 +247,9 @@ describe('common workflows', () => {
   });
 
   test('typing indicators, both directions', async () => {
-    const agent = await newAgent(browser, stack.url);
+    const agent = await newAgent(env.browser, env.stack.url);
     const name = uniqueName('tess');
-    const customer = await newCustomer(browser, stack.url, name);
+    const customer = await newCustomer(env.browser, env.stack.url, name);
     await send(customer.page, 'Quick question');
     await row(agent.page, name).click();
     await message(agent.page, 'Quick question').waitFor();

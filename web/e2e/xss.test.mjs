@@ -7,12 +7,8 @@ import assert from 'node:assert/strict';
 import { message, newAgent, newCustomer, send, uniqueName, withStack } from './harness.mjs';
 import { assertClean, until } from './util.mjs';
 
-let stack;
-let browser;
-withStack((s, b) => {
-  stack = s;
-  browser = b;
-});
+/** This file's stack and browser (started before its tests). */
+const env = withStack();
 
 const PAYLOADS = [
   '<img src=x onerror="window.__xss=1">',
@@ -24,9 +20,9 @@ const PAYLOADS = [
 ];
 
 test('HTML and script payloads render as text and never execute', async () => {
-  const agent = await newAgent(browser, stack.url);
+  const agent = await newAgent(env.browser, env.stack.url);
   const name = uniqueName('xss');
-  const customer = await newCustomer(browser, stack.url, name);
+  const customer = await newCustomer(env.browser, env.stack.url, name);
   for (const p of PAYLOADS) {
     await send(customer.page, p);
     await message(customer.page, p).waitFor();

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { FakeWebSocket } from './fake-websocket.mjs';
+import { FakeWebSocket, tick, until } from './helpers.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = mkdtempSync(join(tmpdir(), 'socket-test-'));
@@ -39,14 +39,6 @@ afterEach(() => {
   for (const k of Object.keys(listeners)) delete listeners[k];
 });
 
-const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
-async function until(fn, ms = 3000) {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await tick(5);
-  }
-}
 const hello = (epoch = 'e1', kind = 'agent') =>
   kind === 'agent'
     ? { type: 'hello', user: { kind: 'agent', id: 'a1', username: 'demo' }, epoch }

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { FakeWebSocket } from './fake-websocket.mjs';
+import { FakeWebSocket, tick, until } from './helpers.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const src = join(here, '../src');
@@ -80,14 +80,6 @@ beforeEach(() => {
   Object.defineProperty(globalThis, 'navigator', { configurable: true, get: () => ({ onLine: true }) });
 });
 
-const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
-async function until(fn, ms = 3000) {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await tick(5);
-  }
-}
 
 async function agentConsole() {
   const socket = new ChatSocket({ getTicket: async () => 't', watch: true });
