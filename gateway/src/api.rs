@@ -422,8 +422,10 @@ pub async fn readyz(state: &AppState) -> Response<Body> {
         .map(|r| r.is_ok())
         .unwrap_or(false);
     let store_ok = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await.map(|r| r.is_ok()).unwrap_or(false);
-    let status = if redis_ok && store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    json_response(status, &json!({"ready": redis_ok && store_ok, "redis": redis_ok, "store": store_ok}))
+    let joined = !state.fenced.load(std::sync::atomic::Ordering::SeqCst);
+    let ready = redis_ok && store_ok && joined;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json_response(status, &json!({"ready": ready, "redis": redis_ok, "store": store_ok, "joined": joined}))
 }
 
 pub fn error(code: ErrorCode, msg: &str) -> Response<Body> {

@@ -50,6 +50,15 @@ pub struct Config {
     /// This node's id (default: random). Must be unique among running gateways.
     #[arg(long, env = "CHAT_NODE_ID")]
     pub node_id: Option<String>,
+    /// How often this node records its heartbeat in Redis (ms).
+    #[arg(long, env = "CHAT_NODE_BEAT_MS", default_value_t = 2000)]
+    pub node_beat_ms: u64,
+    /// A node whose heartbeat is older than this (ms) is declared dead: the
+    /// other nodes take it out of every conversation (its customers go
+    /// offline, its inbox is dropped). A node that was only stalled closes
+    /// its sockets and rejoins when it wakes.
+    #[arg(long, env = "CHAT_NODE_TTL_MS", default_value_t = 15000)]
+    pub node_ttl_ms: u64,
     /// Agent session lifetime.
     #[arg(long, env = "CHAT_SESSION_TTL_SECS", default_value_t = 12 * 3600)]
     pub session_ttl_secs: u64,

@@ -167,17 +167,27 @@ async fn register(state: &AppState, ident: &Identity, h: &ConnHandle) -> Result<
         UserKind::Customer => {
             let conv = ident.id.as_str();
             state.registry.add_customer(conv, h.clone());
-            let mut conn = state.redis();
-            let (added, count): (i64, i64) = redis::pipe()
-                .sadd(state.keys.customer_nodes(conv), &state.node)
-                .scard(state.keys.customer_nodes(conv))
-                .query_async(&mut conn)
-                .await?;
-            if added == 1 && count == 1 {
-                let f = ServerFrame::Presence { customer: conv.to_string(), online: true, last_seen: None }.to_json();
-                relay::relay_to_all_staff(state, conv, f).await?;
-            }
+            add_customer_node(state, conv).await?;
         }
+    }
+    Ok(())
+}
+
+/// Lists this node in the conversation's customer nodes (and the node's own
+/// index, for the clean-up after a crash); the first node makes the
+/// customer online.
+async fn add_customer_node(state: &AppState, conv: &str) -> Result<(), GatewayError> {
+    let mut conn = state.redis();
+    let (added, count): (i64, i64) = redis::pipe()
+        .sadd(state.keys.customer_nodes(conv), &state.node)
+        .scard(state.keys.customer_nodes(conv))
+        .sadd(state.keys.node_customers(&state.node), conv)
+        .ignore()
+        .query_async(&mut conn)
+        .await?;
+    if added == 1 && count == 1 {
+        let f = ServerFrame::Presence { customer: conv.to_string(), online: true, last_seen: None }.to_json();
+        relay::relay_to_all_staff(state, conv, f).await?;
     }
     Ok(())
 }
@@ -199,12 +209,22 @@ async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle, watched:
                     let (_, left): (i64, i64) = redis::pipe()
                         .srem(state.keys.customer_nodes(conv), &state.node)
                         .scard(state.keys.customer_nodes(conv))
+                        .srem(state.keys.node_customers(&state.node), conv)
+                        .ignore()
                         .query_async(&mut conn)
                         .await?;
                     if left == 0 {
                         let _: () = conn.hset(state.keys.customer(conv), "last_seen", now).await?;
                         let f = ServerFrame::Presence { customer: conv.to_string(), online: false, last_seen: Some(now) }.to_json();
                         relay::relay_to_all_staff(state, conv, f).await?;
+                    }
+                    // A new socket of this customer may have arrived here
+                    // while the removal was in flight, its add landing first:
+                    // list the node again. Exact, because a socket is in the
+                    // registry before its add is sent, and this check runs
+                    // after the removal landed.
+                    if state.registry.has_customer(conv) {
+                        add_customer_node(state, conv).await?;
                     }
                     Ok(())
                 }
@@ -231,6 +251,7 @@ async fn watch_all(state: &AppState, h: &ConnHandle, convs: &[String]) -> Result
         h.push(Out::Watch(Arc::from(c.as_str())));
         state.registry.watch(c, h);
         pipe.cmd("HINCRBY").arg(state.keys.watchers(c)).arg(&state.node).arg(1).ignore();
+        pipe.sadd(state.keys.node_watched(&state.node), c).ignore();
     }
     let mut conn = state.redis();
     if let Err(e) = pipe.query_async::<()>(&mut conn).await {
@@ -256,10 +277,27 @@ async fn unwatch_all<'a>(state: &AppState, h: &ConnHandle, convs: impl Iterator<
     let mut calls = Vec::new();
     for c in convs {
         stop_locally(state, h, c);
-        calls.push(relay::Call::new().key(state.keys.watchers(c)).arg(&state.node));
+        calls.push((c, relay::Call::new().key(state.keys.watchers(c)).arg(&state.node)));
     }
-    for call in &calls {
-        relay::eval(state, &state.scripts.unwatch, call).await?;
+    let mut gone = Vec::new();
+    for (c, call) in calls {
+        let n = relay::eval(state, &state.scripts.unwatch, &call).await?;
+        if matches!(n.first(), Some(redis::Value::Int(n)) if *n <= 0) {
+            gone.push(c);
+        }
+    }
+    if gone.is_empty() {
+        return Ok(());
+    }
+    // The node's index (for the clean-up after a crash) drops the
+    // conversations no socket here watches any more; one watched again
+    // meanwhile is put back (as in `unregister` for customers).
+    let mut conn = state.redis();
+    let node_watched = state.keys.node_watched(&state.node);
+    let _: () = conn.srem(&node_watched, &gone).await?;
+    let again: Vec<&str> = gone.iter().copied().filter(|c| state.registry.is_watched(c)).collect();
+    if !again.is_empty() {
+        let _: () = conn.sadd(&node_watched, &again).await?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! - [`connection`]: one socket's read task and write task (outbound queue,
 //!   resume, gap filling).
 //! - [`registry`]: which sockets this node holds, sharded maps.
+//! - [`nodes`]: heartbeats, and cleaning up after a node that stopped.
 //! - [`handlers`]: one function per client frame type.
 //! - [`relay`]: Redis in and out: scripts, log shards, node inboxes, the staff stream.
 //! - [`loyalty`]: the customer panel's REST (vouchers, orders, transactions)
@@ -25,6 +26,7 @@ pub mod error;
 pub mod handlers;
 pub mod loyalty;
 pub mod metrics;
+pub mod nodes;
 pub mod orders;
 pub mod registry;
 pub mod relay;

@@ -10,6 +10,7 @@ pub const SEND_ACK_SECONDS: &str = "gateway_send_ack_seconds";
 pub const RELAY_SECONDS: &str = "gateway_relay_seconds";
 pub const REDIS_SECONDS: &str = "gateway_redis_seconds";
 pub const SLOW_CONSUMERS: &str = "gateway_slow_consumer_disconnects_total";
+pub const NODES_REAPED: &str = "gateway_nodes_reaped_total";
 pub const QUEUE_DEPTH: &str = "gateway_outbound_queue_depth";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_SECONDS: &str = "http_request_duration_seconds";
@@ -57,6 +58,7 @@ pub fn install() -> PrometheusHandle {
 /// and alerts see 0, not "no data") and describes every metric.
 fn register() {
     metrics::counter!(SLOW_CONSUMERS).increment(0);
+    metrics::counter!(NODES_REAPED).increment(0);
     metrics::counter!(GAP_FILLS).increment(0);
     metrics::counter!(REPLAYED).increment(0);
     metrics::counter!(ERRORS, "code" => "unavailable").increment(0);
@@ -71,6 +73,7 @@ fn register() {
     metrics::describe_histogram!(RELAY_SECONDS, metrics::Unit::Seconds, "From an inbox read to the frames queued on local sockets");
     metrics::describe_histogram!(REDIS_SECONDS, metrics::Unit::Seconds, "Redis round trips, by op");
     metrics::describe_counter!(SLOW_CONSUMERS, "Sockets closed because their outbound queue was full");
+    metrics::describe_counter!(NODES_REAPED, "Gateway nodes this node found stopped (no heartbeat within the TTL) and cleaned up after");
     metrics::describe_gauge!(QUEUE_DEPTH, "Outbound queue depth of the socket that flushed last");
     metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
     metrics::describe_histogram!(HTTP_SECONDS, metrics::Unit::Seconds, "HTTP request duration by route");

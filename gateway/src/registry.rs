@@ -148,6 +148,16 @@ impl Registry {
     }
 
     /// An agent socket starts watching a conversation (idempotent).
+    /// Whether a socket of the conversation's customer is on this node.
+    pub fn has_customer(&self, conv: &str) -> bool {
+        self.customers.get(conv).is_some_and(|v| !v.is_empty())
+    }
+
+    /// Whether an agent socket on this node watches the conversation.
+    pub fn is_watched(&self, conv: &str) -> bool {
+        self.watchers.get(conv).is_some_and(|v| !v.is_empty())
+    }
+
     pub fn watch(&self, conv: &str, h: &ConnHandle) {
         let mut e = self.watchers.entry(conv.to_string()).or_default();
         if !e.iter().any(|x| x.id == h.id) {

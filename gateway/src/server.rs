@@ -75,9 +75,13 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         customer_secret: secret,
         loyalty,
         staff_delivered: Default::default(),
+        node_scripts: Default::default(),
+        // Until the node has joined (cleaned up what a node with its id left).
+        fenced: std::sync::atomic::AtomicBool::new(true),
         cfg,
     });
     tracing::info!(node = %state.node, "gateway node started");
+    tokio::spawn(crate::nodes::run(state.clone()));
     tokio::spawn(relay::relay_loops(state.clone()));
     if state.cfg.dev {
         let s = state.clone();
@@ -190,6 +194,9 @@ async fn ws_upgrade(state: &AppState, req: Request<Incoming>) -> Response<Body> 
     }
     if *state.shutdown.borrow() {
         return api::error(ErrorCode::Unavailable, "node is shutting down: connect to another");
+    }
+    if state.fenced.load(std::sync::atomic::Ordering::SeqCst) {
+        return api::error(ErrorCode::Unavailable, "node is rejoining after a stall: connect again shortly");
     }
     let ip = req.extensions().get::<std::net::SocketAddr>().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     if let Err(msg) = state.registry.admit_ip(ip, state.cfg.max_connections_per_ip, state.cfg.connect_rate_per_ip, state.cfg.max_connections) {

@@ -34,6 +34,11 @@ pub struct State {
     /// it sees in the chat list; the first report per node goes to Redis,
     /// the others are answered here.
     pub staff_delivered: dashmap::DashMap<String, u64>,
+    /// Heartbeat and clean-up scripts (`nodes`).
+    pub node_scripts: crate::nodes::NodeScripts,
+    /// True while this node, declared dead while alive, closes its sockets
+    /// and rejoins: new sockets are refused.
+    pub fenced: std::sync::atomic::AtomicBool,
 }
 
 pub type AppState = Arc<State>;

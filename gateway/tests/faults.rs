@@ -1,5 +1,6 @@
 //! Faults survived, with real processes: Redis or PostgreSQL away for 5 s, a
-//! gateway killed mid-traffic, a slow consumer, SIGTERM, Redis losing its
+//! gateway killed mid-traffic (and cleaned up after), one stalled past its
+//! heartbeat TTL, a slow consumer, SIGTERM, Redis losing its
 //! state, several workers sharing the log.
 
 mod common;
@@ -477,4 +478,121 @@ async fn several_workers_on_postgres_write_once() {
         assert_eq!(r["unread"].as_u64().unwrap(), mine.len() as u64);
     }
     let _ = is_msg;
+}
+
+/// Liveness settings short enough for a test: a beat every 200 ms, dead after 1.5 s.
+fn quick_liveness(s: Stack) -> Stack {
+    s.env("CHAT_NODE_BEAT_MS", "200").env("CHAT_NODE_TTL_MS", "1500")
+}
+
+fn is_presence(conv: &str, online: bool) -> impl Fn(&Value) -> bool {
+    let conv = conv.to_string();
+    move |f: &Value| f["type"] == "presence" && f["customer"] == conv.as_str() && f["online"] == online
+}
+
+/// What Redis says about a node and a conversation: (the conversation's
+/// customer nodes, its watcher nodes, the node still registered, the
+/// node's inbox exists).
+async fn node_refs(s: &Stack, conv: &str, node: &str) -> (Vec<String>, Vec<String>, bool, bool) {
+    let mut r = s.redis().get_multiplexed_async_connection().await.unwrap();
+    let p = &s.prefix;
+    let nodes: Vec<String> = redis::cmd("SMEMBERS").arg(format!("{p}{{c:{conv}}}:nodes")).query_async(&mut r).await.unwrap();
+    let watchers: Vec<String> = redis::cmd("HKEYS").arg(format!("{p}{{c:{conv}}}:watchers")).query_async(&mut r).await.unwrap();
+    let beat: Option<f64> = redis::cmd("ZSCORE").arg(format!("{p}{{nodes}}")).arg(node).query_async(&mut r).await.unwrap();
+    let inbox: bool = redis::cmd("EXISTS").arg(format!("{p}inbox:{node}")).query_async(&mut r).await.unwrap();
+    (nodes, watchers, beat.is_some(), inbox)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_gateway_is_cleaned_up_and_its_customers_go_offline() {
+    let mut s = quick_liveness(Stack::new(Db::Sqlite).await);
+    s.add_worker();
+    s.add_gateway();
+    s.add_gateway();
+    s.wait_ready().await;
+    let (g0, g1) = (s.node_id(0), s.node_id(1));
+    let agent_tok = s.agent_token().await;
+    let mut survivor = s.ws(1, &agent_tok).await;
+    let mut doomed_agent = s.ws(0, &agent_tok).await;
+    let (tok, conv) = s.customer("crashy").await;
+    let mut cust = s.ws(0, &tok).await;
+    survivor.expect(is_presence(&conv, true)).await;
+    doomed_agent.watch(&conv, 0).await;
+    let (nodes, watchers, alive, _) = node_refs(&s, &conv, &g0).await;
+    assert_eq!(nodes, vec![g0.clone()]);
+    assert_eq!(watchers, vec![g0.clone()]);
+    assert!(alive);
+    cust.say(&conv, "before the crash").await;
+
+    s.gateways[0].kill9();
+    // No socket closed on gateway 0 (it died): only the others notice, after the TTL.
+    let offline = survivor.expect(is_presence(&conv, false)).await;
+    let last_seen = offline["last_seen"].as_i64().expect("last_seen");
+    assert!(last_seen > 0);
+    let (nodes, watchers, alive, inbox) = node_refs(&s, &conv, &g0).await;
+    assert!(nodes.is_empty(), "the dead node still holds the customer: {nodes:?}");
+    assert!(!watchers.contains(&g0), "the dead node still watches: {watchers:?}");
+    assert!(!alive, "the dead node is still registered");
+    assert!(!inbox, "the dead node's inbox is still there");
+    let (_, profile) = s.get(1, &format!("/api/customers/{conv}"), &agent_tok).await;
+    assert_eq!(profile["online"], false, "{profile}");
+    assert_eq!(profile["last_seen"].as_i64(), Some(last_seen));
+    let (_, detail) = s.get(1, &format!("/api/conversations/{conv}"), &agent_tok).await;
+    assert_eq!(detail["online"], false, "{detail}");
+    // The survivor is untouched and sees the customer come back there.
+    let (_, g1_refs_watchers, g1_alive, _) = node_refs(&s, &conv, &g1).await;
+    assert!(g1_alive && g1_refs_watchers.is_empty());
+    survivor.watch(&conv, 0).await;
+    let mut cust = s.ws(1, &tok).await;
+    survivor.expect(is_presence(&conv, true)).await;
+    cust.say(&conv, "after the crash").await;
+    survivor.expect(is_msg(&conv, "after the crash")).await;
+    let (nodes, watchers, _, _) = node_refs(&s, &conv, &g1).await;
+    assert_eq!((nodes, watchers), (vec![g1.clone()], vec![g1]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_gateway_declared_dead_closes_its_sockets_and_rejoins() {
+    let mut s = quick_liveness(Stack::new(Db::Sqlite).await);
+    s.add_worker();
+    s.add_gateway();
+    s.add_gateway();
+    s.wait_ready().await;
+    let g0 = s.node_id(0);
+    let agent_tok = s.agent_token().await;
+    let mut agent = s.ws(1, &agent_tok).await;
+    let (tok, conv) = s.customer("stally").await;
+    let mut cust = s.ws(0, &tok).await;
+    agent.expect(is_presence(&conv, true)).await;
+    agent.watch(&conv, 0).await;
+
+    // Frozen past the TTL: gateway 1 declares it dead.
+    s.gateways[0].signal("STOP");
+    agent.expect(is_presence(&conv, false)).await;
+    let (nodes, _, alive, _) = node_refs(&s, &conv, &g0).await;
+    assert!(nodes.is_empty() && !alive);
+    s.gateways[0].signal("CONT");
+    // It wakes, learns it was declared dead, and closes its sockets ("going away").
+    assert_eq!(cust.closed_code().await, 1001);
+    // Then it rejoins: ready again, and a reconnecting customer is routed there.
+    let ready = Instant::now();
+    loop {
+        let r = s.http.get(format!("{}/readyz", s.url(0))).send().await.unwrap();
+        if r.status().is_success() {
+            break;
+        }
+        assert!(ready.elapsed() < Duration::from_secs(10), "gateway 0 never rejoined: {}", r.text().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut cust = s.ws(0, &tok).await;
+    agent.expect(is_presence(&conv, true)).await;
+    let (nodes, _, alive, _) = node_refs(&s, &conv, &g0).await;
+    assert_eq!(nodes, vec![g0.clone()]);
+    assert!(alive);
+    let ack = cust.say(&conv, "back from the freeze").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    agent.expect(is_msg(&conv, "back from the freeze")).await;
+    let mut r = s.redis().get_multiplexed_async_connection().await.unwrap();
+    let marker: bool = redis::cmd("EXISTS").arg(format!("{}{{nodes}}:reaped:{g0}", s.prefix)).query_async(&mut r).await.unwrap();
+    assert!(!marker, "the reaped marker outlived the rejoin");
 }

@@ -114,6 +114,29 @@ impl Keys {
     pub fn staff_events(&self) -> String {
         format!("{}staff_events", self.prefix)
     }
+    /// ZSET gateway node id -> its last heartbeat (Redis time, ms). The
+    /// node keys share the hash tag `{nodes}` so that the heartbeat and
+    /// claim scripts stay in one Cluster slot.
+    pub fn nodes(&self) -> String {
+        format!("{}{{nodes}}", self.prefix)
+    }
+    /// Short lock (owner, PX) held while a node's references are cleaned up.
+    pub fn node_reap_lock(&self, node: &str) -> String {
+        format!("{}{{nodes}}:reap:{}", self.prefix, node)
+    }
+    /// Marker (with a TTL) that a node was declared dead: if it is in fact
+    /// alive, its next heartbeat finds it and the node closes its sockets.
+    pub fn node_reaped(&self, node: &str) -> String {
+        format!("{}{{nodes}}:reaped:{}", self.prefix, node)
+    }
+    /// SET of the conversations whose `customer_nodes` list this node.
+    pub fn node_customers(&self, node: &str) -> String {
+        format!("{}node:{}:customers", self.prefix, node)
+    }
+    /// SET of the conversations whose `watchers` hash lists this node.
+    pub fn node_watched(&self, node: &str) -> String {
+        format!("{}node:{}:watched", self.prefix, node)
+    }
     /// Agent session token -> agent JSON, with a TTL.
     pub fn session(&self, token_hash: &str) -> String {
         format!("{}sess:{}", self.prefix, token_hash)
@@ -161,6 +184,8 @@ mod tests {
         let k = Keys::new("t1:");
         assert_eq!(k.seq("42"), "t1:{c:42}:seq");
         assert_eq!(k.replay("42"), "t1:{c:42}:replay");
+        assert_eq!(k.nodes(), "t1:{nodes}");
+        assert_eq!(k.node_reap_lock("g1"), "t1:{nodes}:reap:g1");
         assert_eq!(shard_of("42", 4), shard_of("42", 4));
         assert!(shard_of("x", 4) < 4);
     }

@@ -44,7 +44,11 @@ impl Proc {
         let _ = self.child.wait();
     }
     pub fn sigterm(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.signal("TERM");
+    }
+    /// `STOP` (frozen: no heartbeat, sockets open) or `CONT`.
+    pub fn signal(&mut self, sig: &str) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
     }
 }
 
@@ -148,7 +152,7 @@ impl Stack {
         let n = self.gateways.len();
         let mut cmd = Command::new(bin("gateway"));
         self.common_env(&mut cmd);
-        cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", format!("{}g{n}", &self.prefix[..self.prefix.len() - 1]));
+        cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", self.node_id(n));
         for (k, v) in &self.gw_env {
             cmd.env(k, v);
         }
@@ -176,6 +180,11 @@ impl Stack {
         let n = self.add_worker();
         self.workers.swap(w, n);
         self.workers.pop();
+    }
+
+    /// Gateway `g`'s node id (`CHAT_NODE_ID`).
+    pub fn node_id(&self, g: usize) -> String {
+        format!("{}g{g}", &self.prefix[..self.prefix.len() - 1])
     }
 
     pub fn url(&self, g: usize) -> String {

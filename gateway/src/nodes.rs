@@ -1,0 +1,296 @@
+//! Node liveness: heartbeats, and cleaning up after a gateway that stopped
+//! without closing its sockets (`kill -9`, a crashed host, a long stall).
+//!
+//! Every gateway beats into `{nodes}` (ZSET node -> last beat, Redis time in
+//! ms) and indexes where it is referenced: `node:<id>:customers` (the
+//! conversations whose `{c:<id>}:nodes` lists it: its customers' presence and
+//! routing) and `node:<id>:watched` (those whose `{c:<id>}:watchers` lists
+//! it). A node whose last beat is older than `node_ttl_ms` is claimed by the
+//! first healthy gateway to see it (a lock, then it leaves `{nodes}` and gets
+//! a `reaped` marker) and cleaned up: it leaves every conversation's node set
+//! and watcher hash, a customer left with no node goes offline (`presence`
+//! to every agent, `last_seen` = the dead node's last beat), and its inbox
+//! and indexes are deleted.
+//!
+//! A node declared dead while alive (stalled longer than the TTL) learns it at
+//! its next beat (the marker): it refuses new sockets, closes its own with
+//! 1001 "going away" (clients resume, on any node), cleans up after itself
+//! under the same lock, and rejoins. Its sockets may have missed events in
+//! between, which their resume replays. A node started with the id of a dead
+//! one (`CHAT_NODE_ID`) cleans up its previous life before it beats.
+//!
+//! A gateway reaps others only after it has itself beaten without a failure
+//! for a whole TTL, so a Redis outage (every beat stale) does not make the
+//! nodes reap each other when Redis returns.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use redis::{AsyncCommands, Script, Value};
+use schema::frames::ServerFrame;
+
+use crate::connection::CLOSE_GOING_AWAY;
+use crate::error::GatewayError;
+use crate::relay::{self, Call};
+use crate::state::AppState;
+
+/// Conversations per pipelined round trip while cleaning up.
+const CHUNK: usize = 500;
+/// How long a `reaped` marker lasts: the longest stall a node can come back
+/// from and still learn it was declared dead.
+const REAPED_MARKER_SECS: u64 = 24 * 3600;
+
+/// KEYS: nodes, reaped marker. ARGV: node.
+/// 1 = beat recorded; 0 = this node was declared dead (fence); 2 = the node
+/// was missing without a marker (Redis lost its state, or first beat): added.
+const BEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  return {1}
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+return {2}
+"#;
+
+/// KEYS: nodes, lock, reaped marker. ARGV: node, ttl ms, owner, lock ms, marker secs.
+/// Claims a node whose beat is older than the TTL: {1, last beat ms}, or {0}.
+const CLAIM: &str = r#"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s then return {0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(s) >= now - tonumber(ARGV[2]) then return {0} end
+if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {0} end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[5])
+return {1, s}
+"#;
+
+/// KEYS: nodes, lock, reaped marker. ARGV: node, owner.
+/// Ends a node's own clean-up: it rejoins, the marker and the lock go.
+const REJOIN: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('DEL', KEYS[3])
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return {1}
+"#;
+
+/// KEYS: lock. ARGV: owner. Releases a lock this process holds.
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return {redis.call('DEL', KEYS[1])} end
+return {0}
+"#;
+
+pub struct NodeScripts {
+    beat: Script,
+    claim: Script,
+    rejoin: Script,
+    unlock: Script,
+}
+
+impl Default for NodeScripts {
+    fn default() -> Self {
+        Self { beat: Script::new(BEAT), claim: Script::new(CLAIM), rejoin: Script::new(REJOIN), unlock: Script::new(UNLOCK) }
+    }
+}
+
+fn int(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Int(n)) => *n,
+        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) as i64,
+        _ => 0,
+    }
+}
+
+fn lock_ms(state: &AppState) -> u64 {
+    (state.cfg.node_ttl_ms * 4).max(10_000)
+}
+
+/// Joins the cluster of gateways: cleans up whatever an earlier process with
+/// this node id left (a no-op for a fresh random id), then beats. Retries
+/// until Redis answers.
+pub async fn join(state: &AppState) {
+    loop {
+        match clean_self_and_rejoin(state).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "joining the node registry failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Joins (sockets are refused until then: `fenced` starts true), then beats
+/// every `node_beat_ms` and reaps nodes that stopped, until shutdown.
+pub async fn run(state: AppState) {
+    join(&state).await;
+    state.fenced.store(false, Ordering::SeqCst);
+    let every = Duration::from_millis(state.cfg.node_beat_ms.max(50));
+    let ttl = Duration::from_millis(state.cfg.node_ttl_ms);
+    let mut healthy_since: Option<Instant> = Some(Instant::now());
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *state.shutdown.borrow() {
+            return;
+        }
+        let beat = relay::eval_source(&state, &state.node_scripts.beat, BEAT, &Call::new().key(state.keys.nodes()).key(state.keys.node_reaped(&state.node)).arg(&state.node)).await;
+        match beat.as_deref().map(|v| int(v.first())) {
+            Ok(0) => {
+                tracing::warn!(node = %state.node, "this node was declared dead (stalled past the TTL): closing its sockets and rejoining");
+                fence(&state).await;
+                healthy_since = Some(Instant::now());
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                healthy_since = None;
+                continue;
+            }
+        }
+        let since = *healthy_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < ttl {
+            continue;
+        }
+        if let Err(e) = reap_stale(&state).await {
+            tracing::warn!(error = %e, "reaping stopped nodes failed");
+        }
+    }
+}
+
+/// Claims and cleans up every node whose beat is older than the TTL.
+async fn reap_stale(state: &AppState) -> Result<(), GatewayError> {
+    let mut conn = state.redis();
+    let all: Vec<(String, f64)> = conn.zrange_withscores(state.keys.nodes(), 0, -1).await?;
+    let newest = all.iter().map(|(_, s)| *s).fold(0.0, f64::max);
+    for (node, beat) in all {
+        // A cheap pre-filter on the scores alone; the claim decides on Redis time.
+        if node == state.node || newest - beat < state.cfg.node_ttl_ms as f64 {
+            continue;
+        }
+        let claim = Call::new()
+            .key(state.keys.nodes())
+            .key(state.keys.node_reap_lock(&node))
+            .key(state.keys.node_reaped(&node))
+            .arg(&node)
+            .arg(state.cfg.node_ttl_ms)
+            .arg(&state.node)
+            .arg(lock_ms(state))
+            .arg(REAPED_MARKER_SECS);
+        let v = relay::eval_source(state, &state.node_scripts.claim, CLAIM, &claim).await?;
+        if int(v.first()) != 1 {
+            continue;
+        }
+        let last_beat = int(v.get(1));
+        tracing::warn!(%node, last_beat, "node stopped beating: cleaning up after it");
+        let res = clean_up(state, &node, last_beat).await;
+        unlock(state, &node).await;
+        res?;
+        metrics::counter!(crate::metrics::NODES_REAPED).increment(1);
+    }
+    Ok(())
+}
+
+async fn unlock(state: &AppState, node: &str) {
+    let call = Call::new().key(state.keys.node_reap_lock(node)).arg(&state.node);
+    if let Err(e) = relay::eval_source(state, &state.node_scripts.unlock, UNLOCK, &call).await {
+        tracing::warn!(error = %e, "releasing the reap lock failed (it expires)");
+    }
+}
+
+/// This node was declared dead: refuse new sockets, close ours (1001),
+/// clean up after ourselves and rejoin.
+async fn fence(state: &AppState) {
+    state.fenced.store(true, Ordering::SeqCst);
+    let close_all = || {
+        for h in state.registry.all() {
+            h.close_code.store(CLOSE_GOING_AWAY, Ordering::Relaxed);
+            h.kill.cancel();
+        }
+    };
+    close_all();
+    let deadline = Instant::now() + Duration::from_secs(state.cfg.shutdown_grace_secs.max(1));
+    while state.registry.total() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A socket upgraded just as the fence went up.
+    close_all();
+    join(state).await;
+    state.fenced.store(false, Ordering::SeqCst);
+}
+
+/// Under the node's lock (waiting for a reaper that holds it): clean up
+/// every reference to this node, then rejoin.
+async fn clean_self_and_rejoin(state: &AppState) -> Result<(), GatewayError> {
+    let lock = state.keys.node_reap_lock(&state.node);
+    let mut conn = state.redis();
+    loop {
+        let got: Option<String> = redis::cmd("SET").arg(&lock).arg(&state.node).arg("NX").arg("PX").arg(lock_ms(state)).query_async(&mut conn).await?;
+        // Ours already when an earlier attempt failed halfway.
+        let owner: Option<String> = if got.is_some() { None } else { conn.get(&lock).await? };
+        if got.is_some() || owner.as_deref() == Some(state.node.as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = clean_up(state, &state.node, schema::now_ms()).await;
+    if res.is_err() {
+        unlock(state, &state.node).await;
+        return res;
+    }
+    let call = Call::new().key(state.keys.nodes()).key(lock).key(state.keys.node_reaped(&state.node)).arg(&state.node).arg(&state.node);
+    relay::eval_source(state, &state.node_scripts.rejoin, REJOIN, &call).await?;
+    Ok(())
+}
+
+/// Removes `node` from every conversation that lists it; customers left
+/// with no node go offline as of `last_seen`. Idempotent.
+async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), GatewayError> {
+    let k = &state.keys;
+    let mut conn = state.redis();
+    let customers: Vec<String> = conn.smembers(k.node_customers(node)).await?;
+    let mut offline = Vec::new();
+    for chunk in customers.chunks(CHUNK) {
+        let mut pipe = redis::pipe();
+        for c in chunk {
+            pipe.srem(k.customer_nodes(c), node).scard(k.customer_nodes(c));
+        }
+        let out: Vec<i64> = pipe.query_async(&mut conn).await?;
+        for (c, pair) in chunk.iter().zip(out.chunks(2)) {
+            // A live node (this one, rejoining) may hold the customer again.
+            if pair[0] == 1 && pair[1] == 0 && (node != state.node || !state.registry.has_customer(c)) {
+                offline.push(c.clone());
+            }
+        }
+    }
+    for c in &offline {
+        let _: () = conn.hset(k.customer(c), "last_seen", last_seen).await?;
+        let f = ServerFrame::Presence { customer: c.clone(), online: false, last_seen: Some(last_seen) }.to_json();
+        relay::relay_to_all_staff(state, c, f).await?;
+    }
+    let watched: Vec<String> = conn.smembers(k.node_watched(node)).await?;
+    for chunk in watched.chunks(CHUNK) {
+        let mut pipe = redis::pipe();
+        for c in chunk {
+            pipe.hdel(k.watchers(c), node).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
+    let mut pipe = redis::pipe();
+    pipe.del(k.node_customers(node)).ignore().del(k.node_watched(node)).ignore().del(k.inbox(node)).ignore();
+    pipe.query_async::<()>(&mut conn).await?;
+    if !customers.is_empty() || !watched.is_empty() {
+        tracing::info!(%node, customers = customers.len(), offline = offline.len(), watched = watched.len(), "node references cleaned up");
+    }
+    Ok(())
+}
