@@ -12,7 +12,9 @@
 #
 # Settings: RUNS (repetitions, medians are quoted; default 3), STEP_SECS
 # (seconds per ramp step, default 8), COMMON_RATE (fixed rate for the p99
-# comparison, default 1000), IDLE_CONNS (idle sockets per node, default 19000),
+# comparison, default 1000), IDLE_CONNS (idle sockets asked of one node, in
+# steps of IDLE_STEP; defaults 24000 and 2000: the ramp ends where the node
+# refuses sockets, at this machine's 20,000 open files per process),
 # CUSTOMERS (default 2000), AGENTS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,8 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 STEP_SECS=${STEP_SECS:-8}
 COMMON_RATE=${COMMON_RATE:-1000}
-IDLE_CONNS=${IDLE_CONNS:-19000}
+IDLE_CONNS=${IDLE_CONNS:-24000}
+IDLE_STEP=${IDLE_STEP:-2000}
 CUSTOMERS=${CUSTOMERS:-2000}
 MAX_RATE=${MAX_RATE:-200000}
 CHAT_ROWS=${CHAT_ROWS:-100000}
@@ -77,13 +80,13 @@ for run in $(seq 1 "$RUNS"); do
   stop_all
 done
 
-echo "== idle sockets on one node ($IDLE_CONNS, 3 client processes on 127.0.0.2-4)"
+echo "== idle sockets on one node (up to $IDLE_CONNS, $IDLE_STEP at a time, 3 client processes on 127.0.0.2-4)"
 IDLE_SRC="--src-ip 127.0.0.2 --src-ip 127.0.0.3 --src-ip 127.0.0.4"
 start_ours 1
-$LT idle --target ours $ADDRS --pid "gateway0=$GW0_PID" $IDLE_SRC --conns "$IDLE_CONNS" --procs 3 --json "$OUT/ours-idle.json"
+$LT idle --target ours $ADDRS --pid "gateway0=$GW0_PID" $IDLE_SRC --conns "$IDLE_CONNS" --step "$IDLE_STEP" --procs 3 --json "$OUT/ours-idle.json"
 stop_all
 start_peer 1
-$LT idle --target socketio $ADDRS --pid "peer0=$GW0_PID" $IDLE_SRC --conns "$IDLE_CONNS" --procs 3 --json "$OUT/peer-idle.json"
+$LT idle --target socketio $ADDRS --pid "peer0=$GW0_PID" $IDLE_SRC --conns "$IDLE_CONNS" --step "$IDLE_STEP" --procs 3 --json "$OUT/peer-idle.json"
 stop_all
 
 for run in $(seq 1 "$RUNS"); do

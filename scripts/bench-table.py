@@ -76,6 +76,16 @@ p_lost = sum(r["deliveries"]["lost"] + r["deliveries"]["duplicated"] + r["delive
 rate = ours_fix[0]["offered_msgs_per_s"] if ours_fix else None
 o_mem = idle["ours"]["rss_per_conn_kib"] if idle["ours"] else None
 p_mem = idle["peer"]["rss_per_conn_kib"] if idle["peer"] else None
+# With a ramp (--step): memory per socket at the largest count both held
+# without a refusal, and how many sockets each node held in all.
+idle_at = None
+if idle["ours"] and idle["peer"] and len(idle["ours"].get("steps", [])) > 1 and len(idle["peer"].get("steps", [])) > 1:
+    clean = lambda r: {s["held"]: s for s in r["steps"] if s["failed"] == 0}
+    common = sorted(set(clean(idle["ours"])) & set(clean(idle["peer"])))
+    if common:
+        idle_at = common[-1]
+        o_mem = clean(idle["ours"])[idle_at]["rss_per_conn_kib"]
+        p_mem = clean(idle["peer"])[idle_at]["rss_per_conn_kib"]
 xadd, xadd_p = xadd_rate("xadd.txt"), xadd_rate("xadd-p16.txt")
 
 L = []
@@ -89,7 +99,12 @@ L.append(f"| p50 at {fmt(rate)} msg/s (ms) | {fmt(med(o_p50), 2)} [{runs(o_p50, 
 L.append(f"| CPU s per 1,000 msgs at {fmt(rate)} msg/s, all processes (servers + worker + Redis) | {fmt(med(o_cpu), 3)} [{runs(o_cpu, 3)}] | {fmt(med(p_cpu), 3)} [{runs(p_cpu, 3)}] | {ratio(med(o_cpu), med(p_cpu))} |")
 L.append(f"| CPU s per 1,000 msgs, server nodes only | {fmt(med(o_cpu_srv), 3)} | {fmt(med(p_cpu_srv), 3)} | {ratio(med(o_cpu_srv), med(p_cpu_srv))} |")
 if idle["ours"] and idle["peer"]:
-    L.append(f"| memory per idle connection, one node (KiB RSS; {idle['ours']['held']:,} vs {idle['peer']['held']:,} sockets held) | {fmt(o_mem, 2)} | {fmt(p_mem, 2)} | {ratio(o_mem, p_mem)} |")
+    if idle_at:
+        L.append(f"| memory per idle connection, one node (KiB RSS at {idle_at:,} sockets each) | {fmt(o_mem, 2)} | {fmt(p_mem, 2)} | {ratio(o_mem, p_mem)} |")
+        why = lambda r: "refused beyond" if r["ended"] == "failed" else "all asked"
+        L.append(f"| idle sockets one node held (ramp of {idle['ours']['steps'][0]['held']:,}; this machine allows 20,000 open files per process) | {idle['ours']['held']:,} ({why(idle['ours'])}) | {idle['peer']['held']:,} ({why(idle['peer'])}) | {ratio(idle['ours']['held'], idle['peer']['held'])} |")
+    else:
+        L.append(f"| memory per idle connection, one node (KiB RSS; {idle['ours']['held']:,} vs {idle['peer']['held']:,} sockets held) | {fmt(o_mem, 2)} | {fmt(p_mem, 2)} | {ratio(o_mem, p_mem)} |")
 L.append(f"| lost + duplicated + out-of-order at the fixed rate (all runs) | {o_lost} | {p_lost} | |")
 L.append("")
 L.append("Ceilings on this machine (context):")

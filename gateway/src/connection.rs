@@ -337,6 +337,9 @@ async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandl
                 return;
             }
             Ok(Err(End::Gone)) => return,
+            // A client answering the server's pings is not silent (browsers
+            // answer them by themselves): the idle timer starts again.
+            Ok(Ok(Message::Pong)) => continue,
             Ok(Ok(Message::Binary(_))) => {
                 reply_err(h, None, FrameError::invalid("binary frames are not accepted: send JSON text frames"));
                 continue;
@@ -510,6 +513,8 @@ async fn dispatch(
 pub enum Message {
     Text(Vec<u8>),
     Binary(Vec<u8>),
+    /// A pong (the answer to the server's ping): no data, but the peer is alive.
+    Pong,
 }
 
 /// Why reading stopped.
@@ -576,7 +581,8 @@ impl MessageReader {
             };
             let (text, data) = match (frame.opcode, self.partial.as_mut()) {
                 (OpCode::Close, _) => return Err(End::Gone),
-                (OpCode::Ping | OpCode::Pong, _) => continue,
+                (OpCode::Ping, _) => continue,
+                (OpCode::Pong, _) => return Ok(Message::Pong),
                 (OpCode::Text | OpCode::Binary, None) => {
                     let text = frame.opcode == OpCode::Text;
                     if !frame.fin {
@@ -647,6 +653,7 @@ pub async fn serve_echo(state: AppState, fut: fastwebsockets::upgrade::UpgradeFu
                     break;
                 }
             }
+            Ok(Message::Pong) => {}
             Err(End::Close(code)) => {
                 close_code.store(code, Ordering::Relaxed);
                 break;
@@ -690,7 +697,9 @@ async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer, ki
     };
     let hold = tokio::time::sleep(Duration::from_millis(HOLD_MS));
     tokio::pin!(hold);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    // Often enough that a client answering pings is never taken for silent.
+    let every = PING_EVERY.min(Duration::from_secs(w.state.cfg.idle_timeout_secs.max(1)) / 3);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut shutdown = w.state.shutdown.clone();
     let res: Result<(), WebSocketError> = async {
         loop {

@@ -11,7 +11,20 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cfg = gateway::Config::parse();
+    let mut cfg = gateway::Config::parse();
+    // Every socket is a file: refuse sockets past the open-file limit with a
+    // clear "node is full" (503) instead of leaving them unaccepted in the
+    // listen backlog. The rest is kept for Redis, SQL and HTTP calls.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(nofile) => {
+            let fit = nofile.saturating_sub(256.max(nofile / 50)) as usize;
+            if fit < cfg.max_connections {
+                tracing::info!(open_files = nofile, sockets = fit, "open-file limit caps the sockets of this node");
+                cfg.max_connections = fit;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+    }
     let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
     let addr = listener.local_addr()?;
     println!("gateway listening on http://{addr}");

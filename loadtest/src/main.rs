@@ -120,6 +120,11 @@ enum Cmd {
         c: Common,
         #[arg(long, default_value_t = 10_000)]
         conns: usize,
+        /// Open the sockets this many at a time, reading the servers' memory
+        /// after each step; the ramp ends at --conns or at the first step
+        /// with refused sockets (0 = all at once).
+        #[arg(long, default_value_t = 0)]
+        step: usize,
         /// Client processes to spread the sockets over (each is bound by its open-file limit).
         #[arg(long, default_value_t = 1)]
         procs: usize,
@@ -132,8 +137,6 @@ enum Cmd {
         target: Target,
         #[arg(long = "gateway")]
         gateways: Vec<SocketAddr>,
-        #[arg(long)]
-        conns: usize,
         #[arg(long)]
         prefix: String,
         #[arg(long)]
@@ -250,8 +253,13 @@ async fn main() -> anyhow::Result<()> {
             }
             emit(&c.json, &r)?;
         }
-        Cmd::Idle { c, conns, procs, settle_secs } => {
-            let r = scenario::idle(&stack_of(&c), conns, procs, &c.src_ips, &Watched::parse(&c.pids)?, Duration::from_secs(settle_secs)).await?;
+        Cmd::Idle { c, conns, step, procs, settle_secs } => {
+            let r = scenario::idle(&stack_of(&c), conns, step, procs, &c.src_ips, &Watched::parse(&c.pids)?, Duration::from_secs(settle_secs)).await?;
+            if r.steps.len() > 1 {
+                for s in &r.steps {
+                    eprintln!("  step: {} held ({} refused), server RSS {} KiB, {:.2} KiB per socket, at {:.1}s", s.held, s.failed, s.rss_kib, s.rss_per_conn_kib, s.seconds);
+                }
+            }
             eprintln!(
                 "[{}] held {} of {} idle sockets ({} failed{}) in {:.1}s; server memory {:.2} KiB per socket",
                 r.target,
@@ -264,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
             );
             emit(&c.json, &r)?;
         }
-        Cmd::IdleChild { target, gateways, conns, prefix, secret, src_ip } => {
+        Cmd::IdleChild { target, gateways, prefix, secret, src_ip } => {
             let stack = Stack {
                 target,
                 gateways,
@@ -275,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
                 key_prefix: String::new(),
                 log_shards: 0,
             };
-            scenario::idle_child(&stack, conns, &prefix, src_ip).await?;
+            scenario::idle_child(&stack, &prefix, src_ip).await?;
         }
         Cmd::Chatlist { redis_url, key_prefix, count, gateway, samples, no_seed, agent_user, agent_pass, json } => {
             if !no_seed {

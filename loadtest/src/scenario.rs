@@ -570,87 +570,150 @@ pub struct IdleReport {
     /// (after - before) / held, over the server processes.
     pub rss_per_conn_kib: f64,
     pub first_error: Option<String>,
+    /// The ramp, one entry per step (a single step without `--step`).
+    pub steps: Vec<IdleStep>,
+    /// Why the ramp ended: `reached` (every socket requested is held) or
+    /// `failed` (a step's sockets were refused: the node's limit).
+    pub ended: String,
 }
 
-/// Spreads `conns` idle sockets over `procs` child processes (this binary,
-/// `idle-child`), child i binding source address `src_ips[i % len]`, and
-/// measures the servers' resident memory once all are held.
-pub async fn idle(stack: &Stack, conns: usize, procs: usize, src_ips: &[IpAddr], watched: &Watched, settle: Duration) -> anyhow::Result<IdleReport> {
-    let procs = procs.max(1);
-    let before: BTreeMap<String, u64> = watched.rss().into_iter().filter(|(n, _)| n.starts_with("gateway") || n.starts_with("peer")).collect();
-    let exe = std::env::current_exe()?;
-    let prefix = run_prefix();
-    let t0 = Instant::now();
-    let mut children = Vec::new();
-    let mut readers = Vec::new();
-    for i in 0..procs {
-        let n = conns / procs + usize::from(i < conns % procs);
-        let mut cmd = Command::new(&exe);
-        cmd.arg("idle-child")
-            .arg("--target")
-            .arg(stack.target.name())
-            .arg("--conns")
-            .arg(n.to_string())
-            .arg("--prefix")
-            .arg(format!("{prefix}p{i}"))
-            .arg("--secret")
-            .arg(&stack.secret);
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleStep {
+    /// Sockets held after the step, and refused in it.
+    pub held: usize,
+    pub failed: usize,
+    /// Server processes' RSS (sum), KiB, after the settle time.
+    pub rss_kib: u64,
+    /// (rss - rss before the ramp) / held.
+    pub rss_per_conn_kib: f64,
+    pub seconds: f64,
+}
+
+/// One `idle-child` process: told on stdin how many more sockets to open
+/// (`open N`), it answers `held N failed M [first error]` for each batch;
+/// closing stdin closes its sockets.
+struct IdleChild {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl IdleChild {
+    fn spawn(stack: &Stack, prefix: String, src: Option<IpAddr>) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("idle-child").arg("--target").arg(stack.target.name()).arg("--prefix").arg(prefix).arg("--secret").arg(&stack.secret);
         for g in &stack.gateways {
             cmd.arg("--gateway").arg(g.to_string());
         }
-        if !src_ips.is_empty() {
-            cmd.arg("--src-ip").arg(src_ips[i % src_ips.len()].to_string());
+        if let Some(ip) = src {
+            cmd.arg("--src-ip").arg(ip.to_string());
         }
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().context("spawn idle-child")?;
         let out = child.stdout.take().context("stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdin = child.stdin.take();
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
         });
-        readers.push(rx);
-        children.push(child);
+        Ok(Self { child, stdin, lines })
     }
-    // Each child prints `held N failed M [error]` once it is done connecting.
-    let mut held = 0;
-    let mut failed = 0;
-    let mut first_error = None;
-    for rx in &readers {
-        let line = tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(600))).unwrap_or_default();
+
+    fn open(&mut self, n: usize) -> anyhow::Result<()> {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().context("child stdin")?;
+        writeln!(stdin, "open {n}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// The answer to the last `open`: (held, failed, first error).
+    fn answer(&self, n: usize) -> (usize, usize, Option<String>) {
+        let line = tokio::task::block_in_place(|| self.lines.recv_timeout(Duration::from_secs(600))).unwrap_or_default();
         let mut it = line.split_whitespace();
-        if it.next() == Some("held") {
-            held += it.next().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
-            it.next();
-            failed += it.next().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
-            let rest: Vec<&str> = it.collect();
-            if !rest.is_empty() && first_error.is_none() {
-                first_error = Some(rest.join(" "));
-            }
-        } else {
-            failed += conns / procs;
+        if it.next() != Some("held") {
+            return (0, n, Some(format!("idle-child said: {line:?}")));
         }
+        let held = it.next().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        it.next();
+        let failed = it.next().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        let rest: Vec<&str> = it.collect();
+        (held, failed, (!rest.is_empty()).then(|| rest.join(" ")))
     }
-    let seconds_to_connect = t0.elapsed().as_secs_f64();
-    tokio::time::sleep(settle).await;
-    let after: BTreeMap<String, u64> = watched.rss().into_iter().filter(|(n, _)| n.starts_with("gateway") || n.starts_with("peer")).collect();
-    // Closing stdin tells the children to close their sockets and exit.
-    for c in children.iter_mut() {
-        drop(c.stdin.take());
-    }
-    for mut c in children {
+
+    async fn close(mut self) {
+        drop(self.stdin.take());
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            match c.try_wait() {
+            match self.child.try_wait() {
                 Ok(Some(_)) => break,
                 _ if std::time::Instant::now() > deadline => {
-                    let _ = c.kill();
-                    let _ = c.wait();
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
                     break;
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+    }
+}
+
+fn server_rss(watched: &Watched) -> BTreeMap<String, u64> {
+    watched.rss().into_iter().filter(|(n, _)| n.starts_with("gateway") || n.starts_with("peer")).collect()
+}
+
+/// Spreads `conns` idle sockets over `procs` child processes (this binary,
+/// `idle-child`), child i binding source address `src_ips[i % len]`, and
+/// measures the servers' resident memory. With `step` > 0 the sockets come
+/// `step` at a time, memory is read after each step, and the ramp ends at
+/// `conns` or at the first step in which sockets are refused (how many one
+/// node holds).
+pub async fn idle(stack: &Stack, conns: usize, step: usize, procs: usize, src_ips: &[IpAddr], watched: &Watched, settle: Duration) -> anyhow::Result<IdleReport> {
+    let procs = procs.max(1);
+    let step = if step == 0 { conns } else { step.min(conns) };
+    let before = server_rss(watched);
+    let before_sum: u64 = before.values().sum();
+    let prefix = run_prefix();
+    let mut children = Vec::new();
+    for i in 0..procs {
+        children.push(IdleChild::spawn(stack, format!("{prefix}p{i}"), (!src_ips.is_empty()).then(|| src_ips[i % src_ips.len()]))?);
+    }
+    let t0 = Instant::now();
+    let (mut held, mut failed, mut first_error) = (0usize, 0usize, None);
+    let mut steps = Vec::new();
+    let mut after = before.clone();
+    let mut seconds_to_connect = 0.0;
+    let mut ended = "reached";
+    while held + failed < conns {
+        let want = step.min(conns - held - failed);
+        let shares: Vec<usize> = (0..procs).map(|i| want / procs + usize::from(i < want % procs)).collect();
+        for (c, n) in children.iter_mut().zip(&shares) {
+            c.open(*n)?;
+        }
+        let mut step_failed = 0;
+        for (c, n) in children.iter().zip(&shares) {
+            let (h, f, e) = c.answer(*n);
+            held += h;
+            step_failed += f;
+            if first_error.is_none() {
+                first_error = e;
+            }
+        }
+        failed += step_failed;
+        seconds_to_connect = t0.elapsed().as_secs_f64();
+        tokio::time::sleep(settle).await;
+        after = server_rss(watched);
+        let rss: u64 = after.values().sum();
+        let per = if held > 0 { (rss as i64 - before_sum as i64) as f64 / held as f64 } else { 0.0 };
+        steps.push(IdleStep { held, failed: step_failed, rss_kib: rss, rss_per_conn_kib: per, seconds: t0.elapsed().as_secs_f64() });
+        if step_failed > 0 {
+            ended = "failed";
+            break;
+        }
+    }
+    for c in children {
+        c.close().await;
     }
     let grown: i64 = after.iter().map(|(n, v)| *v as i64 - before.get(n).copied().unwrap_or(0) as i64).sum();
     Ok(IdleReport {
@@ -664,62 +727,73 @@ pub async fn idle(stack: &Stack, conns: usize, procs: usize, src_ips: &[IpAddr],
         rss_after_kib: after,
         rss_per_conn_kib: if held > 0 { grown as f64 / held as f64 } else { 0.0 },
         first_error,
+        steps,
+        ended: ended.into(),
     })
 }
 
-/// The child side of [`idle`]: connect `conns` customers, report, hold until stdin closes.
-pub async fn idle_child(stack: &Stack, conns: usize, prefix: &str, src: Option<IpAddr>) -> anyhow::Result<()> {
+/// The child side of [`idle`]: for every `open N` line on stdin, connect N
+/// more customers and report `held N failed M [error]`; hold them until
+/// stdin closes (or an hour passes).
+pub async fn idle_child(stack: &Stack, prefix: &str, src: Option<IpAddr>) -> anyhow::Result<()> {
     let expiry = now_secs() + 24 * 3600;
     let sem = Arc::new(Semaphore::new(256));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::with_capacity(conns);
-    let (ok_tx, mut ok_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
-    for i in 0..conns {
-        let id = format!("{prefix}c{i}");
-        let auth = match stack.target {
-            Target::Ours => Auth::Bearer(customer_token(&stack.secret, &id, expiry)),
-            Target::Socketio => Auth::Sio { kind: "customer", id },
-        };
-        let addr = stack.gateways[i % stack.gateways.len()];
-        let target = stack.target;
-        let sem = sem.clone();
-        let stop = stop_rx.clone();
-        let ok_tx = ok_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            let ws = {
-                let _p = sem.acquire().await;
-                client::open(target, addr, &auth, src, Duration::from_secs(60)).await
-            };
-            match ws {
-                Ok(ws) => {
-                    let _ = ok_tx.send(Ok(()));
-                    client::hold(target, ws, stop).await;
-                }
-                Err(e) => {
-                    let _ = ok_tx.send(Err(format!("{e:#}")));
-                }
-            }
-        }));
-    }
-    drop(ok_tx);
-    let (mut held, mut failed, mut err) = (0usize, 0usize, None);
-    while held + failed < conns {
-        match ok_rx.recv().await {
-            Some(Ok(())) => held += 1,
-            Some(Err(e)) => {
-                failed += 1;
-                err.get_or_insert(e);
-            }
-            None => break,
-        }
-    }
-    println!("held {held} failed {failed} {}", err.unwrap_or_default());
-    // Hold until the parent closes stdin (or an hour passes).
-    let stdin_closed = tokio::task::spawn_blocking(|| {
+    let mut tasks = Vec::new();
+    let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
         let mut buf = String::new();
-        while std::io::stdin().read_line(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+        while std::io::stdin().read_line(&mut buf).map(|n| n > 0).unwrap_or(false) {
+            let _ = line_tx.send(std::mem::take(&mut buf));
+        }
     });
-    let _ = tokio::time::timeout(Duration::from_secs(3600), stdin_closed).await;
+    let mut next = 0usize;
+    let end = tokio::time::Instant::now() + Duration::from_secs(3600);
+    while let Ok(Some(line)) = tokio::time::timeout_at(end, lines.recv()).await {
+        let Some(n) = line.trim().strip_prefix("open ").and_then(|n| n.parse::<usize>().ok()) else { continue };
+        let (ok_tx, mut ok_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+        for i in next..next + n {
+            let id = format!("{prefix}c{i}");
+            let auth = match stack.target {
+                Target::Ours => Auth::Bearer(customer_token(&stack.secret, &id, expiry)),
+                Target::Socketio => Auth::Sio { kind: "customer", id },
+            };
+            let addr = stack.gateways[i % stack.gateways.len()];
+            let target = stack.target;
+            let sem = sem.clone();
+            let stop = stop_rx.clone();
+            let ok_tx = ok_tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let ws = {
+                    let _p = sem.acquire().await;
+                    client::open(target, addr, &auth, src, Duration::from_secs(60)).await
+                };
+                match ws {
+                    Ok(ws) => {
+                        let _ = ok_tx.send(Ok(()));
+                        client::hold(target, ws, stop).await;
+                    }
+                    Err(e) => {
+                        let _ = ok_tx.send(Err(format!("{e:#}")));
+                    }
+                }
+            }));
+        }
+        next += n;
+        drop(ok_tx);
+        let (mut held, mut failed, mut err) = (0usize, 0usize, None);
+        while held + failed < n {
+            match ok_rx.recv().await {
+                Some(Ok(())) => held += 1,
+                Some(Err(e)) => {
+                    failed += 1;
+                    err.get_or_insert(e);
+                }
+                None => break,
+            }
+        }
+        println!("held {held} failed {failed} {}", err.unwrap_or_default());
+    }
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;

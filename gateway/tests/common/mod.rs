@@ -352,11 +352,17 @@ impl Client {
     }
 
     async fn read_one(&mut self, wait: Duration) -> Option<Value> {
+        // One deadline for the call: pings and pongs do not extend it.
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            match tokio::time::timeout(wait, self.ws.next()).await {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return None,
                 Ok(None) => return None,
-                Ok(Some(Err(_))) => return None,
+                // No close frame: 1006, "abnormal closure" (RFC 6455 7.1.5).
+                Ok(Some(Err(e))) => {
+                    self.closed.get_or_insert((1006, e.to_string()));
+                    return None;
+                }
                 Ok(Some(Ok(WsMsg::Text(t)))) => return Some(serde_json::from_str(&t).expect("server sends JSON")),
                 Ok(Some(Ok(WsMsg::Close(f)))) => {
                     self.closed = Some(f.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new())));
