@@ -192,6 +192,15 @@ async fn add_customer_node(state: &AppState, conv: &str) -> Result<(), GatewayEr
     Ok(())
 }
 
+/// The customer has no socket left on any node: record when they were last
+/// seen and tell every agent.
+pub async fn customer_offline(state: &AppState, conv: &str, last_seen: i64) -> Result<(), GatewayError> {
+    let mut conn = state.redis();
+    let _: () = conn.hset(state.keys.customer(conv), "last_seen", last_seen).await?;
+    let f = ServerFrame::Presence { customer: conv.to_string(), online: false, last_seen: Some(last_seen) }.to_json();
+    relay::relay_to_all_staff(state, conv, f).await
+}
+
 async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle, watched: &HashSet<String>) {
     match ident.kind {
         UserKind::Agent => {
@@ -214,9 +223,7 @@ async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle, watched:
                         .query_async(&mut conn)
                         .await?;
                     if left == 0 {
-                        let _: () = conn.hset(state.keys.customer(conv), "last_seen", now).await?;
-                        let f = ServerFrame::Presence { customer: conv.to_string(), online: false, last_seen: Some(now) }.to_json();
-                        relay::relay_to_all_staff(state, conv, f).await?;
+                        customer_offline(state, conv, now).await?;
                     }
                     // A new socket of this customer may have arrived here
                     // while the removal was in flight, its add landing first:

@@ -27,7 +27,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::{AsyncCommands, Script, Value};
-use schema::frames::ServerFrame;
 
 use crate::connection::CLOSE_GOING_AWAY;
 use crate::error::GatewayError;
@@ -274,9 +273,7 @@ async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), Ga
         }
     }
     for c in &offline {
-        let _: () = conn.hset(k.customer(c), "last_seen", last_seen).await?;
-        let f = ServerFrame::Presence { customer: c.clone(), online: false, last_seen: Some(last_seen) }.to_json();
-        relay::relay_to_all_staff(state, c, f).await?;
+        crate::connection::customer_offline(state, c, last_seen).await?;
     }
     let watched: Vec<String> = conn.smembers(k.node_watched(node)).await?;
     for chunk in watched.chunks(CHUNK) {

@@ -254,7 +254,7 @@ async fn main() -> anyhow::Result<()> {
             emit(&c.json, &r)?;
         }
         Cmd::Idle { c, conns, step, procs, settle_secs } => {
-            let r = scenario::idle(&stack_of(&c), conns, step, procs, &c.src_ips, &Watched::parse(&c.pids)?, Duration::from_secs(settle_secs)).await?;
+            let r = scenario::idle(&std::env::current_exe()?, &stack_of(&c), conns, step, procs, &c.src_ips, &Watched::parse(&c.pids)?, Duration::from_secs(settle_secs)).await?;
             if r.steps.len() > 1 {
                 for s in &r.steps {
                     eprintln!("  step: {} held ({} refused), server RSS {} KiB, {:.2} KiB per socket, at {:.1}s", s.held, s.failed, s.rss_kib, s.rss_per_conn_kib, s.seconds);

@@ -599,8 +599,8 @@ struct IdleChild {
 }
 
 impl IdleChild {
-    fn spawn(stack: &Stack, prefix: String, src: Option<IpAddr>) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(std::env::current_exe()?);
+    fn spawn(exe: &std::path::Path, stack: &Stack, prefix: String, src: Option<IpAddr>) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(exe);
         cmd.arg("idle-child").arg("--target").arg(stack.target.name()).arg("--prefix").arg(prefix).arg("--secret").arg(&stack.secret);
         for g in &stack.gateways {
             cmd.arg("--gateway").arg(g.to_string());
@@ -663,13 +663,14 @@ fn server_rss(watched: &Watched) -> BTreeMap<String, u64> {
     watched.rss().into_iter().filter(|(n, _)| n.starts_with("gateway") || n.starts_with("peer")).collect()
 }
 
-/// Spreads `conns` idle sockets over `procs` child processes (this binary,
-/// `idle-child`), child i binding source address `src_ips[i % len]`, and
+/// Spreads `conns` idle sockets over `procs` child processes (`exe`: the
+/// `loadtest` binary, run as `idle-child`), child i binding source address `src_ips[i % len]`, and
 /// measures the servers' resident memory. With `step` > 0 the sockets come
 /// `step` at a time, memory is read after each step, and the ramp ends at
 /// `conns` or at the first step in which sockets are refused (how many one
 /// node holds).
-pub async fn idle(stack: &Stack, conns: usize, step: usize, procs: usize, src_ips: &[IpAddr], watched: &Watched, settle: Duration) -> anyhow::Result<IdleReport> {
+#[allow(clippy::too_many_arguments)]
+pub async fn idle(exe: &std::path::Path, stack: &Stack, conns: usize, step: usize, procs: usize, src_ips: &[IpAddr], watched: &Watched, settle: Duration) -> anyhow::Result<IdleReport> {
     let procs = procs.max(1);
     let step = if step == 0 { conns } else { step.min(conns) };
     let before = server_rss(watched);
@@ -677,7 +678,7 @@ pub async fn idle(stack: &Stack, conns: usize, step: usize, procs: usize, src_ip
     let prefix = run_prefix();
     let mut children = Vec::new();
     for i in 0..procs {
-        children.push(IdleChild::spawn(stack, format!("{prefix}p{i}"), (!src_ips.is_empty()).then(|| src_ips[i % src_ips.len()]))?);
+        children.push(IdleChild::spawn(exe, stack, format!("{prefix}p{i}"), (!src_ips.is_empty()).then(|| src_ips[i % src_ips.len()]))?);
     }
     let t0 = Instant::now();
     let (mut held, mut failed, mut first_error) = (0usize, 0usize, None);

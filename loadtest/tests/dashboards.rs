@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use loadtest::procstat::Watched;
-use loadtest::proto::Target;
-use loadtest::scenario::{self, RunOpts, Stack, DEV_SECRET};
+use loadtest::scenario::{self, RunOpts};
 
 fn grafana_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../grafana")
@@ -67,16 +66,7 @@ async fn dashboards_use_only_exported_metrics() {
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 20, "three dashboards with their panels");
     let s = common::Stack::start(1, 1).await;
-    let stack = Stack {
-        target: Target::Ours,
-        gateways: vec![s.gateways[0].addr.parse().expect("addr")],
-        secret: DEV_SECRET.into(),
-        agent_user: "demo".into(),
-        agent_pass: "demo".into(),
-        redis_url: Some(common::REDIS_URL.into()),
-        key_prefix: s.prefix.clone(),
-        log_shards: 4,
-    };
+    let stack = s.target();
     let opts = RunOpts {
         customers: 20,
         agents: 2,

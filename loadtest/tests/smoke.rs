@@ -9,22 +9,12 @@ mod common;
 use std::time::Duration;
 
 use loadtest::procstat::Watched;
-use loadtest::proto::Target;
-use loadtest::scenario::{self, RunOpts, Stack, DEV_SECRET};
+use loadtest::scenario::{self, RunOpts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_run_loses_and_duplicates_nothing() {
     let s = common::Stack::start(2, 1).await;
-    let stack = Stack {
-        target: Target::Ours,
-        gateways: s.gateways.iter().map(|g| g.addr.parse().expect("addr")).collect(),
-        secret: DEV_SECRET.into(),
-        agent_user: "demo".into(),
-        agent_pass: "demo".into(),
-        redis_url: Some(common::REDIS_URL.into()),
-        key_prefix: s.prefix.clone(),
-        log_shards: 4,
-    };
+    let stack = s.target();
     let opts = RunOpts {
         customers: 300,
         agents: 3,

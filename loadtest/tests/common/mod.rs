@@ -72,6 +72,12 @@ pub struct Stack {
 impl Stack {
     /// `g` gateways and `w` workers in dev mode, with a high per-socket send rate.
     pub async fn start(g: usize, w: usize) -> Stack {
+        Self::start_with(g, w, None).await
+    }
+
+    /// As [`Stack::start`]; with `gateway_nofile`, the gateways run with that
+    /// open-file limit (soft and hard).
+    pub async fn start_with(g: usize, w: usize, gateway_nofile: Option<u64>) -> Stack {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("t{}:", &id[..12]);
         let dir = std::env::temp_dir().join(format!("chat-loadtest-{}", &id[..12]));
@@ -85,7 +91,16 @@ impl Stack {
             s.workers.push(p);
         }
         for n in 0..g {
-            let mut cmd = Command::new(bin("gateway"));
+            // With a limit, util-linux's `prlimit` sets it and execs the
+            // gateway (same process; the workspace forbids unsafe pre_exec).
+            let mut cmd = match gateway_nofile {
+                Some(files) => {
+                    let mut c = Command::new("prlimit");
+                    c.arg(format!("--nofile={files}:{files}")).arg("--").arg(bin("gateway"));
+                    c
+                }
+                None => Command::new(bin("gateway")),
+            };
             s.env(&mut cmd);
             cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", format!("{}g{n}", &s.prefix[..s.prefix.len() - 1]));
             let p = spawn(&mut cmd, s.dir.join(format!("gateway{n}.log")), "listening on http://");
@@ -129,6 +144,20 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("demo agent never became available");
+    }
+
+    /// The stack as the load tool sees it (our target, dev secret, demo agent).
+    pub fn target(&self) -> loadtest::scenario::Stack {
+        loadtest::scenario::Stack {
+            target: loadtest::proto::Target::Ours,
+            gateways: self.gateways.iter().map(|g| g.addr.parse().expect("addr")).collect(),
+            secret: loadtest::scenario::DEV_SECRET.into(),
+            agent_user: "demo".into(),
+            agent_pass: "demo".into(),
+            redis_url: Some(REDIS_URL.into()),
+            key_prefix: self.prefix.clone(),
+            log_shards: 4,
+        }
     }
 
     pub fn pids(&self) -> Vec<String> {
