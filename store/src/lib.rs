@@ -420,9 +420,11 @@ impl Store {
         Ok(persist::persist(&self.pool, self.backend, events).await?.0)
     }
 
-    /// [`Store::persist`], also returning the state of every touched
-    /// conversation as committed by this transaction (ordered by id), so the
-    /// worker needs no second query to update Redis.
+    /// [`Store::persist`], also returning the state of every conversation
+    /// whose chat-list row the batch may have changed, as committed by this
+    /// transaction (ordered by id), so the worker needs no second query to
+    /// update Redis. A conversation touched only by customer receipts is left
+    /// out: the row shows no customer read state.
     pub async fn persist_with_states(&self, events: &[LogEvent]) -> Result<(Persisted, Vec<ConversationState>)> {
         persist::persist(&self.pool, self.backend, events).await
     }

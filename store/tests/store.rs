@@ -144,6 +144,14 @@ async fn idempotent_persist(store: &Store) {
     assert_eq!(states.len(), 1);
     assert_eq!(Some(states[0].clone()), store.conversation_state("c2").await.expect("state"));
     assert_eq!(states[0].unread, 2);
+    // A customer's receipt cannot change the chat-list row: no state for it
+    // (the worker then writes no row); a staff receipt can (unread).
+    let (_, states) = store.persist_with_states(&[read("c2", Side::Customer, 2, 2), cmsg("c1", 4)]).await.expect("persist");
+    assert_eq!(states.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec!["c1"]);
+    assert_eq!(store.conversation_state("c2").await.expect("state").expect("c2").customer_seen, 2, "the receipt itself is stored");
+    let (_, states) = store.persist_with_states(&[read("c2", Side::Staff, 2, 2)]).await.expect("persist");
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].unread, 0);
     assert!(store.persist(&[]).await.expect("empty").conversations.is_empty());
 }
 
