@@ -167,6 +167,24 @@ pub async fn run(state: AppState) {
     }
 }
 
+/// A clean exit (every socket closed): the node leaves the registry and
+/// deletes its inbox and indexes, so nobody has to reap it. With sockets
+/// still open (the grace ran out) it stays, and the others clean up after
+/// the TTL.
+pub async fn leave(state: &AppState) {
+    if state.registry.total() > 0 {
+        return;
+    }
+    let k = &state.keys;
+    let mut pipe = redis::pipe();
+    pipe.zrem(k.nodes(), &state.node).ignore();
+    pipe.del(k.inbox(&state.node)).ignore().del(k.node_customers(&state.node)).ignore().del(k.node_watched(&state.node)).ignore();
+    let mut conn = state.redis();
+    if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        tracing::warn!(error = %e, "leaving the node registry failed (the others will clean up)");
+    }
+}
+
 /// Claims and cleans up every node whose beat is older than the TTL.
 async fn reap_stale(state: &AppState) -> Result<(), GatewayError> {
     let mut conn = state.redis();

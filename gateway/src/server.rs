@@ -130,6 +130,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     while state.registry.total() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    crate::nodes::leave(&state).await;
     tracing::info!(left = state.registry.total(), "gateway stopped");
     Ok(())
 }

@@ -391,9 +391,11 @@ async fn sigterm_closes_with_going_away_and_exits_within_grace() {
     s.add_gateway();
     s.wait_ready().await;
     let agent_tok = s.agent_token().await;
-    let (cust_tok, _) = s.customer("tom").await;
+    let (cust_tok, conv) = s.customer("tom").await;
     let mut a = s.ws(0, &agent_tok).await;
     let mut c = s.ws(0, &cust_tok).await;
+    let node = s.node_id(0);
+    assert!(node_refs(&s, &conv, &node).await.2, "a running node is registered");
     let started = Instant::now();
     s.gateways[0].sigterm();
     assert_eq!(a.closed_code().await, 1001);
@@ -408,6 +410,9 @@ async fn sigterm_closes_with_going_away_and_exits_within_grace() {
     assert!(status.success(), "{status:?}");
     // It no longer accepts connections.
     assert!(tokio::net::TcpStream::connect(&s.gateways[0].addr).await.is_err());
+    // It left cleanly: nobody has to declare it dead and clean up after it.
+    let (nodes, _, registered, inbox) = node_refs(&s, &conv, &node).await;
+    assert!(nodes.is_empty() && !registered && !inbox, "left behind: nodes {nodes:?}, registered {registered}, inbox {inbox}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
