@@ -26,7 +26,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use redis::{AsyncCommands, Script, Value};
+use redis::{AsyncCommands, Script};
 
 use crate::connection::CLOSE_GOING_AWAY;
 use crate::error::GatewayError;
@@ -98,14 +98,6 @@ impl Default for NodeScripts {
     }
 }
 
-fn int(v: Option<&Value>) -> i64 {
-    match v {
-        Some(Value::Int(n)) => *n,
-        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) as i64,
-        _ => 0,
-    }
-}
-
 fn lock_ms(state: &AppState) -> u64 {
     (state.cfg.node_ttl_ms * 4).max(10_000)
 }
@@ -143,7 +135,7 @@ pub async fn run(state: AppState) {
             return;
         }
         let beat = relay::eval_source(&state, &state.node_scripts.beat, BEAT, &Call::new().key(state.keys.nodes()).key(state.keys.node_reaped(&state.node)).arg(&state.node)).await;
-        match beat.as_deref().map(|v| int(v.first())) {
+        match beat.as_deref().map(|v| relay::int_at(v, 0)) {
             Ok(0) => {
                 tracing::warn!(node = %state.node, "this node was declared dead (stalled past the TTL): closing its sockets and rejoining");
                 fence(&state).await;
@@ -175,10 +167,9 @@ pub async fn leave(state: &AppState) {
     if state.registry.total() > 0 {
         return;
     }
-    let k = &state.keys;
     let mut pipe = redis::pipe();
-    pipe.zrem(k.nodes(), &state.node).ignore();
-    pipe.del(k.inbox(&state.node)).ignore().del(k.node_customers(&state.node)).ignore().del(k.node_watched(&state.node)).ignore();
+    pipe.zrem(state.keys.nodes(), &state.node).ignore();
+    drop_node_keys(&mut pipe, state, &state.node);
     let mut conn = state.redis();
     if let Err(e) = pipe.query_async::<()>(&mut conn).await {
         tracing::warn!(error = %e, "leaving the node registry failed (the others will clean up)");
@@ -205,10 +196,10 @@ async fn reap_stale(state: &AppState) -> Result<(), GatewayError> {
             .arg(lock_ms(state))
             .arg(REAPED_MARKER_SECS);
         let v = relay::eval_source(state, &state.node_scripts.claim, CLAIM, &claim).await?;
-        if int(v.first()) != 1 {
+        if relay::int_at(&v, 0) != 1 {
             continue;
         }
-        let last_beat = int(v.get(1));
+        let last_beat = relay::int_at(&v, 1);
         tracing::warn!(%node, last_beat, "node stopped beating: cleaning up after it");
         let res = clean_up(state, &node, last_beat).await;
         unlock(state, &node).await;
@@ -229,12 +220,7 @@ async fn unlock(state: &AppState, node: &str) {
 /// clean up after ourselves and rejoin.
 async fn fence(state: &AppState) {
     state.fenced.store(true, Ordering::SeqCst);
-    let close_all = || {
-        for h in state.registry.all() {
-            h.close_code.store(CLOSE_GOING_AWAY, Ordering::Relaxed);
-            h.kill.cancel();
-        }
-    };
+    let close_all = || state.registry.all().iter().for_each(|h| h.close(CLOSE_GOING_AWAY));
     close_all();
     let deadline = Instant::now() + Duration::from_secs(state.cfg.shutdown_grace_secs.max(1));
     while state.registry.total() > 0 && Instant::now() < deadline {
@@ -283,9 +269,10 @@ async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), Ga
             pipe.srem(k.customer_nodes(c), node).scard(k.customer_nodes(c));
         }
         let out: Vec<i64> = pipe.query_async(&mut conn).await?;
+        // (When a node cleans up after itself it holds no socket: it is
+        // fenced, so nothing it removes here is in use.)
         for (c, pair) in chunk.iter().zip(out.chunks(2)) {
-            // A live node (this one, rejoining) may hold the customer again.
-            if pair[0] == 1 && pair[1] == 0 && (node != state.node || !state.registry.has_customer(c)) {
+            if pair[0] == 1 && pair[1] == 0 {
                 offline.push(c.clone());
             }
         }
@@ -302,10 +289,16 @@ async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), Ga
         pipe.query_async::<()>(&mut conn).await?;
     }
     let mut pipe = redis::pipe();
-    pipe.del(k.node_customers(node)).ignore().del(k.node_watched(node)).ignore().del(k.inbox(node)).ignore();
+    drop_node_keys(&mut pipe, state, node);
     pipe.query_async::<()>(&mut conn).await?;
     if !customers.is_empty() || !watched.is_empty() {
         tracing::info!(%node, customers = customers.len(), offline = offline.len(), watched = watched.len(), "node references cleaned up");
     }
     Ok(())
+}
+
+/// Deletes a node's own keys: its inbox and its two indexes.
+fn drop_node_keys(pipe: &mut redis::Pipeline, state: &AppState, node: &str) {
+    let k = &state.keys;
+    pipe.del(k.inbox(node)).ignore().del(k.node_customers(node)).ignore().del(k.node_watched(node)).ignore();
 }

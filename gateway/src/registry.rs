@@ -80,12 +80,17 @@ impl ConnHandle {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
-                self.close_code.store(crate::connection::CLOSE_SLOW_CONSUMER, std::sync::atomic::Ordering::Relaxed);
-                self.kill.cancel();
+                self.close(crate::connection::CLOSE_SLOW_CONSUMER);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Drops the socket at once; its write task sends a close frame with `code`.
+    pub fn close(&self, code: u16) {
+        self.close_code.store(code, std::sync::atomic::Ordering::Relaxed);
+        self.kill.cancel();
     }
 }
 
