@@ -15,7 +15,8 @@
 # comparison, default 1000), IDLE_CONNS (idle sockets asked of one node, in
 # steps of IDLE_STEP; defaults 24000 and 2000: the ramp ends where the node
 # refuses sockets, at this machine's 20,000 open files per process),
-# CUSTOMERS (default 2000), AGENTS (default 2).
+# CUSTOMERS (default 2000), AGENTS (default 2), REFINE (ramp steps between
+# the last sustained and the first failed rate, default 2: within x1.06).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -27,6 +28,7 @@ IDLE_CONNS=${IDLE_CONNS:-24000}
 IDLE_STEP=${IDLE_STEP:-2000}
 CUSTOMERS=${CUSTOMERS:-2000}
 MAX_RATE=${MAX_RATE:-200000}
+REFINE=${REFINE:-2}
 CHAT_ROWS=${CHAT_ROWS:-100000}
 AGENTS=${AGENTS:-2}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -68,14 +70,14 @@ for run in $(seq 1 "$RUNS"); do
   echo "== run $run/$RUNS: ours, 2 gateways + worker"
   start_ours 2
   warm
-  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/ours-ramp-$run.json"
+  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --refine "$REFINE" --max "$MAX_RATE" --json "$OUT/ours-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/ours-fixed-$run.json"
   stop_all
 
   echo "== run $run/$RUNS: socket.io peer, 2 nodes"
   start_peer 2
   warm
-  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/peer-ramp-$run.json"
+  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --refine "$REFINE" --max "$MAX_RATE" --json "$OUT/peer-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/peer-fixed-$run.json"
   stop_all
 done
@@ -93,7 +95,7 @@ for run in $(seq 1 "$RUNS"); do
   echo "== core relay $run/$RUNS: 1 gateway + worker"
   start_ours 1
   warm
-  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --max "$MAX_RATE" --json "$OUT/core-ramp-$run.json"
+  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --refine "$REFINE" --max "$MAX_RATE" --json "$OUT/core-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate 5000 --duration-secs 15 --json "$OUT/core-5k-$run.json"
   stop_all
 done

@@ -136,10 +136,11 @@ if chat:
 
 
 def endings(ramps):
-    """How each ramp stopped: its first step that was not sustained."""
+    """How each ramp stopped: its lowest rate that was not sustained (the
+    first failed step, or a lower refinement step that failed too)."""
     out = []
     for i, r in enumerate(ramps, 1):
-        failed = [s for s in r["steps"] if not s["sustained"]]
+        failed = sorted((s for s in r["steps"] if not s["sustained"]), key=lambda s: s["offered_msgs_per_s"])
         if failed:
             s = failed[0]
             why = s["verdict"]
@@ -152,7 +153,7 @@ def endings(ramps):
 
 
 L.append("")
-L.append("How each ramp stopped (its first step that was not sustained):")
+L.append("How each ramp stopped (its lowest rate that was not sustained, after the refinement steps):")
 L.append("")
 for name, ramps in (("ours, 2 gateways", ours_ramp), ("peer, 2 nodes", peer_ramp), ("ours, 1 gateway (core relay)", core_ramp)):
     if ramps:

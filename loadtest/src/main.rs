@@ -104,6 +104,10 @@ enum Cmd {
         factor: f64,
         #[arg(long, default_value_t = 100_000.0)]
         max: f64,
+        /// After the first failed step, this many steps between it and the
+        /// last sustained one (geometric midpoints) to narrow the maximum.
+        #[arg(long, default_value_t = 0)]
+        refine: u32,
     },
     /// A long run with resident memory sampled (memory slope).
     Soak {
@@ -233,8 +237,8 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("{}", scenario::summary_line(&r));
             emit(&c.json, &r)?;
         }
-        Cmd::Ramp { c, l, start, step, factor, max } => {
-            let (steps, best) = scenario::ramp(&stack_of(&c), &opts_of(&c, &l), &Watched::parse(&c.pids)?, start, step, factor, max).await?;
+        Cmd::Ramp { c, l, start, step, factor, max, refine } => {
+            let (steps, best) = scenario::ramp(&stack_of(&c), &opts_of(&c, &l), &Watched::parse(&c.pids)?, start, step, factor, max, refine).await?;
             eprintln!("max sustained: {best:.0} msg/s");
             #[derive(Serialize)]
             struct RampReport {

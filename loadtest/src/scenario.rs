@@ -511,27 +511,58 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
 }
 
 /// Rate ramp: `start`, then ×`factor` (or +`step`) until a step fails or `max`.
-pub async fn ramp(stack: &Stack, base: &RunOpts, watched: &Watched, start: f64, step: f64, factor: f64, max: f64) -> anyhow::Result<(Vec<RunReport>, f64)> {
+/// Then `refine` more steps between the last sustained rate and the first
+/// failed one (each at their geometric mean, keeping the half where the
+/// answer lies), so a coarse factor does not decide the figure: with ×1.25
+/// steps, two refinements pin the maximum within ×1.06.
+#[allow(clippy::too_many_arguments)]
+pub async fn ramp(stack: &Stack, base: &RunOpts, watched: &Watched, start: f64, step: f64, factor: f64, max: f64, refine: u32) -> anyhow::Result<(Vec<RunReport>, f64)> {
     let mut reports = Vec::new();
     let mut rate = start;
     let mut best = 0.0;
+    let mut failed = None;
     while rate <= max {
-        let mut o = base.clone();
-        o.rate = rate;
-        o.id_prefix = run_prefix();
-        let r = run(stack, &o, watched).await?;
-        eprintln!("{}", summary_line(&r));
-        let ok = r.sustained;
-        reports.push(r);
-        if !ok {
+        if step_at(stack, base, watched, rate, &mut reports).await? {
+            best = rate;
+        } else {
+            failed = Some(rate);
             break;
         }
-        best = rate;
         rate = if factor > 1.0 { rate * factor } else { rate + step };
-        // Let queues and the worker settle between steps.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    if let Some(mut fail) = failed {
+        for _ in 0..refine {
+            let Some(mid) = probe_between(best, fail) else { break };
+            if step_at(stack, base, watched, mid, &mut reports).await? {
+                best = mid;
+            } else {
+                fail = mid;
+            }
+        }
     }
     Ok((reports, best))
+}
+
+/// The next rate to try between a sustained `best` and a failed `fail`: their
+/// geometric mean, rounded (half of `fail` when nothing was sustained);
+/// `None` once no whole rate lies strictly between.
+pub fn probe_between(best: f64, fail: f64) -> Option<f64> {
+    let mid = if best > 0.0 { (best * fail).sqrt() } else { fail / 2.0 }.round();
+    (mid > best.round() && mid < fail.round()).then_some(mid)
+}
+
+/// One ramp step at `rate`; true when sustained. Waits after it, so queues
+/// and the worker settle before the next.
+async fn step_at(stack: &Stack, base: &RunOpts, watched: &Watched, rate: f64, reports: &mut Vec<RunReport>) -> anyhow::Result<bool> {
+    let mut o = base.clone();
+    o.rate = rate;
+    o.id_prefix = run_prefix();
+    let r = run(stack, &o, watched).await?;
+    eprintln!("{}", summary_line(&r));
+    let ok = r.sustained;
+    reports.push(r);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(ok)
 }
 
 pub fn summary_line(r: &RunReport) -> String {
@@ -805,6 +836,20 @@ pub async fn idle_child(stack: &Stack, prefix: &str, src: Option<IpAddr>) -> any
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refinement_probes_narrow_the_bracket() {
+        // Between the session-8 steps 4,657 (sustained) and 5,821 (failed).
+        assert_eq!(probe_between(4657.0, 5821.0), Some(5207.0));
+        // Sustained there: the next probe is in the upper half; failed: the lower.
+        assert_eq!(probe_between(5207.0, 5821.0), Some(5505.0));
+        assert_eq!(probe_between(4657.0, 5207.0), Some(4924.0));
+        // Nothing sustained: halve toward zero.
+        assert_eq!(probe_between(0.0, 500.0), Some(250.0));
+        // No whole rate left strictly between.
+        assert_eq!(probe_between(100.0, 101.0), None);
+        assert_eq!(probe_between(0.0, 1.0), None);
+    }
 
     #[test]
     fn watch_sets_are_distinct_blocks() {

@@ -50,3 +50,38 @@ async fn smoke_run_loses_and_duplicates_nothing() {
     assert!(r.http.as_ref().is_some_and(|h| h.requests > 0 && h.failures == 0), "goose REST part: {:?}", r.http);
     assert!(r.processes.contains_key("gateway0") && r.processes.contains_key("worker0"));
 }
+
+/// The rate ramp with refinement, against real processes. Whether a step is
+/// sustained must not depend on this machine's speed, so the limits decide:
+/// an impossible p99 limit (0 ms) fails every step, an infinite one none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ramp_refines_between_the_last_sustained_and_the_first_failed_step() {
+    let s = common::Stack::start(1, 1).await;
+    let stack = s.target();
+    let watched = Watched::parse(&s.pids()).expect("pids");
+    let base = RunOpts {
+        customers: 40,
+        agents: 1,
+        agent_watch: 5,
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_secs(0),
+        drain: Duration::from_secs(5),
+        http_users: 0,
+        ..RunOpts::default()
+    };
+    let rates = |steps: &[scenario::RunReport]| steps.iter().map(|r| r.offered_msgs_per_s).collect::<Vec<_>>();
+
+    // Every step fails: the first at 80, then two refinements toward zero.
+    let failing = RunOpts { p99_limit_ms: 0.0, ..base.clone() };
+    let (steps, best) = scenario::ramp(&stack, &failing, &watched, 80.0, 0.0, 2.0, 1000.0, 2).await.expect("ramp");
+    assert_eq!(rates(&steps), vec![80.0, 40.0, 20.0]);
+    assert!(steps.iter().all(|r| !r.sustained && r.verdict.contains("p99")), "{:?}", steps.iter().map(|r| &r.verdict).collect::<Vec<_>>());
+    assert_eq!(best, 0.0);
+
+    // Nothing fails up to --max: no refinement, the maximum is the last step.
+    let passing = RunOpts { p99_limit_ms: f64::INFINITY, ..base };
+    let (steps, best) = scenario::ramp(&stack, &passing, &watched, 40.0, 0.0, 2.0, 80.0, 2).await.expect("ramp");
+    assert_eq!(rates(&steps), vec![40.0, 80.0]);
+    assert!(steps.iter().all(|r| r.sustained && r.deliveries.lost == 0), "{:?}", steps.iter().map(|r| &r.verdict).collect::<Vec<_>>());
+    assert_eq!(best, 80.0);
+}
