@@ -277,9 +277,6 @@ async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), Ga
             }
         }
     }
-    for c in &offline {
-        crate::connection::customer_offline(state, c, last_seen).await?;
-    }
     let watched: Vec<String> = conn.smembers(k.node_watched(node)).await?;
     for chunk in watched.chunks(CHUNK) {
         let mut pipe = redis::pipe();
@@ -291,6 +288,11 @@ async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), Ga
     let mut pipe = redis::pipe();
     drop_node_keys(&mut pipe, state, node);
     pipe.query_async::<()>(&mut conn).await?;
+    // Announced last: an agent who sees a customer go offline finds no
+    // trace of the dead node left in Redis.
+    for c in &offline {
+        crate::connection::customer_offline(state, c, last_seen).await?;
+    }
     if !customers.is_empty() || !watched.is_empty() {
         tracing::info!(%node, customers = customers.len(), offline = offline.len(), watched = watched.len(), "node references cleaned up");
     }
