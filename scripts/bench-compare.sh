@@ -12,7 +12,9 @@
 #
 # Settings: RUNS (repetitions, medians are quoted; default 3), STEP_SECS
 # (seconds per ramp step, default 8), COMMON_RATE (fixed rate for the p99
-# comparison, default 1000), IDLE_CONNS (idle sockets asked of one node, in
+# comparison, default 1000), HIGH_RATE (a second fixed rate near this
+# machine's saturation, where per-message CPU is no longer dominated by
+# per-wake-up costs, default 3000), IDLE_CONNS (idle sockets asked of one node, in
 # steps of IDLE_STEP; defaults 24000 and 2000: the ramp ends where the node
 # refuses sockets, at this machine's 20,000 open files per process),
 # CUSTOMERS (default 2000), AGENTS (default 2), REFINE (ramp steps between
@@ -24,6 +26,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 STEP_SECS=${STEP_SECS:-8}
 COMMON_RATE=${COMMON_RATE:-1000}
+HIGH_RATE=${HIGH_RATE:-3000}
 IDLE_CONNS=${IDLE_CONNS:-24000}
 IDLE_STEP=${IDLE_STEP:-2000}
 CUSTOMERS=${CUSTOMERS:-2000}
@@ -72,6 +75,7 @@ for run in $(seq 1 "$RUNS"); do
   warm
   $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --refine "$REFINE" --max "$MAX_RATE" --json "$OUT/ours-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/ours-fixed-$run.json"
+  $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$HIGH_RATE" --duration-secs 15 --json "$OUT/ours-high-$run.json"
   stop_all
 
   echo "== run $run/$RUNS: socket.io peer, 2 nodes"
@@ -79,6 +83,7 @@ for run in $(seq 1 "$RUNS"); do
   warm
   $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --refine "$REFINE" --max "$MAX_RATE" --json "$OUT/peer-ramp-$run.json"
   $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/peer-fixed-$run.json"
+  $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$HIGH_RATE" --duration-secs 15 --json "$OUT/peer-high-$run.json"
   stop_all
 done
 

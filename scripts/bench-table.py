@@ -56,6 +56,7 @@ def xadd_rate(name):
 
 ours_ramp, peer_ramp = load("ours-ramp-*.json"), load("peer-ramp-*.json")
 ours_fix, peer_fix = load("ours-fixed-*.json"), load("peer-fixed-*.json")
+ours_high, peer_high = load("ours-high-*.json"), load("peer-high-*.json")
 core_ramp, core_5k = load("core-ramp-*.json"), load("core-5k-*.json")
 idle = {t: (load(f"{t}-idle.json") or [None])[0] for t in ("ours", "peer")}
 echo = (load("echo.json") or [None])[0]
@@ -71,8 +72,8 @@ o_cpu = [cpu_per_1k(r) for r in ours_fix]
 p_cpu = [cpu_per_1k(r) for r in peer_fix]
 o_cpu_srv = [cpu_per_1k(r, ["gateway"]) for r in ours_fix]
 p_cpu_srv = [cpu_per_1k(r, ["peer"]) for r in peer_fix]
-o_lost = sum(r["deliveries"]["lost"] + r["deliveries"]["duplicated"] + r["deliveries"]["out_of_order"] for r in ours_fix)
-p_lost = sum(r["deliveries"]["lost"] + r["deliveries"]["duplicated"] + r["deliveries"]["out_of_order"] for r in peer_fix)
+bad = lambda rs: sum(r["deliveries"]["lost"] + r["deliveries"]["duplicated"] + r["deliveries"]["out_of_order"] for r in rs)
+o_lost, p_lost = bad(ours_fix), bad(peer_fix)
 rate = ours_fix[0]["offered_msgs_per_s"] if ours_fix else None
 o_mem = idle["ours"]["rss_per_conn_kib"] if idle["ours"] else None
 p_mem = idle["peer"]["rss_per_conn_kib"] if idle["peer"] else None
@@ -98,6 +99,16 @@ L.append(f"| p99 at {fmt(rate)} msg/s (ms) | {fmt(med(o_p99), 2)} [{runs(o_p99, 
 L.append(f"| p50 at {fmt(rate)} msg/s (ms) | {fmt(med(o_p50), 2)} [{runs(o_p50, 2)}] | {fmt(med(p_p50), 2)} [{runs(p_p50, 2)}] | {ratio(med(o_p50), med(p_p50))} |")
 L.append(f"| CPU s per 1,000 msgs at {fmt(rate)} msg/s, all processes (servers + worker + Redis) | {fmt(med(o_cpu), 3)} [{runs(o_cpu, 3)}] | {fmt(med(p_cpu), 3)} [{runs(p_cpu, 3)}] | {ratio(med(o_cpu), med(p_cpu))} |")
 L.append(f"| CPU s per 1,000 msgs, server nodes only | {fmt(med(o_cpu_srv), 3)} | {fmt(med(p_cpu_srv), 3)} | {ratio(med(o_cpu_srv), med(p_cpu_srv))} |")
+if ours_high and peer_high:
+    # Near saturation: batches are large, so this is the cost that bounds throughput.
+    hrate = ours_high[0]["offered_msgs_per_s"]
+    ok = lambda rs: f"{sum(r['verdict'] == 'sustained' for r in rs)} of {len(rs)}"
+    oh99, ph99 = [r["latency"]["p99_ms"] for r in ours_high], [r["latency"]["p99_ms"] for r in peer_high]
+    ohc, phc = [cpu_per_1k(r) for r in ours_high], [cpu_per_1k(r) for r in peer_high]
+    L.append(f"| runs sustained at {fmt(hrate)} msg/s (15 s each) | {ok(ours_high)} | {ok(peer_high)} | |")
+    L.append(f"| p99 at {fmt(hrate)} msg/s (ms) | {fmt(med(oh99), 2)} [{runs(oh99, 2)}] | {fmt(med(ph99), 2)} [{runs(ph99, 2)}] | {ratio(med(oh99), med(ph99))} |")
+    L.append(f"| CPU s per 1,000 msgs at {fmt(hrate)} msg/s, all processes (servers + worker + Redis) | {fmt(med(ohc), 3)} [{runs(ohc, 3)}] | {fmt(med(phc), 3)} [{runs(phc, 3)}] | {ratio(med(ohc), med(phc))} |")
+    L.append(f"| lost + duplicated + out-of-order at {fmt(hrate)} msg/s (all runs) | {bad(ours_high)} | {bad(peer_high)} | |")
 if idle["ours"] and idle["peer"]:
     if idle_at:
         L.append(f"| memory per idle connection, one node (KiB RSS at {idle_at:,} sockets each) | {fmt(o_mem, 2)} | {fmt(p_mem, 2)} | {ratio(o_mem, p_mem)} |")
