@@ -201,6 +201,12 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
     let mut next = plan.first;
     let mut slot = plan.slot;
     let mut sending = next < plan.end && (!is_agent || !watching.is_empty());
+    // Counts this connection in `schedules_done` when dropped: when its
+    // schedule ends, or on any early return (a closed socket sends no more).
+    let mut schedule = Some(ScheduleDone(&live));
+    if !sending {
+        drop(schedule.take());
+    }
     let us = |t: Instant| t.saturating_duration_since(epoch).as_micros() as u64;
     loop {
         tokio::select! {
@@ -255,6 +261,7 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                 }
                 if next >= plan.end {
                     sending = false;
+                    drop(schedule.take());
                 }
             }
             m = ws.next() => {
@@ -325,6 +332,15 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
     res
+}
+
+/// Marks a connection's schedule as over when dropped.
+struct ScheduleDone<'a>(&'a Live);
+
+impl Drop for ScheduleDone<'_> {
+    fn drop(&mut self) {
+        Live::inc(&self.0.schedules_done);
+    }
 }
 
 /// Scheduled time (µs after `plan.first`) of message number `k`.

@@ -392,13 +392,13 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
         })
     });
     tokio::time::sleep_until(end).await;
-    // Drain: every message acked or refused, and every delivery in (or time
-    // is up). An acked message is expected at its customer and its watchers.
+    // Drain: every schedule over, every message acked or refused, and every
+    // delivery in (or time is up). An acked message is expected at its
+    // customer and its watchers.
     let drain_end = Instant::now() + o.drain;
+    let connections = tasks.len() as u64;
     while Instant::now() < drain_end {
-        let sched = Live::get(&live.scheduled_msgs);
-        let done = Live::get(&live.acked) + Live::get(&live.errors);
-        if done >= sched && Live::get(&live.deliveries) >= Live::get(&live.expected) {
+        if live.drained(connections) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
