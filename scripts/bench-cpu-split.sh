@@ -25,18 +25,18 @@ LT=${LT:-target/release/loadtest}
 LOAD="--customers 2000 --agents 2 --warmup-secs 1 --drain-secs 5"
 for round in $(seq 1 "${ROUNDS:-1}"); do
   for r in ${RATES:-1000 4000}; do
-  for who in ${WHO:-ours}; do
-    if [ "$who" = peer ]; then
-      [ -d loadtest/peers/socketio/node_modules ] || (cd loadtest/peers/socketio && npm ci --no-audit --no-fund --silent)
-      start_peer "${NODES:-2}"
-    else
-      start_ours "${NODES:-2}"
-    fi
-    $LT run $OURS_ARGS $ADDRS $LOAD --rate 500 --duration-secs 3 > /dev/null 2>&1 || true
-    /usr/bin/time -f "%U %S" -o "$OUT/$who-$r-$round.time" \
-      $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$r" --duration-secs "${DUR:-12}" --json "$OUT/$who-$r-$round.json" > /dev/null 2>&1
-    stop_all
-    python3 - "$OUT/$who-$r-$round.json" "$OUT/$who-$r-$round.time" "$who" <<'EOF'
+    for who in ${WHO:-ours}; do
+      if [ "$who" = peer ]; then
+        [ -d loadtest/peers/socketio/node_modules ] || (cd loadtest/peers/socketio && npm ci --no-audit --no-fund --silent)
+        start_peer "${NODES:-2}"
+      else
+        start_ours "${NODES:-2}"
+      fi
+      $LT run $OURS_ARGS $ADDRS $LOAD --rate 500 --duration-secs 3 > /dev/null 2>&1 || true
+      /usr/bin/time -f "%U %S" -o "$OUT/$who-$r-$round.time" \
+        $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$r" --duration-secs "${DUR:-12}" --json "$OUT/$who-$r-$round.json" > /dev/null 2>&1
+      stop_all
+      python3 - "$OUT/$who-$r-$round.json" "$OUT/$who-$r-$round.time" "$who" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 u, s = map(float, open(sys.argv[2]).read().split()[-2:])
@@ -46,7 +46,7 @@ cells = " ".join(f"{k} {v:.3f}" for k, v in p.items())
 print(f"{sys.argv[3]}: {d['offered_msgs_per_s']:.0f} msg/s, CPU s per 1,000 msgs: {cells} | sum {sum(p.values()):.3f} "
       f"| generator {(u + s) / n:.3f} (whole run) | p99 {d['latency']['p99_ms']:.1f} ms | {d['verdict']}")
 EOF
-  done
+    done
   done
 done
 echo "$OUT"

@@ -275,6 +275,8 @@ pub fn reconcile(results: &[ConnResult]) -> Deliveries {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_drain_waits_for_every_schedule() {
         let live = Live::new(0);
@@ -296,8 +298,6 @@ mod tests {
         Live::inc(&live.deliveries);
         assert!(live.drained(2));
     }
-
-    use super::*;
 
     #[test]
     fn ledger_counts() {
