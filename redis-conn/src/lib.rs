@@ -1,7 +1,10 @@
 //! The Redis connection gateway and worker share: one type for a single server or a Redis
 //! Cluster, with a deadline on every request, so that a Redis that stops
 //! answering turns into a prompt `unavailable` for the client instead of a
-//! hang.
+//! hang; and the one Lua script runner ([`script`]).
+
+pub mod script;
+pub use script::{Call, LuaScript};
 
 use std::time::Duration;
 
