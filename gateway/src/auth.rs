@@ -137,17 +137,18 @@ pub async fn redeem_ticket(state: &AppState, ticket: &str) -> Result<Identity, G
 }
 
 /// Makes sure Redis knows the customer (profile hash, so the conversation
-/// exists for sends) and that the conversation's sequence continues from the
-/// SQL record when Redis has lost it.
+/// exists for sends) and that the conversation's state (its position
+/// counter) continues from the SQL record when Redis has lost it or it
+/// expired while the conversation was idle.
 pub async fn ensure_customer_profile(state: &AppState, ident: &Identity) -> Result<(), GatewayError> {
     let conv = ident.id.as_str();
     let mut conn = state.redis();
-    let (exists, has_seq): (bool, bool) = redis::pipe()
+    let (exists, has_state): (bool, bool) = redis::pipe()
         .exists(state.keys.customer(conv))
-        .exists(state.keys.seq(conv))
+        .exists(state.keys.state(conv))
         .query_async(&mut conn)
         .await?;
-    if exists && has_seq {
+    if exists && has_state {
         return Ok(());
     }
     let stored = state.store.customer(conv).await?;
@@ -157,20 +158,45 @@ pub async fn ensure_customer_profile(state: &AppState, ident: &Identity) -> Resu
     seed_conversation(state, conv, &ident.username, stored.and_then(|c| c.avatar_url).as_deref()).await
 }
 
-/// Writes the profile hash and seeds `seq` from the SQL record (SET NX: never lowers it).
+/// Raises the state's counter to ARGV[1] (never lowers it), sets the
+/// profile copy and the TTL. KEYS: state. ARGV: n, username, avatar, ttl_ms, now.
+const SEED: &str = r#"
+local cur = tonumber(redis.call('HGET', KEYS[1], 'n') or '-1')
+if cur < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'n', ARGV[1]) end
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'a', ARGV[3], 't', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return cur
+"#;
+
+/// Writes the profile hash and seeds the conversation's state: its counter
+/// continues after the highest position anyone may hold (the SQL record's,
+/// the replay stream's, a counter of the layout before the state hash).
 pub async fn seed_conversation(state: &AppState, conv: &str, username: &str, avatar: Option<&str>) -> Result<(), GatewayError> {
+    static SCRIPT: std::sync::OnceLock<redis_conn::LuaScript> = std::sync::OnceLock::new();
+    let script = SCRIPT.get_or_init(|| redis_conn::LuaScript::new("seed", SEED));
     let max_pos = state.store.max_pos(conv).await?;
     let mut conn = state.redis();
-    let _: () = redis::pipe()
-        .hset_multiple(state.keys.customer(conv), &[("username", username), ("avatar_url", avatar.unwrap_or(""))])
-        .ignore()
-        .cmd("SET")
-        .arg(state.keys.seq(conv))
-        .arg(max_pos)
-        .arg("NX")
-        .ignore()
+    let (legacy, last): (Option<u64>, redis::streams::StreamRangeReply) = redis::pipe()
+        .get(state.keys.legacy_seq(conv))
+        .cmd("XREVRANGE")
+        .arg(state.keys.replay(conv))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
         .query_async(&mut conn)
         .await?;
+    let replayed = last.ids.first().and_then(|e| e.id.split('-').next()?.parse::<u64>().ok()).unwrap_or(0);
+    let n = max_pos.max(legacy.unwrap_or(0)).max(replayed);
+    let _: () = conn.hset_multiple(state.keys.customer(conv), &[("username", username), ("avatar_url", avatar.unwrap_or(""))]).await?;
+    let call = redis_conn::Call::new()
+        .key(state.keys.state(conv))
+        .arg(n)
+        .arg(username)
+        .arg(avatar.unwrap_or(""))
+        .arg(state.cfg.replay_ttl_secs * 1000)
+        .arg(schema::now_ms());
+    let _: i64 = script.run(&mut conn, &call).await?;
     Ok(())
 }
 
@@ -185,6 +211,22 @@ pub async fn ensure_conversation(state: &AppState, conv: &str) -> Result<(), Gat
     match state.store.customer(conv).await? {
         Some(c) => seed_conversation(state, conv, &c.username, c.avatar_url.as_deref()).await,
         None => Err(GatewayError::not_found(format!("no conversation `{conv}`"))),
+    }
+}
+
+/// Seeds a conversation's state again (a script found none: Redis lost it,
+/// or it expired while the conversation was idle), with the profile Redis
+/// still has or the record's. `not_found` for an unknown conversation.
+pub async fn repair_conversation(state: &AppState, conv: &str) -> Result<(), GatewayError> {
+    let mut conn = state.redis();
+    let (username, avatar): (Option<String>, Option<String>) =
+        conn.hget(state.keys.customer(conv), &["username", "avatar_url"]).await?;
+    match username {
+        Some(u) => seed_conversation(state, conv, &u, avatar.as_deref().filter(|a| !a.is_empty())).await,
+        None => match state.store.customer(conv).await? {
+            Some(c) => seed_conversation(state, conv, &c.username, c.avatar_url.as_deref()).await,
+            None => Err(GatewayError::not_found(format!("no conversation `{conv}`"))),
+        },
     }
 }
 

@@ -68,21 +68,14 @@ pub struct Config {
     /// again at once (0 = never wait).
     #[arg(long, env = "CHAT_INBOX_LINGER_US", default_value_t = 1000)]
     pub inbox_linger_us: u64,
-    /// On a single Redis (not a Cluster), let the send script also write the
-    /// log entry and the relay entries, atomically with the sequence number:
-    /// one round trip per message instead of two. Off by default: measured
-    /// A/B (BENCHMARKS.md) it cost the same CPU and tripled p99 at 3,000
-    /// msg/s (Redis runs the longer script as one blocking step). A Cluster
-    /// always uses the two-step path (the streams live in other slots).
-    #[arg(long, env = "CHAT_PUBLISH_IN_SCRIPT", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
-    pub publish_in_script: bool,
-
     /// Frames queued per socket before the socket counts as a slow consumer and is closed.
     /// 4,096 frames of a few hundred bytes is about Centrifugo's default of 1 MiB
     /// per client; the queue's memory is taken only while frames wait in it.
     #[arg(long, env = "CHAT_OUTBOUND_QUEUE", default_value_t = 4096)]
     pub outbound_queue: usize,
-    /// Entries kept per conversation for `resume`.
+    /// Entries kept per conversation for `resume`; also the dedupe window:
+    /// a retried `client_id` among a conversation's last this many messages
+    /// gets the first send's seq.
     #[arg(long, env = "CHAT_REPLAY_LEN", default_value_t = schema::limits::REPLAY_LEN)]
     pub replay_len: usize,
     /// A conversation's replay stream and message metadata expire this long
@@ -91,12 +84,6 @@ pub struct Config {
     /// back from the SQL record when an old message is edited or quoted).
     #[arg(long, env = "CHAT_REPLAY_TTL_SECS", default_value_t = 24 * 3600)]
     pub replay_ttl_secs: u64,
-    /// How long a sent `client_id` is remembered, so a retry of the same
-    /// message is not stored twice. Each costs Redis about 200 B for this
-    /// long (the one part of Redis memory that grows with the message rate);
-    /// the console's outbox survives a page reload and may retry late.
-    #[arg(long, env = "CHAT_DEDUPE_TTL_SECS", default_value_t = schema::limits::DEDUPE_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..))]
-    pub dedupe_ttl_secs: u64,
     /// Most sockets this node accepts.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,

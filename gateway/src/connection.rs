@@ -124,9 +124,7 @@ pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, id
         // The rare, large futures (Redis calls) are boxed so that the task of
         // every idle socket stays small: a task is as large as the largest
         // future it may await.
-        if let Err(e) = Box::pin(register(&state, &ident, &handle)).await {
-            tracing::warn!(error = %e, "register failed");
-        }
+        let subscribed = Box::pin(register(&state, &ident, &handle)).await;
         let epoch = Box::pin(current_epoch(&state)).await.unwrap_or_default();
         let hello = ServerFrame::Hello {
             user: ident.user_ref(),
@@ -140,7 +138,7 @@ pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, id
         read_loop(&state, rd, &ident, &handle, &mut watched).await;
         kill.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-        Box::pin(unregister(&state, &ident, &handle, &watched)).await;
+        Box::pin(unregister(&state, &ident, &handle, &watched, subscribed)).await;
     }
     .instrument(span)
     .await
@@ -160,17 +158,35 @@ pub async fn current_epoch(state: &AppState) -> Result<String, GatewayError> {
     Ok(e.unwrap_or(fresh))
 }
 
-async fn register(state: &AppState, ident: &Identity, h: &ConnHandle) -> Result<(), GatewayError> {
+/// Adds the socket to this node's registry; a customer's node subscribes
+/// to its conversation and lists itself for presence. Returns whether the
+/// subscription was counted (released again by [`unregister`]).
+async fn register(state: &AppState, ident: &Identity, h: &ConnHandle) -> bool {
     match ident.kind {
-        // Agents get their frames from the staff stream, which every node reads.
-        UserKind::Agent => state.registry.add_agent(h.clone()),
+        // Agents get the staff stream, which every node reads, and the
+        // channels of the conversations they watch.
+        UserKind::Agent => {
+            state.registry.add_agent(h.clone());
+            false
+        }
         UserKind::Customer => {
             let conv = ident.id.as_str();
             state.registry.add_customer(conv, h.clone());
-            add_customer_node(state, conv).await?;
+            // Subscribed before `hello`: every event numbered from here on
+            // reaches this node; what came before is history or `resume`.
+            let subscribed = match state.subs.acquire(&state.keys.channel(conv)).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "subscribe failed");
+                    false
+                }
+            };
+            if let Err(e) = add_customer_node(state, conv).await {
+                tracing::warn!(error = %e, "register failed");
+            }
+            subscribed
         }
     }
-    Ok(())
 }
 
 /// Lists this node in the conversation's customer nodes (and the node's own
@@ -201,7 +217,7 @@ pub async fn customer_offline(state: &AppState, conv: &str, last_seen: i64) -> R
     relay::relay_to_all_staff(state, conv, f).await
 }
 
-async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle, watched: &HashSet<String>) {
+async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle, watched: &HashSet<String>, subscribed: bool) {
     match ident.kind {
         UserKind::Agent => {
             state.registry.remove_agent(h.id);
@@ -211,6 +227,9 @@ async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle, watched:
         }
         UserKind::Customer => {
             let conv = ident.id.as_str();
+            if subscribed {
+                state.subs.release(&state.keys.channel(conv));
+            }
             if state.registry.remove_customer(conv, h.id) == 0 {
                 let res: Result<(), GatewayError> = async {
                     let mut conn = state.redis();
@@ -245,31 +264,36 @@ async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle, watched:
 }
 
 /// Starts watching conversations for an agent socket: the writer holds
-/// their live events from here, the node routes them to the socket, and
-/// Redis counts the node as a watcher, so every event numbered after this
-/// reaches the node's inbox; the caller then asks the writer to replay what
-/// came before (`Out::Resume`), which releases the held events in order.
-async fn watch_all(state: &AppState, h: &ConnHandle, convs: &[String]) -> Result<(), GatewayError> {
-    if convs.is_empty() {
-        return Ok(());
-    }
-    let mut pipe = redis::pipe();
+/// their live events from here, the node routes them to the socket and is
+/// subscribed to their channels, so every event numbered after this reaches
+/// the node; the caller then asks the writer to replay what came before
+/// (`Out::Resume`), which releases the held events in order.
+/// The conversations whose watch succeeded are added to `watched`.
+async fn watch_all(state: &AppState, h: &ConnHandle, convs: &[String], watched: &mut HashSet<String>) -> Result<(), GatewayError> {
     for c in convs {
         h.push(Out::Watch(Arc::from(c.as_str())));
         state.registry.watch(c, h);
-        pipe.cmd("HINCRBY").arg(state.keys.watchers(c)).arg(&state.node).arg(1).ignore();
-        pipe.sadd(state.keys.node_watched(&state.node), c).ignore();
     }
-    let mut conn = state.redis();
-    if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-        // Undone here only: decrementing counts that may not have landed
-        // could take another socket's watch away. A count that did land
-        // stays one too high, which costs frames nobody on the node reads,
-        // never a missed one.
-        convs.iter().for_each(|c| stop_locally(state, h, c));
-        return Err(e.into());
+    let subscribed = futures::future::join_all(convs.iter().map(|c| async move {
+        let ch = state.keys.channel(c);
+        (c, state.subs.acquire(&ch).await)
+    }))
+    .await;
+    let mut failed = None;
+    for (c, r) in subscribed {
+        match r {
+            Ok(()) => watched.insert(c.clone()),
+            Err(e) => {
+                stop_locally(state, h, c);
+                failed = Some(e);
+                false
+            }
+        };
     }
-    Ok(())
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// The node stops routing a conversation's events to the socket, whose
@@ -281,30 +305,9 @@ fn stop_locally(state: &AppState, h: &ConnHandle, conv: &str) {
 
 /// Stops watching conversations (an `unwatch`, or the socket closing).
 async fn unwatch_all<'a>(state: &AppState, h: &ConnHandle, convs: impl Iterator<Item = &'a str>) -> Result<(), GatewayError> {
-    let mut calls = Vec::new();
     for c in convs {
         stop_locally(state, h, c);
-        calls.push((c, relay::Call::new().key(state.keys.watchers(c)).arg(&state.node)));
-    }
-    let mut gone = Vec::new();
-    for (c, call) in calls {
-        let n = relay::eval(state, &state.scripts.unwatch, &call).await?;
-        if matches!(n.first(), Some(redis::Value::Int(n)) if *n <= 0) {
-            gone.push(c);
-        }
-    }
-    if gone.is_empty() {
-        return Ok(());
-    }
-    // The node's index (for the clean-up after a crash) drops the
-    // conversations no socket here watches any more; one watched again
-    // meanwhile is put back (as in `unregister` for customers).
-    let mut conn = state.redis();
-    let node_watched = state.keys.node_watched(&state.node);
-    let _: () = conn.srem(&node_watched, &gone).await?;
-    let again: Vec<&str> = gone.iter().copied().filter(|c| state.registry.is_watched(c)).collect();
-    if !again.is_empty() {
-        let _: () = conn.sadd(&node_watched, &again).await?;
+        state.subs.release(&state.keys.channel(c));
     }
     Ok(())
 }
@@ -439,10 +442,8 @@ async fn dispatch(
                     let msg = format!("watching at most {MAX_WATCHED} conversations: {over} resumed but not watched");
                     reply_err(h, rid.clone(), FrameError::invalid(msg));
                 }
-                if let Err(e) = watch_all(state, h, &new).await {
+                if let Err(e) = watch_all(state, h, &new, watched).await {
                     reply_err(h, rid.clone(), e.to_frame_error());
-                } else {
-                    watched.extend(new);
                 }
             }
             h.push(Out::Resume(ok, epoch));
@@ -459,8 +460,7 @@ async fn dispatch(
                     )));
                 }
                 crate::auth::ensure_conversation(state, &conversation).await?;
-                watch_all(state, h, std::slice::from_ref(&conversation)).await?;
-                watched.insert(conversation.clone());
+                watch_all(state, h, std::slice::from_ref(&conversation), watched).await?;
             }
             h.push(Out::Resume(vec![(conversation, after)], None));
             Ok(None)
@@ -908,7 +908,7 @@ impl WriteState {
         let mut conn = self.state.redis();
         let key = self.state.keys.replay(&conv);
         let entries = relay::replay_range(&mut conn, &key, from + 1, None, MAX_REPLAY + 1).await;
-        let current: Result<Option<u64>, _> = conn.get(self.state.keys.seq(&conv)).await;
+        let current: Result<Option<u64>, _> = conn.hget(self.state.keys.state(&conv), "n").await;
         let (entries, current) = match (entries, current) {
             (Ok(e), Ok(c)) => (e, c.unwrap_or(0)),
             _ => {

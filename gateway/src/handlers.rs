@@ -1,23 +1,24 @@
 //! One handler per client frame type. Each validates authorization, runs one
-//! script on the conversation's slot, then publishes (log shard + the inboxes
-//! of the nodes holding the customer or agents watching the conversation) in
-//! one pipelined round trip, and answers `ack` or an error.
+//! script on the conversation's slot (which positions the event, keeps it in
+//! the replay stream and publishes it on the conversation's channel; a send
+//! also logs it for the worker, on a single Redis), logs what the script
+//! could not in one more round trip, and answers `ack` or an error.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use redis::AsyncCommands;
-use schema::envelope::{split, Audience, LogEvent, Relay};
+use schema::envelope::{self, Audience, LogEvent, Relay};
 use schema::keys;
 use schema::frames::{
     CustomerRef, Emoji, ErrorCode, Message, MessageKind, ReplyRef, ServerFrame, Side, UserRef,
 };
 use schema::limits::{EXCERPT_CHARS, TYPING_TTL_MS};
 
-use crate::auth::{ensure_conversation, seed_conversation};
+use crate::auth::repair_conversation;
 use crate::error::GatewayError;
 use crate::registry::Identity;
-use crate::relay::{self, int_at, publish, status, str_at, subst, Call, Publish, Targets};
+use crate::relay::{self, int_at, publish, status, str_at, Call, LuaScript, Publish};
 use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -59,8 +60,7 @@ pub struct NewMessage<'a> {
 
 /// Looks up what a reply quotes: Redis first, then the SQL record.
 async fn reply_excerpt(state: &AppState, conv: &str, seq: u64) -> Result<ReplyRef> {
-    let mut conn = state.redis();
-    let m: Option<String> = conn.hget(state.keys.meta(conv), seq).await?;
+    let m = redis_meta(state, conv, seq).await?;
     let excerpt = match m {
         Some(m) => {
             let mut parts = m.splitn(3, '|');
@@ -79,6 +79,20 @@ async fn reply_excerpt(state: &AppState, conv: &str, seq: u64) -> Result<ReplyRe
         },
     };
     Ok(ReplyRef { seq, excerpt })
+}
+
+/// A message's metadata "side|deleted|excerpt" as Redis has it: the
+/// override hash (edits, deletes, restored from SQL), else the message's own
+/// replay entry (the send script keeps it there, field `m`).
+async fn redis_meta(state: &AppState, conv: &str, seq: u64) -> Result<Option<String>> {
+    let mut conn = state.redis();
+    let m: Option<String> = conn.hget(state.keys.meta(conv), seq).await?;
+    if m.is_some() {
+        return Ok(m);
+    }
+    let id = keys::replay_id(seq);
+    let r: redis::streams::StreamRangeReply = conn.xrange(state.keys.replay(conv), &id, &id).await?;
+    Ok(r.ids.first().and_then(|e| e.get::<String>("m")))
 }
 
 /// The send path shared by client sends, system messages, order cards and the dev seed.
@@ -106,45 +120,47 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         client_id: Some(m.client_id.to_string()),
     };
     let template = ServerFrame::Message { conversation: m.conv.to_string(), pos: 0, message }.to_json();
-    let excerpt = schema::excerpt(m.text, EXCERPT_CHARS);
+    let meta = format!("{}|0|{}", side_str(m.kind), schema::excerpt(m.text, EXCERPT_CHARS));
     let k = &state.keys;
     let client_id = Some(m.client_id.to_string());
-    // Single Redis: the script publishes too (see relay.rs, SEND).
-    let in_script = state.cfg.publish_in_script && !state.redis_target.is_cluster();
-    let parts = in_script.then(|| {
-        split::message(m.conv, m.conv, ts, m.kind, &m.author, m.text, &reply, &client_id, &m.order_json)
-    });
-    let mut retried = false;
+    let event = |seq: u64, ts: i64, customer: CustomerRef| LogEvent::Message {
+        conversation: m.conv.to_string(),
+        customer,
+        seq,
+        ts,
+        kind: m.kind,
+        author: m.author.clone(),
+        text: m.text.to_string(),
+        reply_to: reply.clone(),
+        client_id: client_id.clone(),
+        order_json: m.order_json.clone(),
+    };
+    // On a single Redis the script logs the message too: the envelope goes
+    // in with seq 0 and no profile, and the script adds both as fields of
+    // the entry (`s`, `u`, `a`), which the worker applies. A cluster keeps
+    // the log shard in another slot: logged in a second round trip.
+    let single = !state.redis_target.is_cluster();
+    let envelope = if single {
+        envelope::encode(&event(0, ts, CustomerRef { id: m.conv.to_string(), username: String::new(), avatar_url: None }))
+    } else {
+        Vec::new()
+    };
+    let mut repaired = false;
     loop {
-        let mut call = Call::new()
-            .key(k.seq(m.conv))
-            .key(k.dedupe(m.conv, m.client_id))
-            .key(k.replay(m.conv))
-            .key(k.meta(m.conv))
-            .key(k.customer_nodes(m.conv))
-            .key(k.customer(m.conv))
-            .key(k.watchers(m.conv));
-        if parts.is_some() {
+        let mut call = Call::new().key(k.state(m.conv)).key(k.replay(m.conv));
+        if single {
             call = call.key(k.log(keys::shard_of(m.conv, state.cfg.log_shards)));
         }
         call = call
+            .arg(m.client_id)
             .arg(ts)
-            .arg(side_str(m.kind))
-            .arg(&excerpt)
+            .arg(&meta)
             .arg(&template)
-            .arg(state.cfg.dedupe_ttl_secs)
             .arg(state.cfg.replay_len)
-            .arg(state.cfg.replay_ttl_secs);
-        if let Some(p) = &parts {
-            call = call
-                .arg(&p.head)
-                .arg(&p.tail)
-                .arg(m.conv)
-                .arg(split::relay_head(Audience::Customer, m.conv))
-                .arg(split::relay_head(Audience::Staff, m.conv))
-                .arg(k.inbox(""))
-                .arg(relay::INBOX_LEN);
-        }
+            .arg(state.cfg.replay_ttl_secs * 1000)
+            .arg(k.channel(m.conv))
+            .arg(&envelope)
+            .arg(state.cfg.replay_len);
         let v = relay::eval(state, &state.scripts.send, &call).await?;
         let st = status(&v);
         match st.as_str() {
@@ -152,67 +168,31 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
                 let seq = int_at(&v, 1) as u64;
                 let ts = int_at(&v, 2);
                 let duplicate = st == "DUP";
-                if !duplicate && parts.is_some() {
-                    // The script wrote the log and relay entries with the number.
-                    return Ok(Posted { seq, ts, duplicate });
-                }
-                let profile = relay::opt_strings_at(&v, 4);
-                let customer = CustomerRef {
-                    id: m.conv.to_string(),
-                    username: profile.first().cloned().flatten().unwrap_or_else(|| m.conv.to_string()),
-                    avatar_url: profile.get(1).cloned().flatten().filter(|a| !a.is_empty()),
-                };
-                let ev = LogEvent::Message {
-                    conversation: m.conv.to_string(),
-                    customer,
-                    seq,
-                    ts,
-                    kind: m.kind,
-                    author: m.author.clone(),
-                    text: m.text.to_string(),
-                    reply_to: reply.clone(),
-                    client_id: client_id.clone(),
-                    order_json: m.order_json.clone(),
-                };
-                if duplicate {
-                    // The first attempt may have died before its log entry: log again
-                    // (the worker's insert is idempotent), but relay nothing twice.
-                    publish(state, Publish { log: Some(&ev), relay: None }).await?;
-                } else {
-                    let frame = subst(&subst(&template, "pos", seq), "seq", seq);
-                    let relay = Relay { audience: Audience::Both, conversation: Some(m.conv.to_string()), pos: seq, frame };
-                    let targets = Targets::at(&v, 3, 5);
-                    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
+                if !single {
+                    // The first attempt may have died before its log entry:
+                    // log again on a duplicate (the worker's insert is idempotent).
+                    let username = str_at(&v, 3);
+                    let avatar = str_at(&v, 4);
+                    let customer = CustomerRef {
+                        id: m.conv.to_string(),
+                        username: if username.is_empty() { m.conv.to_string() } else { username },
+                        avatar_url: Some(avatar).filter(|a| !a.is_empty()),
+                    };
+                    publish(state, Publish { log: Some(&event(seq, ts, customer)), relay: None }).await?;
                 }
                 return Ok(Posted { seq, ts, duplicate });
             }
-            "NOCONV" | "NOSEQ" if !retried => {
-                retried = true;
-                ensure_conversation(state, m.conv).await?;
-                if st == "NOSEQ" {
-                    let c = customer_ref(state, m.conv).await?;
-                    seed_conversation(state, m.conv, &c.username, c.avatar_url.as_deref()).await?;
-                }
+            "NOSTATE" if !repaired => {
+                repaired = true;
+                repair_conversation(state, m.conv).await?;
             }
-            "NOCONV" => return Err(GatewayError::not_found(format!("no conversation `{}`", m.conv))),
+            "NOSTATE" => return Err(GatewayError::not_found(format!("no conversation `{}`", m.conv))),
             other => {
                 tracing::error!(status = other, "send script: unexpected status");
                 return Err(GatewayError::client(ErrorCode::Unavailable, "could not send, retry"));
             }
         }
     }
-}
-
-/// The customer of a conversation, from its Redis profile hash.
-async fn customer_ref(state: &AppState, conv: &str) -> Result<CustomerRef> {
-    let mut conn = state.redis();
-    let (username, avatar): (Option<String>, Option<String>) =
-        conn.hget(state.keys.customer(conv), &["username", "avatar_url"]).await?;
-    Ok(CustomerRef {
-        id: conv.to_string(),
-        username: username.unwrap_or_else(|| conv.to_string()),
-        avatar_url: avatar.filter(|a| !a.is_empty()),
-    })
 }
 
 pub async fn send(
@@ -282,18 +262,17 @@ pub async fn edit_or_delete(
     };
     let k = &state.keys;
     let call = Call::new()
-        .key(k.seq(&conv))
+        .key(k.state(&conv))
         .key(k.replay(&conv))
         .key(k.meta(&conv))
-        .key(k.customer_nodes(&conv))
-        .key(k.watchers(&conv))
         .arg(seq)
         .arg(side.as_str())
         .arg(mode)
         .arg(&excerpt)
         .arg(&frame)
         .arg(state.cfg.replay_len)
-        .arg(state.cfg.replay_ttl_secs);
+        .arg(state.cfg.replay_ttl_secs)
+        .arg(k.channel(&conv));
     let v = eval_on_message(state, &state.scripts.mutate, &call, &conv, seq).await?;
     let st = status(&v);
     if st != "OK" {
@@ -305,20 +284,24 @@ pub async fn edit_or_delete(
         Some(t) => LogEvent::Edit { conversation: conv.clone(), pos, seq, text: t.clone(), edited_at: ts, by },
         None => LogEvent::Delete { conversation: conv.clone(), pos, seq, ts, by },
     };
-    let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: subst(&frame, "pos", pos) };
-    let targets = Targets::at(&v, 2, 3);
-    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
+    publish(state, Publish { log: Some(&ev), relay: None }).await?;
     Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
 }
 
 /// Runs a script about one message; when Redis has lost the message's
-/// metadata, restores it once from the SQL record and runs it again.
-async fn eval_on_message(state: &AppState, script: &redis::Script, call: &Call, conv: &str, seq: u64) -> Result<Vec<redis::Value>> {
-    let first = relay::eval(state, script, call).await?;
-    if status(&first) == "NOTFOUND" && restore_meta(state, conv, seq).await? {
-        return relay::eval(state, script, call).await;
+/// metadata, restores it from the SQL record, and when it has lost the
+/// conversation's state, seeds it again; then runs it again.
+async fn eval_on_message(state: &AppState, script: &LuaScript, call: &Call, conv: &str, seq: u64) -> Result<Vec<redis::Value>> {
+    let mut v = relay::eval(state, script, call).await?;
+    for _ in 0..2 {
+        match status(&v).as_str() {
+            "NOTFOUND" if restore_meta(state, conv, seq).await? => {}
+            "NOSTATE" => repair_conversation(state, conv).await?,
+            _ => return Ok(v),
+        }
+        v = relay::eval(state, script, call).await?;
     }
-    Ok(first)
+    Ok(v)
 }
 
 pub async fn react(
@@ -346,20 +329,19 @@ pub async fn react(
     let member = format!("{}:{}:{}", side_of(ident), ident.id, emoji.as_str());
     let k = &state.keys;
     let call = Call::new()
-        .key(k.seq(&conv))
+        .key(k.state(&conv))
         .key(k.replay(&conv))
         .key(k.meta(&conv))
-        .key(k.customer_nodes(&conv))
         .key(k.reactions(&conv, seq))
         .key(k.reactors(&conv, seq))
-        .key(k.watchers(&conv))
         .arg(seq)
         .arg(&member)
         .arg(emoji.as_str())
         .arg(if on { "1" } else { "0" })
         .arg(&frame)
         .arg(state.cfg.replay_len)
-        .arg(state.cfg.replay_ttl_secs);
+        .arg(state.cfg.replay_ttl_secs)
+        .arg(k.channel(&conv));
     let v = eval_on_message(state, &state.scripts.react, &call, &conv, seq).await?;
     match status(&v).as_str() {
         // Already in that state: nothing changes, nothing is relayed.
@@ -368,13 +350,8 @@ pub async fn react(
         st => return Err(meta_error(st, seq, "react to")),
     }
     let pos = int_at(&v, 1) as u64;
-    let rx = str_at(&v, 2);
-    let mut f = subst(&frame, "pos", pos);
-    f = f.replacen("\"reactions\":{},", &format!("\"reactions\":{rx},"), 1);
     let ev = LogEvent::React { conversation: conv.clone(), pos, seq, emoji, on, by, ts };
-    let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: f };
-    let targets = Targets::at(&v, 3, 4);
-    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
+    publish(state, Publish { log: Some(&ev), relay: None }).await?;
     Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
 }
 
@@ -400,20 +377,16 @@ pub async fn read_state(
     }
     let (delivered, seen_seq) = if seen { (seq, seq) } else { (seq, 0) };
     let k = &state.keys;
-    let call = Call::new()
-        .key(k.read_state(&conv))
-        .key(k.seq(&conv))
-        .key(k.customer_nodes(&conv))
-        .key(k.watchers(&conv))
-        .arg(side.as_str())
-        .arg(delivered)
-        .arg(seen_seq);
-    let v = relay::eval(state, &state.scripts.read, &call).await?;
+    let call = Call::new().key(k.read_state(&conv)).key(k.state(&conv)).arg(side.as_str()).arg(delivered).arg(seen_seq);
+    let mut v = relay::eval(state, &state.scripts.read, &call).await?;
+    if status(&v) == "AHEAD" && int_at(&v, 1) == 0 {
+        // Redis has no state for the conversation (lost, or expired while
+        // idle): seed it from the record and try once more.
+        repair_conversation(state, &conv).await?;
+        v = relay::eval(state, &state.scripts.read, &call).await?;
+    }
     if status(&v) == "AHEAD" {
         let cur = int_at(&v, 1);
-        if cur == 0 && ident.is_agent() {
-            ensure_conversation(state, &conv).await?;
-        }
         return Err(GatewayError::invalid(format!("seq {seq} is beyond the conversation's last position {cur}")));
     }
     let nd = int_at(&v, 1) as u64;
@@ -431,9 +404,8 @@ pub async fn read_state(
         let receipt = ServerFrame::Receipt { conversation: conv.clone(), delivered_seq: nd, seen_seq: ns }.to_json();
         let audience = Audience::to_side(side.other());
         let relay = Relay { audience, conversation: Some(conv.clone()), pos: 0, frame: receipt };
-        let targets = Targets::at(&v, 4, 5);
         let ev = LogEvent::Read { conversation: conv.clone(), side, delivered: nd, seen: ns, ts };
-        publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
+        publish(state, Publish { log: Some(&ev), relay: Some(&relay) }).await?;
     }
     Ok(rid.map(|rid| ServerFrame::Ack { rid: Some(rid), conversation: conv, seq, ts: schema::now_ms(), pos: None, duplicate: !changed }))
 }

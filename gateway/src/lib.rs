@@ -10,7 +10,8 @@
 //! - [`registry`]: which sockets this node holds, sharded maps.
 //! - [`nodes`]: heartbeats, and cleaning up after a node that stopped.
 //! - [`handlers`]: one function per client frame type.
-//! - [`relay`]: Redis in and out: scripts, log shards, node inboxes, the staff stream.
+//! - [`relay`]: Redis in and out: scripts, log shards, channel payloads, the staff stream.
+//! - [`subs`]: this node's pub/sub subscriptions and the reader of its channels.
 //! - [`loyalty`]: the customer panel's REST (vouchers, orders, transactions)
 //!   and the points actions, executed by a worker over a request/reply.
 //! - [`orders`]: order events from the order system and the order cards.
@@ -33,6 +34,7 @@ pub mod relay;
 pub mod seed;
 pub mod server;
 pub mod state;
+pub mod subs;
 pub mod wbuf;
 
 pub use config::Config;

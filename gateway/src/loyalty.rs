@@ -338,10 +338,11 @@ async fn announce(
             None => format!("{} points awarded by {name}", tx.amount),
         },
     };
-    // The message dedupes on its client_id only while the send path
-    // remembers it (CHAT_DEDUPE_TTL_SECS): a repeat older than half that is
-    // not re-announced (its first execution announced it long ago).
-    let half_ttl_ms = i64::try_from(state.cfg.dedupe_ttl_secs.saturating_mul(500)).unwrap_or(i64::MAX);
+    // The message dedupes on its client_id only while the conversation's
+    // state remembers it (its recent window, until it idles out after
+    // CHAT_REPLAY_TTL_SECS): a repeat older than half that is not
+    // re-announced (its first execution announced it long ago).
+    let half_ttl_ms = i64::try_from(state.cfg.replay_ttl_secs.saturating_mul(500)).unwrap_or(i64::MAX);
     let stale = outcome.replayed && schema::now_ms() - tx.ts > half_ttl_ms;
     if !stale {
         let client_id = stable_uuid(&format!("points:{customer}:{key}"));

@@ -3,14 +3,14 @@
 //!
 //! Every gateway beats into `{nodes}` (ZSET node -> last beat, Redis time in
 //! ms) and indexes where it is referenced: `node:<id>:customers` (the
-//! conversations whose `{c:<id>}:nodes` lists it: its customers' presence and
-//! routing) and `node:<id>:watched` (those whose `{c:<id>}:watchers` lists
-//! it). A node whose last beat is older than `node_ttl_ms` is claimed by the
-//! first healthy gateway to see it (a lock, then it leaves `{nodes}` and gets
-//! a `reaped` marker) and cleaned up: it leaves every conversation's node set
-//! and watcher hash, a customer left with no node goes offline (`presence`
-//! to every agent, `last_seen` = the dead node's last beat), and its inbox
-//! and indexes are deleted.
+//! conversations whose `{c:<id>}:nodes` lists it: its customers' presence).
+//! Routing needs no clean-up: a dead node's pub/sub subscriptions end with
+//! its connection. A node whose last beat is older than `node_ttl_ms` is
+//! claimed by the first healthy gateway to see it (a lock, then it leaves
+//! `{nodes}` and gets a `reaped` marker) and cleaned up: it leaves every
+//! conversation's node set, a customer left with no node goes offline
+//! (`presence` to every agent, `last_seen` = the dead node's last beat), and
+//! its index is deleted.
 //!
 //! A node declared dead while alive (stalled longer than the TTL) learns it at
 //! its next beat (the marker): it refuses new sockets, closes its own with
@@ -26,11 +26,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use redis::{AsyncCommands, Script};
+use redis::AsyncCommands;
 
 use crate::connection::CLOSE_GOING_AWAY;
 use crate::error::GatewayError;
-use crate::relay::{self, Call};
+use crate::relay::{self, Call, LuaScript};
 use crate::state::AppState;
 
 /// Conversations per pipelined round trip while cleaning up.
@@ -86,15 +86,20 @@ return {0}
 "#;
 
 pub struct NodeScripts {
-    beat: Script,
-    claim: Script,
-    rejoin: Script,
-    unlock: Script,
+    beat: LuaScript,
+    claim: LuaScript,
+    rejoin: LuaScript,
+    unlock: LuaScript,
 }
 
 impl Default for NodeScripts {
     fn default() -> Self {
-        Self { beat: Script::new(BEAT), claim: Script::new(CLAIM), rejoin: Script::new(REJOIN), unlock: Script::new(UNLOCK) }
+        Self {
+            beat: LuaScript::new("beat", BEAT),
+            claim: LuaScript::new("claim", CLAIM),
+            rejoin: LuaScript::new("rejoin", REJOIN),
+            unlock: LuaScript::new("unlock", UNLOCK),
+        }
     }
 }
 
@@ -134,7 +139,7 @@ pub async fn run(state: AppState) {
         if *state.shutdown.borrow() {
             return;
         }
-        let beat = relay::eval_source(&state, &state.node_scripts.beat, BEAT, &Call::new().key(state.keys.nodes()).key(state.keys.node_reaped(&state.node)).arg(&state.node)).await;
+        let beat = relay::eval(&state, &state.node_scripts.beat, &Call::new().key(state.keys.nodes()).key(state.keys.node_reaped(&state.node)).arg(&state.node)).await;
         match beat.as_deref().map(|v| relay::int_at(v, 0)) {
             Ok(0) => {
                 tracing::warn!(node = %state.node, "this node was declared dead (stalled past the TTL): closing its sockets and rejoining");
@@ -195,7 +200,7 @@ async fn reap_stale(state: &AppState) -> Result<(), GatewayError> {
             .arg(&state.node)
             .arg(lock_ms(state))
             .arg(REAPED_MARKER_SECS);
-        let v = relay::eval_source(state, &state.node_scripts.claim, CLAIM, &claim).await?;
+        let v = relay::eval(state, &state.node_scripts.claim, &claim).await?;
         if relay::int_at(&v, 0) != 1 {
             continue;
         }
@@ -211,7 +216,7 @@ async fn reap_stale(state: &AppState) -> Result<(), GatewayError> {
 
 async fn unlock(state: &AppState, node: &str) {
     let call = Call::new().key(state.keys.node_reap_lock(node)).arg(&state.node);
-    if let Err(e) = relay::eval_source(state, &state.node_scripts.unlock, UNLOCK, &call).await {
+    if let Err(e) = relay::eval(state, &state.node_scripts.unlock, &call).await {
         tracing::warn!(error = %e, "releasing the reap lock failed (it expires)");
     }
 }
@@ -252,7 +257,7 @@ async fn clean_self_and_rejoin(state: &AppState) -> Result<(), GatewayError> {
         return res;
     }
     let call = Call::new().key(state.keys.nodes()).key(lock).key(state.keys.node_reaped(&state.node)).arg(&state.node).arg(&state.node);
-    relay::eval_source(state, &state.node_scripts.rejoin, REJOIN, &call).await?;
+    relay::eval(state, &state.node_scripts.rejoin, &call).await?;
     Ok(())
 }
 
@@ -277,14 +282,6 @@ async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), Ga
             }
         }
     }
-    let watched: Vec<String> = conn.smembers(k.node_watched(node)).await?;
-    for chunk in watched.chunks(CHUNK) {
-        let mut pipe = redis::pipe();
-        for c in chunk {
-            pipe.hdel(k.watchers(c), node).ignore();
-        }
-        pipe.query_async::<()>(&mut conn).await?;
-    }
     let mut pipe = redis::pipe();
     drop_node_keys(&mut pipe, state, node);
     pipe.query_async::<()>(&mut conn).await?;
@@ -293,14 +290,13 @@ async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), Ga
     for c in &offline {
         crate::connection::customer_offline(state, c, last_seen).await?;
     }
-    if !customers.is_empty() || !watched.is_empty() {
-        tracing::info!(%node, customers = customers.len(), offline = offline.len(), watched = watched.len(), "node references cleaned up");
+    if !customers.is_empty() {
+        tracing::info!(%node, customers = customers.len(), offline = offline.len(), "node references cleaned up");
     }
     Ok(())
 }
 
-/// Deletes a node's own keys: its inbox and its two indexes.
+/// Deletes a node's own keys: its index.
 fn drop_node_keys(pipe: &mut redis::Pipeline, state: &AppState, node: &str) {
-    let k = &state.keys;
-    pipe.del(k.inbox(node)).ignore().del(k.node_customers(node)).ignore().del(k.node_watched(node)).ignore();
+    pipe.del(state.keys.node_customers(node)).ignore();
 }

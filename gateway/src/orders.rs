@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use redis::{Script, Value as RedisValue};
-use schema::envelope::{Audience, LogEvent, Relay};
+use schema::envelope::LogEvent;
 use schema::frames::{ErrorCode, MessageKind, ServerFrame};
 use schema::loyalty::{OrderEvent, OrderItem, OrderStatus, MAX_ORDER_ITEMS};
 use serde_json::{json, Value};
@@ -36,7 +35,7 @@ use subtle::ConstantTimeEq;
 use crate::api::read_json;
 use crate::error::{json_response, Body, GatewayError};
 use crate::handlers::{post_message, NewMessage};
-use crate::relay::{int_at, publish, status, subst, Publish};
+use crate::relay::{int_at, publish, status, Publish};
 use crate::seed::stable_uuid;
 use crate::state::AppState;
 
@@ -53,25 +52,11 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_CURRENCY_CHARS: usize = 8;
 const MAX_QTY: u64 = 10_000;
 
-/// A card update takes a position like an edit. KEYS: seq, replay,
-/// customer_nodes, watchers. ARGV: frame, replay_len, replay_ttl.
-const CARD_UPDATE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOSEQ'} end
-local pos = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], pos .. '-0', 'f', subst(ARGV[1], 'pos', pos))
-hot(ARGV[3], KEYS[2])
-return {'OK', pos, redis.call('SMEMBERS', KEYS[3]), redis.call('HKEYS', KEYS[4])}
-"#;
-
 /// Deletes the lock only if it still holds our token.
 const UNLOCK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 "#;
-
-fn card_update_source() -> String {
-    format!("{}{}{CARD_UPDATE}", crate::relay::LUA_SUBST, crate::relay::LUA_HOT)
-}
 
 /// Is the request signed with the service token? Outside dev mode an unset
 /// token disables the endpoint.
@@ -249,22 +234,8 @@ async fn apply_locked(state: &AppState, ev: &OrderEvent) -> Result<OrderOutcome>
     Ok(out)
 }
 
-/// Runs the card-update script on the conversation's slot.
-async fn eval_card_update(state: &AppState, script: &Script, conv: &str, frame: &str) -> Result<Vec<RedisValue>> {
-    let k = &state.keys;
-    let call = crate::relay::Call::new()
-        .key(k.seq(conv))
-        .key(k.replay(conv))
-        .key(k.customer_nodes(conv))
-        .key(k.watchers(conv))
-        .arg(frame)
-        .arg(state.cfg.replay_len)
-        .arg(state.cfg.replay_ttl_secs);
-    crate::relay::eval_source(state, script, &card_update_source(), &call).await
-}
-
-/// Positions an update of the card at `seq`, puts it in the replay stream,
-/// relays it to both sides and logs it for the worker.
+/// Positions an update of the card at `seq`, puts it in the replay stream
+/// and on the conversation's channel (the script), and logs it for the worker.
 async fn update_card(
     state: &AppState,
     conv: &str,
@@ -274,10 +245,17 @@ async fn update_card(
 ) -> Result<()> {
     let order = serde_json::to_value(card).map_err(|e| invalid(format!("order card: {e}")))?;
     let frame = ServerFrame::Order { conversation: conv.to_string(), pos: 0, seq, order }.to_json();
-    let script = Script::new(&card_update_source());
-    let mut seeded = false;
+    let k = &state.keys;
+    let call = crate::relay::Call::new()
+        .key(k.state(conv))
+        .key(k.replay(conv))
+        .arg(&frame)
+        .arg(state.cfg.replay_len)
+        .arg(state.cfg.replay_ttl_secs)
+        .arg(k.channel(conv));
+    let mut repaired = false;
     loop {
-        let v = eval_card_update(state, &script, conv, &frame).await?;
+        let v = crate::relay::eval(state, &state.scripts.card_update, &call).await?;
         match status(&v).as_str() {
             "OK" => {
                 let pos = int_at(&v, 1) as u64;
@@ -288,24 +266,12 @@ async fn update_card(
                     order_json: card_json.to_string(),
                     ts: schema::now_ms(),
                 };
-                let relay = Relay {
-                    audience: Audience::Both,
-                    conversation: Some(conv.to_string()),
-                    pos,
-                    frame: subst(&frame, "pos", pos),
-                };
-                let targets = crate::relay::Targets::at(&v, 2, 3);
-                return publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await;
+                return publish(state, Publish { log: Some(&ev), relay: None }).await;
             }
-            // Redis lost the conversation's counter: continue it from the record.
-            "NOSEQ" if !seeded => {
-                seeded = true;
-                let c = state
-                    .store
-                    .customer(conv)
-                    .await?
-                    .ok_or_else(|| GatewayError::not_found(format!("no customer `{conv}`")))?;
-                crate::auth::seed_conversation(state, conv, &c.username, c.avatar_url.as_deref()).await?;
+            // Redis lost the conversation's state: continue it from the record.
+            "NOSTATE" if !repaired => {
+                repaired = true;
+                crate::auth::repair_conversation(state, conv).await?;
             }
             other => {
                 tracing::error!(status = other, "card update script: unexpected status");
@@ -394,6 +360,6 @@ mod tests {
     fn card_frame_has_a_position_placeholder() {
         let f = ServerFrame::Order { conversation: "c".into(), pos: 0, seq: 4, order: json!({"id": "1"}) }.to_json();
         assert!(f.starts_with(r#"{"type":"order","conversation":"c","pos":0,"seq":4,"#), "{f}");
-        assert!(subst(&f, "pos", 9).contains(r#""pos":9,"seq":4"#));
+        assert!(crate::relay::subst_position(&f, 9).contains(r#""pos":9,"seq":4"#));
     }
 }

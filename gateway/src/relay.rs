@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
-use redis::{AsyncCommands, Script, Value};
+use redis::{AsyncCommands, Value};
+pub use redis_conn::{Call, LuaScript};
 use schema::envelope::{self, Audience, LogEvent, Relay};
 use schema::keys::{self, FIELD};
 
@@ -27,75 +28,34 @@ const LINGER_FROM: usize = 8;
 /// Inbox entries kept per node (approximate).
 pub const INBOX_LEN: usize = 10_000;
 
-/// Replaces the first `"<field>":0,` placeholder of a rendered frame with the
-/// value. Fields rendered before any user text, so the first match is the field.
-pub const LUA_SUBST: &str = r#"
-local function subst(f, field, v)
-  local pat = '"' .. field .. '":0,'
-  local a, b = string.find(f, pat, 1, true)
-  if not a then return f end
-  return string.sub(f, 1, a - 1) .. '"' .. field .. '":' .. v .. ',' .. string.sub(f, b + 1)
-end
-"#;
-
-/// Keeps a conversation's hot state bounded: its replay stream and message
-/// metadata expire `ttl` seconds after its last positioned event (an idle
-/// conversation then costs Redis nothing but its sequence and chat-list row).
-/// A client resuming later gets `complete: false` and reloads history; the
-/// metadata of an older message is restored from the SQL record on demand.
+/// Keeps a conversation's hot state bounded: its replay stream, message
+/// metadata overrides and state hash expire `ttl` seconds after its last
+/// positioned event (an idle conversation then costs Redis nothing but its
+/// chat-list row and profile). A client resuming later gets `complete:
+/// false` and reloads history; the state is seeded again from the SQL
+/// record; the metadata of an older message is restored from it on demand.
 pub const LUA_HOT: &str = r#"
 local function hot(ttl, ...)
   for _, k in ipairs({...}) do redis.call('EXPIRE', k, ttl) end
 end
 "#;
 
-/// KEYS: seq, dedupe, replay, meta, customer_nodes, customer, watchers[, log shard]
-/// ARGV: ts, side, excerpt, frame, dedupe_ttl, replay_len, replay_ttl[, log head,
-/// log tail, conversation id, customer relay head, staff relay head, inbox key
-/// prefix, inbox length]
-///
-/// With the extra key (single Redis only: it is in another slot) the script
-/// also publishes a new message: the log entry and the relay entries (every
-/// node hosting the customer, every node with an agent watching it),
-/// finished from the gateway's pre-encoded parts (`schema::envelope::split`).
-///
-/// The metadata of the message `replay_len` positions back is dropped, so an
-/// active conversation keeps at most about as much metadata as replay.
-const SEND: &str = r#"
-if redis.call('EXISTS', KEYS[6]) == 0 then return {'NOCONV'} end
-local d = redis.call('GET', KEYS[2])
-if d then
-  local i = string.find(d, ':', 1, true)
-  return {'DUP', tonumber(string.sub(d, 1, i - 1)), tonumber(string.sub(d, i + 1)), {}, redis.call('HMGET', KEYS[6], 'username', 'avatar_url'), {}}
-end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOSEQ'} end
-local seq = redis.call('INCR', KEYS[1])
-local f = subst(subst(ARGV[4], 'pos', seq), 'seq', seq)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], seq .. '-0', 'f', f)
-redis.call('SET', KEYS[2], seq .. ':' .. ARGV[1], 'EX', ARGV[5])
-redis.call('HSET', KEYS[4], seq, ARGV[2] .. '|0|' .. ARGV[3])
-if seq > tonumber(ARGV[6]) then redis.call('HDEL', KEYS[4], seq - tonumber(ARGV[6])) end
-hot(ARGV[7], KEYS[3], KEYS[4])
-local nodes = redis.call('SMEMBERS', KEYS[5])
-local prof = redis.call('HMGET', KEYS[6], 'username', 'avatar_url')
-local watchers = redis.call('HKEYS', KEYS[7])
-if KEYS[8] then
-  local av = prof[2]
-  if av == '' then av = false end
-  redis.call('XADD', KEYS[8], '*', 'e', ARGV[8] .. vs(prof[1] or ARGV[10]) .. vopt(av) .. vu(seq) .. ARGV[9])
-  local body = vu(seq) .. vs(f)
-  for _, n in ipairs(nodes) do
-    redis.call('XADD', ARGV[13] .. n, 'MAXLEN', '~', ARGV[14], '*', 'e', ARGV[11] .. body)
-  end
-  for _, n in ipairs(watchers) do
-    redis.call('XADD', ARGV[13] .. n, 'MAXLEN', '~', ARGV[14], '*', 'e', ARGV[12] .. body)
-  end
-end
-return {'OK', seq, tonumber(ARGV[1]), nodes, prof, watchers}
-"#;
-
-/// Parses a meta value "side|deleted|excerpt".
+/// The metadata "side|deleted|excerpt" of message `seq`: the override hash
+/// (edits, deletes, restored from SQL) first, then the message's own replay
+/// entry (field `m`). Nil when neither has it (the gateway restores it from
+/// the record and runs the script again).
 const LUA_META: &str = r#"
+local function meta_of(meta_key, replay_key, seq)
+  local m = redis.call('HGET', meta_key, seq)
+  if m then return m end
+  local e = redis.call('XRANGE', replay_key, seq .. '-0', seq .. '-0')
+  if #e == 0 then return nil end
+  local f = e[1][2]
+  for i = 1, #f, 2 do
+    if f[i] == 'm' then return f[i + 1] end
+  end
+  return nil
+end
 local function meta(m)
   local p1 = string.find(m, '|', 1, true)
   local p2 = string.find(m, '|', p1 + 1, true)
@@ -103,57 +63,113 @@ local function meta(m)
 end
 "#;
 
-/// Edit or delete. KEYS: seq, replay, meta, customer_nodes, watchers
-/// ARGV: target seq, side, mode (edit|delete), excerpt, frame, replay_len, replay_ttl
+/// Send a message: dedupe, number, keep, publish, log, in one call and
+/// about six Redis commands (BENCHMARKS.md, session 11).
+///
+/// KEYS: state, replay[, log shard (single Redis only: another slot)]
+/// ARGV: client_id, ts, meta ("side|0|excerpt"), frame template, replay_len,
+/// ttl_ms, channel, log envelope, dedupe window
+///
+/// The frame is stored and published as rendered by the gateway, with
+/// `"pos":0,` and `"seq":0,` placeholders: readers of the replay stream and
+/// subscribers fill them from the position (`subst_position`), which costs
+/// Lua nothing. The TTLs are refreshed at most once per hundredth of the
+/// TTL, and the dedupe entries older than the window are dropped every 256
+/// messages, so a conversation's state stays bounded by its window.
+const SEND: &str = r#"
+local dk = 'd:' .. ARGV[1]
+local st = redis.call('HMGET', KEYS[1], 'n', 'u', 'a', 't', dk)
+if not st[1] then return {'NOSTATE'} end
+if st[5] then
+  local i = string.find(st[5], ':', 1, true)
+  return {'DUP', tonumber(string.sub(st[5], 1, i - 1)), tonumber(string.sub(st[5], i + 1)), st[2] or '', st[3] or ''}
+end
+local seq = tonumber(st[1]) + 1
+local now = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[6])
+local sid = seq .. '-0'
+if now - tonumber(st[4] or '0') > ttl / 100 then
+  redis.call('HSET', KEYS[1], 'n', seq, dk, seq .. ':' .. ARGV[2], 't', now)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], sid, 'f', ARGV[4], 'm', ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ttl)
+else
+  redis.call('HSET', KEYS[1], 'n', seq, dk, seq .. ':' .. ARGV[2])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], sid, 'f', ARGV[4], 'm', ARGV[3])
+end
+if KEYS[3] then redis.call('XADD', KEYS[3], '*', 'e', ARGV[8], 's', seq, 'u', st[2] or '', 'a', st[3] or '') end
+redis.call('PUBLISH', ARGV[7], 'B' .. seq .. ' ' .. ARGV[4])
+if seq % 256 == 0 then
+  local w = tonumber(ARGV[9])
+  local all = redis.call('HGETALL', KEYS[1])
+  local old = {}
+  for i = 1, #all, 2 do
+    local k = all[i]
+    if string.byte(k, 1) == 100 and string.byte(k, 2) == 58 then
+      local v = all[i + 1]
+      if tonumber(string.sub(v, 1, string.find(v, ':', 1, true) - 1)) <= seq - w then old[#old + 1] = k end
+    end
+  end
+  for i = 1, #old, 1000 do redis.call('HDEL', KEYS[1], unpack(old, i, math.min(i + 999, #old))) end
+end
+return {'OK', seq, now, st[2] or '', st[3] or ''}
+"#;
+
+/// Edit or delete. KEYS: state, replay, meta
+/// ARGV: target seq, side, mode (edit|delete), excerpt, frame, replay_len, replay_ttl, channel
 const MUTATE: &str = r#"
-local m = redis.call('HGET', KEYS[3], ARGV[1])
+local m = meta_of(KEYS[3], KEYS[2], ARGV[1])
 if not m then return {'NOTFOUND'} end
 local side, del = meta(m)
 if del == '1' then return {'DELETED'} end
 if side ~= ARGV[2] then return {'FORBIDDEN', side} end
-local pos = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], pos .. '-0', 'f', subst(ARGV[5], 'pos', pos))
+if redis.call('HEXISTS', KEYS[1], 'n') == 0 then return {'NOSTATE'} end
+local pos = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], pos .. '-0', 'f', ARGV[5])
 if ARGV[3] == 'delete' then
   redis.call('HSET', KEYS[3], ARGV[1], side .. '|1|')
 else
   redis.call('HSET', KEYS[3], ARGV[1], side .. '|0|' .. ARGV[4])
 end
-hot(ARGV[7], KEYS[2], KEYS[3])
-return {'OK', pos, redis.call('SMEMBERS', KEYS[4]), redis.call('HKEYS', KEYS[5])}
+hot(ARGV[7], KEYS[1], KEYS[2], KEYS[3])
+redis.call('PUBLISH', ARGV[8], 'B' .. pos .. ' ' .. ARGV[5])
+return {'OK', pos}
 "#;
 
-/// KEYS: seq, replay, meta, customer_nodes, reactions, reactors, watchers
-/// ARGV: target seq, reactor member, emoji, on (1|0), frame, replay_len, replay_ttl
+/// KEYS: state, replay, meta, reactions, reactors
+/// ARGV: target seq, reactor member, emoji, on (1|0), frame, replay_len, replay_ttl, channel
 const REACT: &str = r#"
-local m = redis.call('HGET', KEYS[3], ARGV[1])
+local m = meta_of(KEYS[3], KEYS[2], ARGV[1])
 if not m then return {'NOTFOUND'} end
 local side, del = meta(m)
 if del == '1' then return {'DELETED'} end
+if redis.call('HEXISTS', KEYS[1], 'n') == 0 then return {'NOSTATE'} end
 local changed
-if ARGV[4] == '1' then changed = redis.call('SADD', KEYS[6], ARGV[2]) else changed = redis.call('SREM', KEYS[6], ARGV[2]) end
+if ARGV[4] == '1' then changed = redis.call('SADD', KEYS[5], ARGV[2]) else changed = redis.call('SREM', KEYS[5], ARGV[2]) end
 if changed == 1 then
-  local n = redis.call('HINCRBY', KEYS[5], ARGV[3], ARGV[4] == '1' and 1 or -1)
-  if n <= 0 then redis.call('HDEL', KEYS[5], ARGV[3]) end
+  local n = redis.call('HINCRBY', KEYS[4], ARGV[3], ARGV[4] == '1' and 1 or -1)
+  if n <= 0 then redis.call('HDEL', KEYS[4], ARGV[3]) end
 end
-local flat = redis.call('HGETALL', KEYS[5])
+local flat = redis.call('HGETALL', KEYS[4])
 local parts = {}
 for i = 1, #flat, 2 do table.insert(parts, '"' .. flat[i] .. '":' .. flat[i + 1]) end
 table.sort(parts)
 local rx = '{' .. table.concat(parts, ',') .. '}'
 if changed == 0 then return {'NOOP', 0, rx} end
-local pos = redis.call('INCR', KEYS[1])
-local f = subst(ARGV[5], 'pos', pos)
+local pos = redis.call('HINCRBY', KEYS[1], 'n', 1)
+local f = ARGV[5]
 local a, b = string.find(f, '"reactions":{},', 1, true)
 if a then f = string.sub(f, 1, a - 1) .. '"reactions":' .. rx .. ',' .. string.sub(f, b + 1) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], pos .. '-0', 'f', f)
-hot(ARGV[7], KEYS[2], KEYS[3])
-return {'OK', pos, rx, redis.call('SMEMBERS', KEYS[4]), redis.call('HKEYS', KEYS[7])}
+hot(ARGV[7], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('PUBLISH', ARGV[8], 'B' .. pos .. ' ' .. f)
+return {'OK', pos, rx}
 "#;
 
-/// Monotonic read state. KEYS: read_state, seq, customer_nodes, watchers
+/// Monotonic read state. KEYS: read_state, state
 /// ARGV: side, delivered, seen
 const READ: &str = r#"
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+local cur = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
 local d = tonumber(ARGV[2])
 local s = tonumber(ARGV[3])
 if d > cur or s > cur then return {'AHEAD', cur} end
@@ -165,118 +181,56 @@ local changed = 0
 if s > os then os = s; changed = 1; redis.call('HSET', KEYS[1], fs, os) end
 local nd = math.max(od, d, os)
 if nd > od then changed = 1; redis.call('HSET', KEYS[1], fd, nd) end
-return {'OK', nd, os, changed, redis.call('SMEMBERS', KEYS[3]), redis.call('HKEYS', KEYS[4])}
+return {'OK', nd, os, changed}
 "#;
 
-/// An agent socket on node ARGV[1] stops watching: one fewer watcher there,
-/// and the node leaves the hash at zero (atomic, so a concurrent watch on
-/// the same node is never erased). KEYS: watchers
-const UNWATCH: &str = r#"
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return {n}
-"#;
-
+/// The conversation scripts (one slot each), run with [`eval`].
 pub struct Scripts {
-    pub send: Script,
-    pub mutate: Script,
-    pub react: Script,
-    pub read: Script,
-    pub unwatch: Script,
-    send_src: String,
-    mutate_src: String,
-    react_src: String,
-    read_src: String,
+    pub send: LuaScript,
+    pub mutate: LuaScript,
+    pub react: LuaScript,
+    pub read: LuaScript,
+    pub card_update: LuaScript,
 }
+
+/// A card update takes a position like an edit. KEYS: state, replay.
+/// ARGV: frame, replay_len, replay_ttl, channel.
+const CARD_UPDATE: &str = r#"
+if redis.call('HEXISTS', KEYS[1], 'n') == 0 then return {'NOSTATE'} end
+local pos = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], pos .. '-0', 'f', ARGV[1])
+hot(ARGV[3], KEYS[1], KEYS[2])
+redis.call('PUBLISH', ARGV[4], 'B' .. pos .. ' ' .. ARGV[1])
+return {'OK', pos}
+"#;
 
 impl Default for Scripts {
     fn default() -> Self {
-        let send_src = format!("{LUA_SUBST}{LUA_HOT}{}{SEND}", schema::envelope::split::LUA_BINCODE);
-        let mutate_src = format!("{LUA_SUBST}{LUA_HOT}{LUA_META}{MUTATE}");
-        let react_src = format!("{LUA_SUBST}{LUA_HOT}{LUA_META}{REACT}");
-        let read_src = READ.to_string();
         Self {
-            send: Script::new(&send_src),
-            mutate: Script::new(&mutate_src),
-            react: Script::new(&react_src),
-            read: Script::new(&read_src),
-            unwatch: Script::new(UNWATCH),
-            send_src,
-            mutate_src,
-            react_src,
-            read_src,
+            send: LuaScript::new("send", SEND),
+            mutate: LuaScript::with_prelude("mutate", &[LUA_HOT, LUA_META], MUTATE),
+            react: LuaScript::with_prelude("react", &[LUA_HOT, LUA_META], REACT),
+            read: LuaScript::new("read", READ),
+            card_update: LuaScript::with_prelude("card_update", &[LUA_HOT], CARD_UPDATE),
         }
     }
 }
 
-/// Keys and arguments of one script call.
-#[derive(Default)]
-pub struct Call {
-    keys: Vec<String>,
-    args: Vec<Vec<u8>>,
-}
-
-impl Call {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn key(mut self, k: String) -> Self {
-        self.keys.push(k);
-        self
-    }
-    pub fn arg<T: redis::ToRedisArgs>(mut self, a: T) -> Self {
-        self.args.extend(a.to_redis_args());
-        self
-    }
-}
-
-/// Runs one of [`Scripts`] on a conversation's slot.
-pub async fn eval(state: &AppState, script: &Script, call: &Call) -> Result<Vec<Value>, GatewayError> {
-    eval_source(state, script, script_source(state, script), call).await
-}
-
-/// Runs a script on a conversation's slot: `EVALSHA` first; when the server
-/// does not know the script (restart, another cluster node), `EVAL` with
-/// `source`, which also caches it.
-pub async fn eval_source(state: &AppState, script: &Script, source: &str, call: &Call) -> Result<Vec<Value>, GatewayError> {
+/// Runs a script (on a conversation's slot, or the node registry's).
+pub async fn eval(state: &AppState, script: &LuaScript, call: &Call) -> Result<Vec<Value>, GatewayError> {
     let started = Instant::now();
     let mut conn = state.redis();
-    for attempt in 0..2 {
-        let mut pipe = redis::pipe();
-        // EVALSHA first; when the server does not know the script (restart,
-        // another cluster node), EVAL with the source, which also caches it.
-        if attempt == 0 {
-            pipe.cmd("EVALSHA").arg(script.get_hash());
-        } else {
-            pipe.cmd("EVAL").arg(source);
-        }
-        pipe.arg(call.keys.len()).arg(&call.keys).arg(&call.args);
-        match pipe.query_async::<(Vec<Value>,)>(&mut conn).await {
-            Ok((r,)) => {
-                metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "script").record(started.elapsed().as_secs_f64());
-                return Ok(r);
-            }
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt == 0 => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(GatewayError::client(schema::frames::ErrorCode::Unavailable, "script could not be loaded"))
+    let r: Vec<Value> = script.run(&mut conn, call).await?;
+    metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "script").record(started.elapsed().as_secs_f64());
+    Ok(r)
 }
 
-fn script_source<'a>(state: &'a AppState, script: &Script) -> &'a str {
-    let s = &state.scripts;
-    let h = script.get_hash();
-    if h == s.send.get_hash() {
-        &s.send_src
-    } else if h == s.mutate.get_hash() {
-        &s.mutate_src
-    } else if h == s.react.get_hash() {
-        &s.react_src
-    } else if h == s.unwatch.get_hash() {
-        UNWATCH
-    } else {
-        &s.read_src
-    }
+/// Fills the `"pos":0,` and `"seq":0,` placeholders of a stored or published
+/// frame template from its position (a message's seq is its position; other
+/// frames have no `"seq":0,`: their `seq` names an earlier message).
+pub fn subst_position(template: &str, pos: u64) -> String {
+    let f = subst(template, "pos", pos);
+    subst(&f, "seq", pos)
 }
 
 /// Replaces a `"field":0,` placeholder locally, as the scripts do.
@@ -334,63 +288,55 @@ pub fn opt_strings_at(v: &[Value], i: usize) -> Vec<Option<String>> {
 
 // ------------------------------------------------------------------ publishing
 
-/// The nodes a conversation's frame goes to: those holding the customer's
-/// sockets, and those holding agent sockets that watch the conversation.
-#[derive(Debug, Default, Clone)]
-pub struct Targets {
-    pub customers: Vec<String>,
-    pub watchers: Vec<String>,
+/// A live frame on a conversation's channel: `<audience><pos> <frame>`
+/// (`B12 {...}`; audience `C` customer, `S` staff, `B` both; pos 0 for
+/// unpositioned frames, whose frame is final; a positioned frame is a
+/// template, see [`subst_position`]). Built in the scripts for positioned
+/// events, here for the rest.
+pub fn payload(audience: Audience, pos: u64, frame: &str) -> String {
+    let a = match audience {
+        Audience::Customer => 'C',
+        Audience::Staff => 'S',
+        Audience::Both => 'B',
+    };
+    format!("{a}{pos} {frame}")
 }
 
-impl Targets {
-    /// From a script's reply: the customer nodes at `i`, the watcher nodes at `j`.
-    pub fn at(v: &[Value], i: usize, j: usize) -> Self {
-        Self { customers: strings_at(v, i), watchers: strings_at(v, j) }
-    }
+/// Reads a channel payload back into a relay of `conv` (positioned frames filled in).
+pub fn parse_payload(conv: &str, bytes: &[u8]) -> Option<Relay> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    let audience = match s.as_bytes().first()? {
+        b'C' => Audience::Customer,
+        b'S' => Audience::Staff,
+        b'B' => Audience::Both,
+        _ => return None,
+    };
+    let sp = s.find(' ')?;
+    let pos: u64 = s.get(1..sp)?.parse().ok()?;
+    let body = &s[sp + 1..];
+    let frame = if pos > 0 { subst_position(body, pos) } else { body.to_string() };
+    Some(Relay { audience, conversation: Some(conv.to_string()), pos, frame })
 }
 
 /// What one publish call sends.
 pub struct Publish<'a> {
     pub log: Option<&'a LogEvent>,
-    /// A conversation's frame and the nodes it goes to (by its audience).
-    pub relay: Option<(&'a Relay, &'a Targets)>,
+    /// An unpositioned frame of a conversation for its channel (receipts).
+    pub relay: Option<&'a Relay>,
 }
 
 /// One pipelined round trip: the log shard entry for the workers, and the
-/// relay entry into the inbox of every node that holds a recipient: the
-/// customer's sockets (customer side), agent sockets watching the
-/// conversation (staff side), one entry per node carrying the sides it serves.
+/// frame on the conversation's channel (the nodes with a recipient are
+/// subscribed to it).
 pub async fn publish(state: &AppState, p: Publish<'_>) -> Result<(), GatewayError> {
     let mut pipe = redis::pipe();
     if let Some(ev) = p.log {
         let shard = keys::shard_of(ev.conversation(), state.cfg.log_shards);
         pipe.cmd("XADD").arg(state.keys.log(shard)).arg("*").arg(FIELD).arg(envelope::encode(ev)).ignore();
     }
-    if let Some((relay, targets)) = p.relay {
-        let to_customer = matches!(relay.audience, Audience::Customer | Audience::Both);
-        let to_staff = matches!(relay.audience, Audience::Staff | Audience::Both);
-        // (node, customer side, staff side); a handful of nodes at most.
-        let mut per_node: Vec<(&str, bool, bool)> = Vec::new();
-        let customers = targets.customers.iter().filter(|_| to_customer).map(|n| (n, true));
-        let watchers = targets.watchers.iter().filter(|_| to_staff).map(|n| (n, false));
-        for (n, customer) in customers.chain(watchers) {
-            match per_node.iter_mut().find(|(x, _, _)| *x == n.as_str()) {
-                Some(e) if customer => e.1 = true,
-                Some(e) => e.2 = true,
-                None => per_node.push((n.as_str(), customer, !customer)),
-            }
-        }
-        let mut encoded: [Option<Vec<u8>>; 3] = [None, None, None];
-        for (node, c, s) in per_node {
-            let (slot, audience) = match (c, s) {
-                (true, true) => (0, Audience::Both),
-                (true, false) => (1, Audience::Customer),
-                _ => (2, Audience::Staff),
-            };
-            let bytes = encoded[slot].get_or_insert_with(|| {
-                envelope::encode(&Relay { audience, conversation: relay.conversation.clone(), pos: relay.pos, frame: relay.frame.clone() })
-            });
-            redis_conn::xadd_capped(&mut pipe, &state.keys.inbox(node), INBOX_LEN, FIELD, bytes);
+    if let Some(relay) = p.relay {
+        if let Some(conv) = &relay.conversation {
+            pipe.cmd("PUBLISH").arg(state.keys.channel(conv)).arg(payload(relay.audience, relay.pos, &relay.frame)).ignore();
         }
     }
     let started = Instant::now();
@@ -401,22 +347,14 @@ pub async fn publish(state: &AppState, p: Publish<'_>) -> Result<(), GatewayErro
 }
 
 /// Relays an unpositioned frame of a conversation (typing, receipt) to one
-/// side: the customer's nodes, or the nodes of agents watching it. Nothing
-/// is written when nobody there would receive it.
+/// side: one `PUBLISH` on its channel, which Redis drops when no node is
+/// subscribed (nobody would receive it).
 pub async fn relay_frame(state: &AppState, audience: Audience, conv: &str, frame: String) -> Result<(), GatewayError> {
     let mut conn = state.redis();
-    let mut targets = Targets::default();
-    if matches!(audience, Audience::Customer | Audience::Both) {
-        targets.customers = conn.smembers(state.keys.customer_nodes(conv)).await?;
-    }
-    if matches!(audience, Audience::Staff | Audience::Both) {
-        targets.watchers = conn.hkeys(state.keys.watchers(conv)).await?;
-    }
-    if targets.customers.is_empty() && targets.watchers.is_empty() {
-        return Ok(());
-    }
-    let relay = Relay { audience, conversation: Some(conv.to_string()), pos: 0, frame };
-    publish(state, Publish { log: None, relay: Some((&relay, &targets)) }).await
+    let started = Instant::now();
+    let _: i64 = conn.publish(state.keys.channel(conv), payload(audience, 0, &frame)).await?;
+    metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "publish").record(started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Sends a frame to every agent socket of every node (presence, points):
@@ -463,21 +401,12 @@ pub fn deliver(state: &AppState, relay: Relay, received: Instant, floor: u64, al
     metrics::histogram!(crate::metrics::RELAY_SECONDS).record(received.elapsed().as_secs_f64());
 }
 
-/// Reads this node's inbox (frames for its customer sockets and for its
-/// agent sockets watching a conversation) and the staff stream (chat-list
-/// rows, presence and points, for every agent socket) until shutdown: with one `XREAD`
-/// over both streams, or, on a Redis Cluster (where the two keys live in
-/// different slots), one loop per stream.
+/// Reads the staff stream (chat-list rows, presence and points, for every
+/// agent socket) until shutdown. Conversation frames come by pub/sub
+/// ([`crate::subs`]).
 pub async fn relay_loops(state: AppState) {
-    let inbox = state.keys.inbox(&state.node);
     let staff = state.keys.staff_events();
-    if state.redis_target.is_cluster() {
-        let other = tokio::spawn(stream_loop(state.clone(), vec![staff]));
-        stream_loop(state, vec![inbox]).await;
-        other.abort();
-    } else {
-        stream_loop(state, vec![inbox, staff]).await;
-    }
+    stream_loop(state, vec![staff]).await;
 }
 
 /// Reads relay streams from their current ends until shutdown, handing every
@@ -571,7 +500,7 @@ async fn stream_loop(state: AppState, keys: Vec<String>) {
 
 /// Records that `pos` of `conv` was relayed; returns the highest position
 /// relayed before it ([`NO_FLOOR`] when none since this node started).
-fn note_relayed(seen: &mut HashMap<String, u64>, conv: &str, pos: u64) -> u64 {
+pub fn note_relayed(seen: &mut HashMap<String, u64>, conv: &str, pos: u64) -> u64 {
     // Bounded: forgetting only turns the floor back to "unknown".
     const MAX_CONVERSATIONS: usize = 1_000_000;
     if let Some(m) = seen.get_mut(conv) {
@@ -602,10 +531,10 @@ pub async fn replay_range(
         .filter_map(|e| {
             let pos = e.id.split('-').next()?.parse().ok()?;
             let frame = match e.map.get("f")? {
-                Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
+                Value::BulkString(b) => std::str::from_utf8(b).ok()?,
                 _ => return None,
             };
-            Some((pos, frame))
+            Some((pos, subst_position(frame, pos)))
         })
         .collect())
 }

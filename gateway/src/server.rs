@@ -62,6 +62,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     let loyalty = crate::loyalty::open(&cfg, &store)?;
     let node = cfg.node_id.clone().unwrap_or_else(|| format!("g-{}", &crate::auth::random_token()[..10]));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (subs, sub_ops) = crate::subs::Subs::new();
     let state: AppState = Arc::new(State {
         keys: Keys::new(cfg.key_prefix.clone()),
         node,
@@ -76,6 +77,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         loyalty,
         staff_delivered: Default::default(),
         node_scripts: Default::default(),
+        subs,
         // Until the node has joined (cleaned up what a node with its id left).
         fenced: std::sync::atomic::AtomicBool::new(true),
         cfg,
@@ -83,6 +85,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     tracing::info!(node = %state.node, "gateway node started");
     tokio::spawn(crate::nodes::run(state.clone()));
     tokio::spawn(relay::relay_loops(state.clone()));
+    tokio::spawn(crate::subs::run(state.clone(), sub_ops));
     if state.cfg.dev {
         let s = state.clone();
         tokio::spawn(async move {

@@ -36,6 +36,8 @@ pub struct State {
     pub staff_delivered: dashmap::DashMap<String, u64>,
     /// Heartbeat and clean-up scripts (`nodes`).
     pub node_scripts: crate::nodes::NodeScripts,
+    /// This node's subscriptions to conversation channels.
+    pub subs: crate::subs::Subs,
     /// True while this node, declared dead while alive, closes its sockets
     /// and rejoins: new sockets are refused.
     pub fenced: std::sync::atomic::AtomicBool,

@@ -52,18 +52,6 @@ async fn two_gateways_exchange_postgres() {
     exchange(Db::Postgres).await;
 }
 
-/// The send script publishing the log and relay entries itself
-/// (`CHAT_PUBLISH_IN_SCRIPT=1`, single Redis only).
-#[tokio::test(flavor = "multi_thread")]
-async fn two_gateways_exchange_publish_in_script() {
-    let mut s = Stack::new(Db::Sqlite).await.env("CHAT_PUBLISH_IN_SCRIPT", "1");
-    s.add_worker();
-    s.add_gateway();
-    s.add_gateway();
-    s.wait_ready().await;
-    exchange_on(s).await;
-}
-
 /// The send script finishes envelopes with Lua encoders; they must write
 /// bincode's bytes at every varint width (the Rust side is checked against
 /// `encode` in schema's unit tests).
@@ -369,7 +357,6 @@ async fn hot_state_is_bounded_and_expires() {
         .await
         .env("CHAT_REPLAY_LEN", "5")
         .env("CHAT_REPLAY_TTL_SECS", "2")
-        .env("CHAT_DEDUPE_TTL_SECS", "60")
         .env("CHAT_SEND_RATE", "100000");
     s.add_worker();
     s.add_gateway();
@@ -384,11 +371,13 @@ async fn hot_state_is_bounded_and_expires() {
     }
     let keys = schema::keys::Keys::new(&s.prefix);
     let mut r = s.redis().get_multiplexed_async_connection().await.unwrap();
-    let meta: std::collections::HashMap<u64, String> = redis::AsyncCommands::hgetall(&mut r, keys.meta(&conv)).await.unwrap();
-    let mut held: Vec<u64> = meta.keys().copied().collect();
-    held.sort();
-    assert_eq!(held, vec![16, 17, 18, 19, 20], "metadata kept for the last CHAT_REPLAY_LEN positions only");
-    for k in [keys.replay(&conv), keys.meta(&conv)] {
+    // A send writes no metadata hash: a message's side and excerpt ride in
+    // its replay entry, and the stream is capped near CHAT_REPLAY_LEN.
+    let meta: i64 = redis::AsyncCommands::exists(&mut r, keys.meta(&conv)).await.unwrap();
+    assert_eq!(meta, 0, "sends write no metadata hash");
+    let len: usize = redis::AsyncCommands::xlen(&mut r, keys.replay(&conv)).await.unwrap();
+    assert!((5..20).contains(&len), "replay stream capped near CHAT_REPLAY_LEN: {len}");
+    for k in [keys.replay(&conv), keys.state(&conv)] {
         let ttl: i64 = redis::AsyncCommands::pttl(&mut r, &k).await.unwrap();
         assert!(ttl > 0 && ttl <= 2000, "{k}: pttl {ttl}");
     }
@@ -396,7 +385,7 @@ async fn hot_state_is_bounded_and_expires() {
     // Let the worker persist, then the hot state expire.
     s.history_until(&conv, &agent_tok, |h| h.len() == 20).await;
     tokio::time::sleep(Duration::from_millis(2600)).await;
-    for k in [keys.replay(&conv), keys.meta(&conv)] {
+    for k in [keys.replay(&conv), keys.state(&conv)] {
         let n: i64 = redis::AsyncCommands::exists(&mut r, &k).await.unwrap();
         assert_eq!(n, 0, "{k} still there after its TTL");
     }
@@ -427,7 +416,8 @@ async fn hot_state_is_bounded_and_expires() {
     late.send(json!({"type":"resume","positions":{conv.clone(): 20}})).await;
     let rp = late.expect(|f| f["type"] == "replay").await;
     assert_eq!(rp["complete"], true, "{rp}");
-    // A sent client_id is remembered for CHAT_DEDUPE_TTL_SECS.
+    // A sent client_id is remembered in the conversation's state while it
+    // is among the last CHAT_REPLAY_LEN messages.
     let cid = uuid();
     let mut seqs = Vec::new();
     for rid in ["d1", "d2"] {
@@ -437,8 +427,8 @@ async fn hot_state_is_bounded_and_expires() {
         seqs.push(a["seq"].clone());
     }
     assert_eq!(seqs[0], seqs[1], "a retry gets the first send's seq");
-    let ttl: i64 = redis::AsyncCommands::pttl(&mut r, keys.dedupe(&conv, &cid)).await.unwrap();
-    assert!(ttl > 50_000 && ttl <= 60_000, "dedupe pttl {ttl}");
+    let held: Option<String> = redis::AsyncCommands::hget(&mut r, keys.state(&conv), format!("d:{cid}")).await.unwrap();
+    assert_eq!(held.as_deref().and_then(|v| v.split(':').next()), Some(seqs[0].to_string().as_str()), "{held:?}");
     let h = s.history_until(&conv, &agent_tok, |h| h.iter().any(|m| m["text"] == "once")).await;
     assert_eq!(h.iter().filter(|m| m["text"] == "once").count(), 1);
 }
@@ -624,8 +614,7 @@ async fn positions_published_out_of_order_reach_a_fresh_socket_in_order() {
 
     // Two later positions, sequenced in order but published in reverse, as two racing nodes may.
     let (p2, p3) = (first + 1, first + 2);
-    let node = tab.hello["node"].as_str().unwrap().to_string();
-    replay_then_publish(&s, &conv, &node, &[(p2, "second", 1), (p3, "third", 1)], &[p3, p2]).await;
+    replay_then_publish(&s, &conv, &[(p2, "second", 1), (p3, "third", 1)], &[p3, p2]).await;
 
     let either = |f: &Value| f["conversation"] == conv.as_str() && f["pos"].as_u64().is_some_and(|p| p == p2 || p == p3);
     let a = tab.expect(either).await;
@@ -645,10 +634,9 @@ async fn reordered_publishes_on_first_contact_are_delivered_in_order() {
     let (cust_tok, conv) = s.customer("rena").await;
     let mut cust = s.ws(0, &cust_tok).await;
     cust.send(json!({"type":"resume","positions":{}})).await;
-    let node = cust.hello["node"].as_str().unwrap().to_string();
     let now = schema::now_ms();
     let entries = [(1, "before the socket", now - 60_000), (2, "first", now + 1), (3, "second", now + 2)];
-    replay_then_publish(&s, &conv, &node, &entries, &[3, 2]).await;
+    replay_then_publish(&s, &conv, &entries, &[3, 2]).await;
     let is_conv_msg = |f: &Value| f["type"] == "message" && f["conversation"] == conv.as_str();
     let first = cust.expect(is_conv_msg).await;
     assert_eq!(first["message"]["text"], "first", "{first}");
@@ -660,10 +648,9 @@ async fn reordered_publishes_on_first_contact_are_delivered_in_order() {
 /// What two racing nodes may do: `entries` (position, text, sent at) are
 /// numbered and in the conversation's replay stream (the sequence raised to
 /// the last), then the positions in `publish` reach `node`'s inbox in that
-/// order (for the customer's sockets).
-async fn replay_then_publish(s: &Stack, conv: &str, node: &str, entries: &[(u64, &str, i64)], publish: &[u64]) {
+/// order on the conversation's channel (for the customer's sockets).
+async fn replay_then_publish(s: &Stack, conv: &str, entries: &[(u64, &str, i64)], publish: &[u64]) {
     use redis::AsyncCommands;
-    use schema::envelope::{self, Audience, Relay};
     let keys = schema::keys::Keys::new(s.prefix.clone());
     let mut r = s.redis().get_multiplexed_async_connection().await.expect("redis");
     let frame = |p: u64, text: &str, ts: i64| {
@@ -675,12 +662,10 @@ async fn replay_then_publish(s: &Stack, conv: &str, node: &str, entries: &[(u64,
         let _: String = r.xadd(keys.replay(conv), schema::keys::replay_id(*p), &[("f", frame(*p, t, *ts))]).await.expect("xadd replay");
     }
     let last = entries.iter().map(|e| e.0).max().unwrap_or(0);
-    let _: () = r.set(keys.seq(conv), last).await.expect("set seq");
+    let _: () = r.hset(keys.state(conv), "n", last).await.expect("set the counter");
     for p in publish {
         let (_, t, ts) = entries.iter().find(|e| e.0 == *p).expect("published entry is in the replay");
-        let relay = Relay { audience: Audience::Customer, conversation: Some(conv.to_string()), pos: *p, frame: frame(*p, t, *ts) };
-        let _: String =
-            r.xadd(keys.inbox(node), "*", &[(schema::keys::FIELD, envelope::encode(&relay))]).await.expect("xadd inbox");
+        let _: i64 = r.publish(keys.channel(conv), format!("C{p} {}", frame(*p, t, *ts))).await.expect("publish");
     }
 }
 
@@ -691,13 +676,11 @@ async fn replay_then_publish(s: &Stack, conv: &str, node: &str, entries: &[(u64,
 /// stops being a watcher in Redis when its last watching socket goes.
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_get_live_events_of_watched_conversations_only() {
-    use redis::AsyncCommands;
     let s = Stack::start(2, 1, Db::Sqlite).await;
     let agent_tok = s.agent_token().await;
     let (tok_a, conv_a) = s.customer("wanda").await;
     let (tok_b, conv_b) = s.customer("wes").await;
     let mut agent = s.ws(0, &agent_tok).await;
-    let node = agent.hello["node"].as_str().unwrap().to_string();
     let mut ca = s.ws(1, &tok_a).await;
     let mut cb = s.ws(1, &tok_b).await;
     let r = agent.watch(&conv_a, 0).await;
@@ -739,13 +722,19 @@ async fn agents_get_live_events_of_watched_conversations_only() {
     agent.expect(|f| f["type"] == "conversation" && f["id"] == conv_a.as_str() && f["preview"] == "a2").await;
     agent.expect_none(Duration::from_millis(300), is_msg(&conv_a, "a2")).await;
 
-    // In Redis: the node watches B only.
+    // In Redis: the agent's node listens to B only (the customers' node to both).
     let keys = schema::keys::Keys::new(s.prefix.clone());
-    let mut r = s.redis().get_multiplexed_async_connection().await.unwrap();
-    let wa: std::collections::HashMap<String, i64> = r.hgetall(keys.watchers(&conv_a)).await.unwrap();
-    let wb: std::collections::HashMap<String, i64> = r.hgetall(keys.watchers(&conv_b)).await.unwrap();
-    assert!(wa.is_empty(), "{wa:?}");
-    assert_eq!(wb.get(&node), Some(&1), "{wb:?}");
+    let r = s.redis().get_multiplexed_async_connection().await.unwrap();
+    let subscribers = |conv: String| {
+        let ch = keys.channel(&conv);
+        let mut r = r.clone();
+        async move {
+            let (_, n): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(&ch).query_async(&mut r).await.unwrap();
+            n
+        }
+    };
+    assert_eq!(subscribers(conv_a.clone()).await, 1, "the agent's node left A");
+    assert_eq!(subscribers(conv_b.clone()).await, 2, "both nodes listen to B");
 
     // A reconnecting console resumes what it holds, and so watches it again.
     let mut again = s.ws(0, &agent_tok).await;
@@ -755,18 +744,17 @@ async fn agents_get_live_events_of_watched_conversations_only() {
     cb.say(&conv_b, "b3").await;
     again.expect(is_msg(&conv_b, "b3")).await;
     agent.expect(is_msg(&conv_b, "b3")).await;
-    let wb: std::collections::HashMap<String, i64> = r.hgetall(keys.watchers(&conv_b)).await.unwrap();
-    assert_eq!(wb.get(&node), Some(&2), "two sockets of the node watch B: {wb:?}");
-    // Sockets gone: the node is no watcher any more.
+    assert_eq!(subscribers(conv_b.clone()).await, 2, "two sockets of a node share its subscription");
+    // One watching socket gone: the node still listens for the other.
     drop(again);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cb.say(&conv_b, "b4").await;
+    agent.expect(is_msg(&conv_b, "b4")).await;
+    // Both gone: the node unsubscribes.
     drop(agent);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let n: i64 = r.exists(keys.watchers(&conv_b)).await.unwrap();
-        if n == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "watchers of B left behind");
+    while subscribers(conv_b.clone()).await != 1 {
+        assert!(std::time::Instant::now() < deadline, "the agent's node still listens to B");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -36,7 +36,9 @@ pub struct RedisConn {
 #[derive(Clone)]
 pub enum RedisTarget {
     Single(redis::Client),
-    Cluster(ClusterClient),
+    /// The cluster, and a client for its first seed node (pub/sub: a
+    /// classic `PUBLISH` reaches subscribers on every node of a cluster).
+    Cluster(ClusterClient, redis::Client),
 }
 
 impl RedisTarget {
@@ -44,14 +46,23 @@ impl RedisTarget {
     pub fn new(urls: &str, cluster: bool) -> Result<Self, RedisError> {
         let list: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
         if cluster || list.len() > 1 {
-            Ok(RedisTarget::Cluster(ClusterClient::builder(list).build()?))
+            let seed = redis::Client::open(list[0])?;
+            Ok(RedisTarget::Cluster(ClusterClient::builder(list).build()?, seed))
         } else {
             Ok(RedisTarget::Single(redis::Client::open(urls.trim())?))
         }
     }
 
     pub fn is_cluster(&self) -> bool {
-        matches!(self, RedisTarget::Cluster(_))
+        matches!(self, RedisTarget::Cluster(..))
+    }
+
+    /// A client for pub/sub connections (subscribers need one of their own).
+    pub fn pubsub_client(&self) -> Result<redis::Client, RedisError> {
+        Ok(match self {
+            RedisTarget::Single(c) => c.clone(),
+            RedisTarget::Cluster(_, seed) => seed.clone(),
+        })
     }
 
     /// A new reconnecting, multiplexed connection. Processes share one for
@@ -66,7 +77,7 @@ impl RedisTarget {
                     .set_number_of_retries(1);
                 Inner::Single(ConnectionManager::new_with_config(c.clone(), cfg).await?)
             }
-            RedisTarget::Cluster(c) => Inner::Cluster(c.get_async_connection().await?),
+            RedisTarget::Cluster(c, _) => Inner::Cluster(c.get_async_connection().await?),
         };
         Ok(RedisConn { inner, timeout })
     }

@@ -27,17 +27,32 @@ impl Keys {
     }
 
     // ---- per conversation (one slot)
-    /// INCR counter: the conversation's event positions (message seqs included).
-    pub fn seq(&self, conv: &str) -> String {
+    /// Hash: the conversation's hot state, read and written by every
+    /// positioned script in one lookup: `n` (the last event position;
+    /// message seqs included), `u`/`a` (the customer's username and avatar,
+    /// copied from the profile for the log), `t` (when its TTL was last
+    /// refreshed, ms) and `d:<client_id>` -> "seq:ts" for the messages of
+    /// the recent window (dedupe). It expires with the replay stream after
+    /// the conversation's last event; the next event seeds it again from
+    /// the SQL record (see `gateway` `seed_conversation`).
+    pub fn state(&self, conv: &str) -> String {
+        self.conv(conv, "st")
+    }
+    /// Counter of the layout before the state hash (string, INCR): read
+    /// once when a state is seeded, so an upgrade never numbers backwards.
+    pub fn legacy_seq(&self, conv: &str) -> String {
         self.conv(conv, "seq")
+    }
+    /// Pub/sub channel of a conversation's live frames. The nodes holding
+    /// its customer's sockets or agent sockets watching it subscribe; the
+    /// scripts publish each event atomically with its position, so a node
+    /// receives a conversation's events in position order.
+    pub fn channel(&self, conv: &str) -> String {
+        format!("{}{{c:{}}}", self.prefix, conv)
     }
     /// Stream of rendered frames, entry id `<pos>-0`, capped: what `resume` replays.
     pub fn replay(&self, conv: &str) -> String {
         self.conv(conv, "replay")
-    }
-    /// String key per `client_id` (with a TTL) -> "seq:ts" of the message it produced.
-    pub fn dedupe(&self, conv: &str, client_id: &str) -> String {
-        self.conv(conv, &format!("dd:{client_id}"))
     }
     /// Hash seq -> "side|deleted|excerpt": who may edit it, and what a reply quotes.
     pub fn meta(&self, conv: &str) -> String {
@@ -58,11 +73,6 @@ impl Keys {
     /// Set of gateway node ids holding a socket of the conversation's customer.
     pub fn customer_nodes(&self, conv: &str) -> String {
         self.conv(conv, "nodes")
-    }
-    /// Hash: node -> number of agent sockets on it watching the conversation
-    /// (the nodes that get its staff frames in their inbox).
-    pub fn watchers(&self, conv: &str) -> String {
-        self.conv(conv, "watchers")
     }
     /// Hash: the chat-list row (customer_id, username, avatar_url, preview,
     /// last_ts, last_seq, unread), written by the worker.
@@ -104,10 +114,6 @@ impl Keys {
     pub fn log(&self, shard: u32) -> String {
         format!("{}log:{}", self.prefix, shard)
     }
-    /// A gateway node's inbox (stream).
-    pub fn inbox(&self, node: &str) -> String {
-        format!("{}inbox:{}", self.prefix, node)
-    }
     /// The staff stream: every frame for agent sockets (messages, typing,
     /// receipts, presence, chat-list rows, points), written once and read by
     /// every gateway node, which hands it to its agent sockets.
@@ -132,10 +138,6 @@ impl Keys {
     /// SET of the conversations whose `customer_nodes` list this node.
     pub fn node_customers(&self, node: &str) -> String {
         format!("{}node:{}:customers", self.prefix, node)
-    }
-    /// SET of the conversations whose `watchers` hash lists this node.
-    pub fn node_watched(&self, node: &str) -> String {
-        format!("{}node:{}:watched", self.prefix, node)
     }
     /// Agent session token -> agent JSON, with a TTL.
     pub fn session(&self, token_hash: &str) -> String {
@@ -182,7 +184,8 @@ mod tests {
     #[test]
     fn layout() {
         let k = Keys::new("t1:");
-        assert_eq!(k.seq("42"), "t1:{c:42}:seq");
+        assert_eq!(k.state("42"), "t1:{c:42}:st");
+        assert_eq!(k.channel("42"), "t1:{c:42}");
         assert_eq!(k.replay("42"), "t1:{c:42}:replay");
         assert_eq!(k.nodes(), "t1:{nodes}");
         assert_eq!(k.node_reap_lock("g1"), "t1:{nodes}:reap:g1");

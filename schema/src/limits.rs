@@ -22,8 +22,5 @@ pub const REPLAY_LEN: usize = 1000;
 pub const STAFF_EVENTS_LEN: usize = 50_000;
 /// Events one `resume` replays per conversation before answering `complete: false`.
 pub const MAX_REPLAY: usize = 1000;
-/// How long a `client_id` is remembered for dedupe (default of the
-/// gateway's `CHAT_DEDUPE_TTL_SECS`).
-pub const DEDUPE_TTL_SECS: u64 = 24 * 3600;
 /// Largest order of magnitude for a body of a REST request.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -234,7 +234,10 @@ impl Worker {
         let mut origin = Vec::with_capacity(entries.len());
         for e in entries {
             match e.payload.as_deref().map(envelope::decode::<LogEvent>) {
-                Some(Ok(ev)) => {
+                Some(Ok(mut ev)) => {
+                    if let Some(n) = &e.numbered {
+                        n.apply(&mut ev);
+                    }
                     events.push(ev);
                     origin.push(e);
                 }

@@ -18,6 +18,33 @@ pub struct Entry {
     /// The `e` field (empty when the entry lacks it); `None` when the entry
     /// was deleted after delivery.
     pub payload: Option<Vec<u8>>,
+    /// Fields the gateway's send script adds to a message it logs itself
+    /// (its envelope goes in before the number exists): `s` (seq), `u`/`a`
+    /// (the customer's username and avatar).
+    pub numbered: Option<Numbered>,
+}
+
+/// What the send script adds to a message's log entry; see [`Entry::numbered`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Numbered {
+    pub seq: u64,
+    pub username: String,
+    pub avatar: String,
+}
+
+impl Numbered {
+    /// Completes a message logged by the send script.
+    pub fn apply(&self, ev: &mut schema::envelope::LogEvent) {
+        if let schema::envelope::LogEvent::Message { seq, customer, .. } = ev {
+            *seq = self.seq;
+            if !self.username.is_empty() {
+                customer.username = self.username.clone();
+            } else if customer.username.is_empty() {
+                customer.username = customer.id.clone();
+            }
+            customer.avatar_url = Some(self.avatar.clone()).filter(|a| !a.is_empty());
+        }
+    }
 }
 
 /// Creates the worker group on every shard (and the stream itself), once.
@@ -144,19 +171,27 @@ fn parse_entry(stream: &str, v: &Value) -> Option<Entry> {
         Some(Value::Array(fields)) => fields.chunks(2).filter_map(|c| Some((c.first()?, c.get(1)?))).collect(),
         Some(Value::Map(map)) => map.iter().map(|(k, v)| (k, v)).collect(),
         // Nil fields: the entry was deleted after it was delivered.
-        _ => return Some(Entry { stream: stream.to_string(), id, payload: None }),
+        _ => return Some(Entry { stream: stream.to_string(), id, payload: None, numbered: None }),
     };
     // An entry without our field is malformed: an empty payload, which fails
     // to decode and is dropped as poison.
     let mut payload = Some(Vec::new());
+    let (mut seq, mut username, mut avatar) = (None, String::new(), String::new());
     for (k, v) in pairs {
-        if as_string(k).as_deref() == Some(FIELD) {
-            if let Value::BulkString(b) = v {
-                payload = Some(b.clone());
+        match as_string(k).as_deref() {
+            Some(f) if f == FIELD => {
+                if let Value::BulkString(b) = v {
+                    payload = Some(b.clone());
+                }
             }
+            Some("s") => seq = as_int(v).and_then(|n| u64::try_from(n).ok()),
+            Some("u") => username = as_string(v).unwrap_or_default(),
+            Some("a") => avatar = as_string(v).unwrap_or_default(),
+            _ => {}
         }
     }
-    Some(Entry { stream: stream.to_string(), id, payload })
+    let numbered = seq.map(|seq| Numbered { seq, username, avatar });
+    Some(Entry { stream: stream.to_string(), id, payload, numbered })
 }
 
 /// `XREADGROUP` reply: nil, or per stream `[name, [entry...]]` (RESP2 array
@@ -206,7 +241,7 @@ mod tests {
         ])]);
         let got = parse_read_reply(&reply).expect("parse");
         assert_eq!(got.len(), 3);
-        assert_eq!(got[0], Entry { stream: "p:log:0".into(), id: "1-0".into(), payload: Some(vec![1, 2]) });
+        assert_eq!(got[0], Entry { stream: "p:log:0".into(), id: "1-0".into(), payload: Some(vec![1, 2]), numbered: None });
         assert_eq!(got[1].payload, None);
         assert_eq!(got[2].payload, Some(Vec::new()));
         assert!(parse_read_reply(&Value::Nil).expect("nil").is_empty());
