@@ -411,8 +411,11 @@ async fn sigterm_closes_with_going_away_and_exits_within_grace() {
     // It no longer accepts connections.
     assert!(tokio::net::TcpStream::connect(&s.gateways[0].addr).await.is_err());
     // It left cleanly: nobody has to declare it dead and clean up after it.
-    let (nodes, _, registered, inbox) = node_refs(&s, &conv, &node).await;
-    assert!(nodes.is_empty() && !registered && !inbox, "left behind: nodes {nodes:?}, registered {registered}, inbox {inbox}");
+    let (nodes, listening, registered, index) = node_refs(&s, &conv, &node).await;
+    assert!(
+        nodes.is_empty() && listening == 0 && !registered && !index,
+        "left behind: nodes {nodes:?}, listening {listening}, registered {registered}, index {index}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -496,16 +499,17 @@ fn is_presence(conv: &str, online: bool) -> impl Fn(&Value) -> bool {
 }
 
 /// What Redis says about a node and a conversation: (the conversation's
-/// customer nodes, its watcher nodes, the node still registered, the
-/// node's inbox exists).
-async fn node_refs(s: &Stack, conv: &str, node: &str) -> (Vec<String>, Vec<String>, bool, bool) {
+/// customer nodes, how many nodes listen to its channel, the node still
+/// registered, the node's index of its customers exists).
+async fn node_refs(s: &Stack, conv: &str, node: &str) -> (Vec<String>, i64, bool, bool) {
     let mut r = s.redis().get_multiplexed_async_connection().await.unwrap();
     let p = &s.prefix;
     let nodes: Vec<String> = redis::cmd("SMEMBERS").arg(format!("{p}{{c:{conv}}}:nodes")).query_async(&mut r).await.unwrap();
-    let watchers: Vec<String> = redis::cmd("HKEYS").arg(format!("{p}{{c:{conv}}}:watchers")).query_async(&mut r).await.unwrap();
+    let (_, listening): (String, i64) =
+        redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("{p}{{c:{conv}}}")).query_async(&mut r).await.unwrap();
     let beat: Option<f64> = redis::cmd("ZSCORE").arg(format!("{p}{{nodes}}")).arg(node).query_async(&mut r).await.unwrap();
-    let inbox: bool = redis::cmd("EXISTS").arg(format!("{p}inbox:{node}")).query_async(&mut r).await.unwrap();
-    (nodes, watchers, beat.is_some(), inbox)
+    let index: bool = redis::cmd("EXISTS").arg(format!("{p}node:{node}:customers")).query_async(&mut r).await.unwrap();
+    (nodes, listening, beat.is_some(), index)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -523,9 +527,9 @@ async fn a_killed_gateway_is_cleaned_up_and_its_customers_go_offline() {
     let mut cust = s.ws(0, &tok).await;
     survivor.expect(is_presence(&conv, true)).await;
     doomed_agent.watch(&conv, 0).await;
-    let (nodes, watchers, alive, _) = node_refs(&s, &conv, &g0).await;
+    let (nodes, listening, alive, _) = node_refs(&s, &conv, &g0).await;
     assert_eq!(nodes, vec![g0.clone()]);
-    assert_eq!(watchers, vec![g0.clone()]);
+    assert_eq!(listening, 1, "gateway 0 listens for its customer and its agent");
     assert!(alive);
     cust.say(&conv, "before the crash").await;
 
@@ -534,26 +538,26 @@ async fn a_killed_gateway_is_cleaned_up_and_its_customers_go_offline() {
     let offline = survivor.expect(is_presence(&conv, false)).await;
     let last_seen = offline["last_seen"].as_i64().expect("last_seen");
     assert!(last_seen > 0);
-    let (nodes, watchers, alive, inbox) = node_refs(&s, &conv, &g0).await;
+    let (nodes, listening, alive, index) = node_refs(&s, &conv, &g0).await;
     assert!(nodes.is_empty(), "the dead node still holds the customer: {nodes:?}");
-    assert!(!watchers.contains(&g0), "the dead node still watches: {watchers:?}");
+    assert_eq!(listening, 0, "the dead node's subscription outlived it");
     assert!(!alive, "the dead node is still registered");
-    assert!(!inbox, "the dead node's inbox is still there");
+    assert!(!index, "the dead node's index is still there");
     let (_, profile) = s.get(1, &format!("/api/customers/{conv}"), &agent_tok).await;
     assert_eq!(profile["online"], false, "{profile}");
     assert_eq!(profile["last_seen"].as_i64(), Some(last_seen));
     let (_, detail) = s.get(1, &format!("/api/conversations/{conv}"), &agent_tok).await;
     assert_eq!(detail["online"], false, "{detail}");
     // The survivor is untouched and sees the customer come back there.
-    let (_, g1_refs_watchers, g1_alive, _) = node_refs(&s, &conv, &g1).await;
-    assert!(g1_alive && g1_refs_watchers.is_empty());
+    let (_, listening, g1_alive, _) = node_refs(&s, &conv, &g1).await;
+    assert!(g1_alive && listening == 0);
     survivor.watch(&conv, 0).await;
     let mut cust = s.ws(1, &tok).await;
     survivor.expect(is_presence(&conv, true)).await;
     cust.say(&conv, "after the crash").await;
     survivor.expect(is_msg(&conv, "after the crash")).await;
-    let (nodes, watchers, _, _) = node_refs(&s, &conv, &g1).await;
-    assert_eq!((nodes, watchers), (vec![g1.clone()], vec![g1]));
+    let (nodes, listening, _, _) = node_refs(&s, &conv, &g1).await;
+    assert_eq!((nodes, listening), (vec![g1], 1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
