@@ -22,7 +22,8 @@ struct Common {
     /// What to drive.
     #[arg(long, value_enum, default_value = "ours")]
     target: Target,
-    /// Gateway (or peer node) address; repeat for several nodes (sockets go round robin).
+    /// Gateway (or peer node) address; repeat for several nodes (mixed: sockets go
+    /// round robin; relay: customers on the first, agents on the others).
     #[arg(long = "gateway", required = true)]
     gateways: Vec<SocketAddr>,
     /// Process to measure, NAME=PID (CPU and memory); repeat. Names starting with
