@@ -410,6 +410,41 @@ mod tests {
         assert_eq!(d.complete_messages, 2);
     }
 
+    /// The relay mix's shape: customers send, both agents watch every
+    /// conversation and send nothing. Each message is owed to its customer's
+    /// echo and to both agents; a miss, a second copy or a reordering at one
+    /// agent is found there.
+    #[test]
+    fn reconcile_relay_shape() {
+        let mut c0 = ConnResult { origin: 0, ..Default::default() };
+        let mut c1 = ConnResult { origin: 1, ..Default::default() };
+        let mut a2 = ConnResult { origin: 2, is_agent: true, watching: vec![0, 1], ..Default::default() };
+        let mut a3 = ConnResult { origin: 3, is_agent: true, watching: vec![1, 0], ..Default::default() };
+        c0.sent = vec![Sent { conv: 0, status: ACKED }; 3];
+        c1.sent = vec![Sent { conv: 1, status: ACKED }; 2];
+        for k in 0..3 {
+            c0.ledger.mark(0, k);
+            a2.ledger.mark(0, k);
+        }
+        c1.ledger.mark(1, 0);
+        c1.ledger.mark(1, 1);
+        a2.ledger.mark(1, 0);
+        a2.ledger.mark(1, 1);
+        // Agent 3: c0's messages 0 and 2 then 1 (out of order), c1's 0 twice, c1's 1 missing.
+        a3.ledger.mark(0, 0);
+        a3.ledger.mark(0, 2);
+        a3.ledger.mark(0, 1);
+        a3.ledger.mark(1, 0);
+        a3.ledger.mark(1, 0);
+        let d = reconcile(&[c0, c1, a2, a3]);
+        assert_eq!((d.sent, d.acked), (5, 5));
+        assert_eq!((d.expected, d.expected_at_agents), (15, 10));
+        assert_eq!((d.delivered, d.delivered_at_agents), (14, 9));
+        assert_eq!((d.lost, d.duplicated, d.out_of_order, d.unexpected), (1, 1, 1, 0));
+        assert_eq!(d.complete_messages, 4);
+        assert_eq!(d.lost_examples, vec!["c1/1 of 2 -> a3".to_string()]);
+    }
+
     /// Conversation 1's messages are meant for its customer and for the agents
     /// watching it only: not for an agent watching conversation 0, not for customer 0.
     #[test]
