@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: our gateway (2 nodes + 1 worker) against the
 # Socket.IO peer (2 nodes, Redis streams adapter), same Redis, same load
-# generator, same scenario, one session on this machine. Also the machine's
+# generator, same scenario, one session on this machine, in two mixes
+# (docs/loadtest.md): `mixed` (2,000 customers, 2 agents watching 10 each,
+# 25/60/15 messages/typing/seen, agent replies) and `relay` (messages only:
+# 100 customers on node A, 2 agent sockets on node B each watching all 100
+# conversations, 130-byte messages). Also the machine's
 # ceilings (redis-benchmark XADD, a bare fastwebsockets echo) and the core
 # relay figures (1 gateway: max msg/s, p50/p99 at 5,000 msg/s, chat-list page
 # of 50 out of 100,000). Writes the table into BENCHMARKS.md (between the
 # bench-compare markers) and every raw report under artifacts/bench/<time>/.
 #
-#   scripts/bench-compare.sh            # full run (~30 min on 2 cores)
+#   scripts/bench-compare.sh            # full run (~55 min on 2 cores)
 #   RUNS=1 STEP_SECS=5 scripts/bench-compare.sh   # quicker, noisier
+#   MIXES=relay scripts/bench-compare.sh          # one mix only
 #
 # Settings: RUNS (repetitions, medians are quoted; default 3), STEP_SECS
 # (seconds per ramp step, default 8), COMMON_RATE (fixed rate for the p99
@@ -18,7 +23,13 @@
 # steps of IDLE_STEP; defaults 24000 and 2000: the ramp ends where the node
 # refuses sockets, at this machine's 20,000 open files per process),
 # CUSTOMERS (default 2000), AGENTS (default 2), REFINE (ramp steps between
-# the last sustained and the first failed rate, default 2: within x1.06).
+# the last sustained and the first failed rate, default 2: within x1.06);
+# MIXES (default "mixed relay"), and for the relay mix RELAY_CUSTOMERS
+# (default 100), RELAY_AGENTS (default 2), RELAY_WATCH (conversations per
+# agent socket, default every customer's up to 100), RELAY_BYTES (message
+# text bytes, default 130). Both mixes use the same RUNS, STEP_SECS,
+# COMMON_RATE and HIGH_RATE. Every fixed run of ours also reports Redis
+# `INFO commandstats` per message (read before and after its window).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -34,6 +45,11 @@ MAX_RATE=${MAX_RATE:-200000}
 REFINE=${REFINE:-2}
 CHAT_ROWS=${CHAT_ROWS:-100000}
 AGENTS=${AGENTS:-2}
+MIXES=${MIXES:-mixed relay}
+RELAY_CUSTOMERS=${RELAY_CUSTOMERS:-100}
+RELAY_AGENTS=${RELAY_AGENTS:-2}
+RELAY_WATCH=${RELAY_WATCH:-}
+RELAY_BYTES=${RELAY_BYTES:-130}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 OUT=artifacts/bench/$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
@@ -51,10 +67,12 @@ REDIS_PID=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | sed -n 's/^proc
 
 . scripts/bench-stack.sh
 
-LOAD="--customers $CUSTOMERS --agents $AGENTS --warmup-secs 1 --drain-secs 5"
+LOAD="--mix mixed --customers $CUSTOMERS --agents $AGENTS --warmup-secs 1 --drain-secs 5"
+RELAY_LOAD="--mix relay --customers $RELAY_CUSTOMERS --agents $RELAY_AGENTS --message-bytes $RELAY_BYTES --warmup-secs 1 --drain-secs 5"
+[ -n "$RELAY_WATCH" ] && RELAY_LOAD="$RELAY_LOAD --agent-watch $RELAY_WATCH"
 # A discarded run after each start: JIT (node), caches and connection pools
 # warm up before anything is measured (a cold peer failed its first step once).
-warm() { $LT run $OURS_ARGS $ADDRS $LOAD --rate 500 --duration-secs 5 > /dev/null 2>&1 || true; }
+warm() { $LT run $OURS_ARGS $ADDRS ${1:-$LOAD} --rate 500 --duration-secs 5 > /dev/null 2>&1 || true; }
 
 echo "== ceilings"
 redis-cli -u "$REDIS_URL" del benchxadd > /dev/null
@@ -69,22 +87,31 @@ ECHO=$(wait_line "$OUT/echo.out" "listening on ws://")
 $LT echo --addr "$ECHO" --conns 50 --inflight 16 --secs 10 --json "$OUT/echo.json"
 cleanup_procs
 
+# Reports: <who>-ramp-N.json, <who>-fixed-N.json (COMMON_RATE), <who>-high-N.json
+# (HIGH_RATE) for the mixed mix (the names of earlier sessions), and
+# <who>-relay-ramp-N.json ... for the relay mix. Each stack fresh per mix and run.
 for run in $(seq 1 "$RUNS"); do
-  echo "== run $run/$RUNS: ours, 2 gateways + worker"
-  start_ours 2
-  warm
-  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --refine "$REFINE" --max "$MAX_RATE" --json "$OUT/ours-ramp-$run.json"
-  $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/ours-fixed-$run.json"
-  $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$HIGH_RATE" --duration-secs 15 --json "$OUT/ours-high-$run.json"
-  stop_all
-
-  echo "== run $run/$RUNS: socket.io peer, 2 nodes"
-  start_peer 2
-  warm
-  $LT ramp $OURS_ARGS $ADDRS $PIDARGS $LOAD --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --refine "$REFINE" --max "$MAX_RATE" --json "$OUT/peer-ramp-$run.json"
-  $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/peer-fixed-$run.json"
-  $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$HIGH_RATE" --duration-secs 15 --json "$OUT/peer-high-$run.json"
-  stop_all
+  for mix in $MIXES; do
+    case $mix in
+      mixed) load=$LOAD; tag="" ;;
+      relay) load=$RELAY_LOAD; tag="relay-" ;;
+      *) echo "unknown mix $mix (MIXES: mixed, relay)" >&2; exit 2 ;;
+    esac
+    for who in ours peer; do
+      if [ "$who" = ours ]; then
+        echo "== run $run/$RUNS, $mix mix: ours, 2 gateways + worker"
+        start_ours 2
+      else
+        echo "== run $run/$RUNS, $mix mix: socket.io peer, 2 nodes"
+        start_peer 2
+      fi
+      warm "$load"
+      $LT ramp $OURS_ARGS $ADDRS $PIDARGS $load --duration-secs "$STEP_SECS" --start 500 --factor 1.25 --refine "$REFINE" --max "$MAX_RATE" --json "$OUT/$who-${tag}ramp-$run.json"
+      $LT run $OURS_ARGS $ADDRS $PIDARGS $load --rate "$COMMON_RATE" --duration-secs 15 --json "$OUT/$who-${tag}fixed-$run.json"
+      $LT run $OURS_ARGS $ADDRS $PIDARGS $load --rate "$HIGH_RATE" --duration-secs 15 --json "$OUT/$who-${tag}high-$run.json"
+      stop_all
+    done
+  done
 done
 
 echo "== idle sockets on one node (up to $IDLE_CONNS, $IDLE_STEP at a time, 3 client processes on 127.0.0.2-4)"

@@ -24,6 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::proto::{self, In, Target};
 use crate::stats::{ConnResult, Live, Sent, ACKED, FAILED, WRITTEN};
+use serde::Serialize;
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -149,9 +150,72 @@ pub enum Role {
     Agent { convs: Arc<Vec<String>>, watching: Vec<u32> },
 }
 
+/// What the sockets do (`--mix`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mix {
+    /// Every socket acts on a fixed 20-slot pattern: 5 messages (25%), 3
+    /// `seen` (15%), 12 `typing` (60%); agents reply in what they watch;
+    /// sockets round robin over the gateways.
+    #[default]
+    Mixed,
+    /// Messages only, from customers only (no typing, no seen, no agent
+    /// replies); customers on the first gateway, agent sockets on the others
+    /// (all on the one when there is one), each watching
+    /// `--agent-watch` conversations (default: every customer, at most 100).
+    Relay,
+}
+
+impl Mix {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mix::Mixed => "mixed",
+            Mix::Relay => "relay",
+        }
+    }
+
+    /// Share of actions that are messages: the action rate is the message
+    /// rate divided by this.
+    pub fn message_share(self) -> f64 {
+        match self {
+            Mix::Mixed => MESSAGE_SHARE,
+            Mix::Relay => 1.0,
+        }
+    }
+
+    /// The action of schedule slot `slot`.
+    pub(crate) fn action_of(self, slot: u64) -> Action {
+        match self {
+            Mix::Mixed => action_of(slot),
+            Mix::Relay => Action::Message,
+        }
+    }
+
+    /// Message text length when `--message-bytes` is not given (None: the
+    /// stamp and a short filler, ~64 bytes, as before the option existed).
+    pub fn default_message_bytes(self) -> Option<usize> {
+        match self {
+            Mix::Mixed => None,
+            Mix::Relay => Some(RELAY_MESSAGE_BYTES),
+        }
+    }
+
+    /// Conversations each agent socket watches when `--agent-watch` is not
+    /// given: 10 (a console's open and cached ones) in the mixed mix; every
+    /// customer's, up to `max`, in the relay mix.
+    pub fn default_agent_watch(self, customers: usize, max: usize) -> usize {
+        match self {
+            Mix::Mixed => 10,
+            Mix::Relay => customers.clamp(1, max),
+        }
+    }
+}
+
+/// The relay mix's default message size (text bytes), as in issue 17's reference measurement.
+pub const RELAY_MESSAGE_BYTES: usize = 130;
+
 /// One connection's schedule: an action every `period`, from `first` until
-/// `end`. The action of slot n follows a fixed 20-slot pattern: 5 messages
-/// (25%), 3 `seen` (15%), 12 `typing` (60%).
+/// `end`. The action of slot n follows the mix ([`Mix::action_of`]).
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub origin: u32,
@@ -163,10 +227,13 @@ pub struct Plan {
     /// Agent sockets watching each conversation (by customer index): an
     /// acked message is expected at 1 + that many sockets.
     pub watchers: Arc<Vec<u32>>,
+    pub mix: Mix,
+    /// Text length of a message in bytes ([`proto::stamp`]; None: the short default).
+    pub message_bytes: Option<usize>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Action {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
     Message,
     Seen,
     Typing,
@@ -180,7 +247,7 @@ fn action_of(slot: u64) -> Action {
     }
 }
 
-/// Share of actions that are messages (see [`Plan`]).
+/// Share of actions that are messages in the mixed mix (see [`Mix`]).
 pub const MESSAGE_SHARE: f64 = 0.25;
 
 /// Runs the schedule, reads everything the server sends, and keeps reading
@@ -221,12 +288,13 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                         Role::Customer { conv } => (plan.origin, conv.as_str()),
                         Role::Agent { convs, watching } => (watching[cursor], convs[watching[cursor] as usize].as_str()),
                     };
-                    let frame = match action_of(slot) {
+                    let action = plan.mix.action_of(slot);
+                    let frame = match action {
                         Action::Message => {
                             let k = res.sent.len() as u64;
                             res.sent.push(Sent { conv: conv_idx, status: WRITTEN });
                             Live::inc(&live.scheduled_msgs);
-                            Some(proto::encode_send(target, conv, k, &proto::stamp(plan.origin, k, us(next))))
+                            Some(proto::encode_send(target, conv, k, &proto::stamp(plan.origin, k, us(next), plan.message_bytes)))
                         }
                         Action::Typing => {
                             Live::inc(&live.typing);
@@ -242,7 +310,7 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                             }
                         }
                     };
-                    if action_of(slot) == Action::Message && is_agent {
+                    if action == Action::Message && is_agent {
                         cursor = (cursor + 1) % watching.len();
                     }
                     slot += 1;
@@ -297,7 +365,11 @@ pub async fn drive(target: Target, mut ws: Ws, plan: Plan, epoch: Instant, live:
                         if let Some((origin, k, sched)) = proto::parse_stamp(text) {
                             if res.ledger.mark(origin, k) && idx.is_some() {
                                 Live::inc(&live.deliveries);
-                                live.record(&live.latency, sched, us(Instant::now()));
+                                let now = us(Instant::now());
+                                live.record(&live.latency, sched, now);
+                                if is_agent {
+                                    live.record(&live.latency_at_agents, sched, now);
+                                }
                             }
                         }
                     }
@@ -345,6 +417,10 @@ impl Drop for ScheduleDone<'_> {
 
 /// Scheduled time (µs after `plan.first`) of message number `k`.
 fn k_sched_offset(plan: &Plan, k: u64) -> u64 {
+    if plan.mix == Mix::Relay {
+        // Every slot is a message.
+        return k * plan.period.as_micros() as u64;
+    }
     // Messages sit at fixed slots of every 20: find the slot of the k-th one.
     let offs = [0u64, 4, 8, 12, 16];
     let base = plan.slot - plan.slot % 20;
@@ -401,13 +477,32 @@ mod tests {
             end: Instant::now(),
             slot: 3,
             watchers: Arc::new(vec![]),
+            mix: Mix::Mixed,
+            message_bytes: None,
         };
         // Slots from 3: messages at 4, 8, 12, 16, 20...
         assert_eq!(k_sched_offset(&plan, 0), 10_000);
         assert_eq!(k_sched_offset(&plan, 1), 50_000);
         assert_eq!(k_sched_offset(&plan, 4), 170_000);
-        let n = (0..20).filter(|s| action_of(*s) == Action::Message).count();
+        let n = (0..20).filter(|s| Mix::Mixed.action_of(*s) == Action::Message).count();
         assert_eq!(n, 5);
+        assert_eq!((0..20).filter(|s| Mix::Mixed.action_of(*s) == Action::Typing).count(), 12);
+        // Relay: every slot is a message, whatever the phase.
+        let relay = Plan { mix: Mix::Relay, ..plan };
+        assert_eq!(k_sched_offset(&relay, 0), 0);
+        assert_eq!(k_sched_offset(&relay, 7), 70_000);
+        assert!((0..1000).all(|s| Mix::Relay.action_of(s) == Action::Message));
+        assert_eq!(Mix::Relay.message_share(), 1.0);
+    }
+
+    #[test]
+    fn mix_defaults() {
+        assert_eq!(Mix::Mixed.default_message_bytes(), None);
+        assert_eq!(Mix::Relay.default_message_bytes(), Some(130));
+        assert_eq!(Mix::Mixed.default_agent_watch(2000, 100), 10);
+        assert_eq!(Mix::Relay.default_agent_watch(100, 100), 100);
+        assert_eq!(Mix::Relay.default_agent_watch(2000, 100), 100);
+        assert_eq!(Mix::Relay.default_agent_watch(40, 100), 40);
     }
 
     #[test]

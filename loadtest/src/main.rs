@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use loadtest::client::Mix;
 use loadtest::procstat::Watched;
 use loadtest::proto::Target;
 use loadtest::scenario::{self, RunOpts, Stack, DEV_SECRET};
@@ -21,7 +22,8 @@ struct Common {
     /// What to drive.
     #[arg(long, value_enum, default_value = "ours")]
     target: Target,
-    /// Gateway (or peer node) address; repeat for several nodes (sockets go round robin).
+    /// Gateway (or peer node) address; repeat for several nodes (mixed: sockets go
+    /// round robin; relay: customers on the first, agents on the others).
     #[arg(long = "gateway", required = true)]
     gateways: Vec<SocketAddr>,
     /// Process to measure, NAME=PID (CPU and memory); repeat. Names starting with
@@ -52,17 +54,27 @@ struct Common {
 
 #[derive(Args, Clone)]
 struct Load {
+    /// What the sockets do. `mixed`: 25% messages, 60% typing, 15% seen, agents
+    /// reply; sockets round robin over the gateways. `relay`: customer messages
+    /// only (no typing, seen or replies); customers on the first gateway, agent
+    /// sockets on the others (all on the one when there is one).
+    #[arg(long, value_enum, default_value = "mixed")]
+    mix: Mix,
     #[arg(long, default_value_t = 500)]
     customers: usize,
     #[arg(long, default_value_t = 4)]
     agents: usize,
     /// Conversations each agent socket watches (a contiguous block from agent j at
     /// j*customers/agents); agents reply, type and read only there. At most 100.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=scenario::MAX_AGENT_WATCH as i64))]
-    agent_watch: u16,
-    /// Messages per second offered (typing and seen come on top: 25% messages, 60% typing, 15% seen).
+    /// Default: 10 (mixed), every customer's up to 100 (relay).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=scenario::MAX_AGENT_WATCH as i64))]
+    agent_watch: Option<u16>,
+    /// Messages per second offered (in the mixed mix typing and seen come on top: 25% messages, 60% typing, 15% seen).
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
+    /// Message text length in bytes (the stamp, then filler). Default: ~64 (mixed), 130 (relay).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(16..=4000))]
+    message_bytes: Option<u16>,
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
     #[arg(long, default_value_t = 1)]
@@ -81,7 +93,7 @@ struct Load {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// One mixed-traffic run at a fixed rate.
+    /// One run at a fixed rate.
     Run {
         #[command(flatten)]
         c: Common,
@@ -203,10 +215,12 @@ fn stack_of(c: &Common) -> Stack {
 
 fn opts_of(c: &Common, l: &Load) -> RunOpts {
     RunOpts {
+        mix: l.mix,
         customers: l.customers,
         agents: l.agents,
-        agent_watch: usize::from(l.agent_watch),
+        agent_watch: l.agent_watch.map(usize::from).unwrap_or_else(|| l.mix.default_agent_watch(l.customers, scenario::MAX_AGENT_WATCH)),
         rate: l.rate,
+        message_bytes: l.message_bytes.map(usize::from),
         duration: Duration::from_secs(l.duration_secs),
         warmup: Duration::from_secs(l.warmup_secs),
         drain: Duration::from_secs(l.drain_secs),

@@ -39,11 +39,34 @@ impl Target {
     }
 }
 
+/// The filler after a stamp (ASCII, nothing to escape in JSON).
+const FILLER: &str = "lorem ipsum dolor sit amet consectetur";
+
 /// The stamp every load message carries: who sent it, its number from that
-/// sender, and when it was scheduled (µs since the run's epoch).
-pub fn stamp(origin: u32, k: u64, sched_us: u64) -> String {
-    // Padded to a typical short chat line (~64 characters).
-    format!("lt|{origin}|{k}|{sched_us}|lorem ipsum dolor sit amet consectetur")
+/// sender, and when it was scheduled (µs since the run's epoch), then a
+/// filler. `bytes`: the text's length in bytes (the filler repeated or cut
+/// to fit; never shorter than the stamp itself, ~20-30 bytes); None: the
+/// stamp and one filler, a typical short chat line (~64 bytes).
+pub fn stamp(origin: u32, k: u64, sched_us: u64, bytes: Option<usize>) -> String {
+    let mut s = format!("lt|{origin}|{k}|{sched_us}|");
+    match bytes {
+        None => s.push_str(FILLER),
+        Some(n) => {
+            while s.len() < n {
+                let left = n - s.len();
+                s.push_str(&FILLER[..left.min(FILLER.len())]);
+                if s.len() < n {
+                    s.push(' ');
+                }
+            }
+            // No trailing blank (a server may trim it and change the size).
+            if s.ends_with(' ') {
+                s.pop();
+                s.push('.');
+            }
+        }
+    }
+    s
 }
 
 /// Parses a stamp back: (origin, k, sched_us).
@@ -212,7 +235,7 @@ mod tests {
         assert_eq!(scan(Target::Ours, r#"{"type":"ack","rid":"k12","conversation":"c","seq":1,"ts":2}"#), In::Ack { k: 12, ok: true });
         assert_eq!(scan(Target::Ours, r#"{"type":"error","rid":"k3","code":"rate_limited","message":"m"}"#), In::Ack { k: 3, ok: false });
         assert_eq!(scan(Target::Ours, r#"{"type":"hello","user":{}}"#), In::Ready);
-        assert_eq!(parse_stamp(&stamp(3, 9, 100)), Some((3, 9, 100)));
+        assert_eq!(parse_stamp(&stamp(3, 9, 100, None)), Some((3, 9, 100)));
         let v: serde_json::Value = serde_json::from_str(&encode_send(Target::Ours, "c1", 4, "hi")).unwrap();
         assert_eq!(v["rid"], "k4");
         let w: serde_json::Value = serde_json::from_str(&encode_watch(Target::Ours, "c1", 3)).unwrap();
@@ -225,6 +248,19 @@ mod tests {
         assert_eq!(scan(Target::Ours, r#"{"type":"ack","rid":"w2","conversation":"c1","seq":0,"ts":1}"#), In::WatchAck { i: 2, refused: None });
         let row = r#"{"type":"conversation","id":"c1","customer":{"id":"c1","username":"c1","avatar_url":null},"preview":"lt|1|2|3|x","last_ts":1,"unread":1,"last_seq":4}"#;
         assert_eq!(scan(Target::Ours, row), In::Row);
+    }
+
+    #[test]
+    fn stamps_have_the_asked_size() {
+        assert_eq!(stamp(3, 9, 100, None), "lt|3|9|100|lorem ipsum dolor sit amet consectetur");
+        for n in [30, 64, 130, 131, 1000] {
+            let s = stamp(1234, 56_789, 7_999_700, Some(n));
+            assert_eq!(s.len(), n, "{s:?}");
+            assert_eq!(parse_stamp(&s), Some((1234, 56_789, 7_999_700)));
+            assert!(!s.contains('"') && !s.contains('\\') && s.is_ascii() && !s.ends_with(' '));
+        }
+        // Never shorter than the stamp: the ledger needs it whole.
+        assert_eq!(stamp(1, 2, 3, Some(4)), "lt|1|2|3|");
     }
 
     #[test]

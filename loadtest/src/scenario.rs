@@ -28,10 +28,10 @@ use sha2::Sha256;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
-use crate::client::{self, Auth, Plan, Role, MESSAGE_SHARE};
+use crate::client::{self, Auth, Mix, Plan, Role};
 use crate::procstat::{self, Watched};
 use crate::proto::Target;
-use crate::stats::{self, Deliveries, Live, Percentiles};
+use crate::stats::{self, CommandFigures, Deliveries, Live, Percentiles};
 
 /// The dev-mode customer secret of the gateway (`CHAT_DEV=1` without `CHAT_CUSTOMER_SECRET`).
 pub const DEV_SECRET: &str = "dev-only-customer-secret";
@@ -102,16 +102,71 @@ pub fn watch_sets(customers: usize, agents: usize, watch: usize) -> Vec<Vec<u32>
         .collect()
 }
 
-/// Options of one mixed-traffic run.
+/// Where the sockets go and how fast each acts, for one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Gateway (index into the stack's addresses) of each customer socket.
+    pub customer_node: Vec<usize>,
+    /// Gateway of each agent socket.
+    pub agent_node: Vec<usize>,
+    /// The conversations (customer indexes) each agent socket watches.
+    pub watch: Vec<Vec<u32>>,
+    /// Actions per second of each customer socket and of each agent socket.
+    pub per_customer: f64,
+    pub per_agent: f64,
+}
+
+/// The gateway (index of `gateways`) of socket `i` of its kind. Mixed: round
+/// robin, customers and agents each from the first gateway. Relay: every
+/// customer on the first gateway, agent sockets round robin over the others,
+/// so that every delivery to an agent crosses nodes; with one gateway,
+/// everything on it.
+pub fn node_of(mix: Mix, is_agent: bool, i: usize, gateways: usize) -> usize {
+    let n = gateways.max(1);
+    match mix {
+        Mix::Mixed => i % n,
+        Mix::Relay if n == 1 || !is_agent => 0,
+        Mix::Relay => 1 + i % (n - 1),
+    }
+}
+
+/// The plan of a run over `gateways` nodes: placement ([`node_of`]), watch
+/// sets ([`watch_sets`]) and the action rate of every socket. Mixed: the
+/// action rate is 4x the message rate; agents carry `agent_share` of it, at
+/// most [`AGENT_MAX_ACTIONS`] each (a person), customers the rest. Relay:
+/// one action per message, all by customers; agents only watch.
+pub fn layout(o: &RunOpts, gateways: usize) -> Layout {
+    let action_rate = o.rate / o.mix.message_share();
+    let share = if o.agents == 0 || o.mix == Mix::Relay { 0.0 } else { o.agent_share.clamp(0.0, 1.0) };
+    // An agent socket is one person: its actions are capped (the gateway
+    // handles one socket's frames in order, and nobody types 200 replies a
+    // second). Customers carry the rest of the rate.
+    let per_agent = if o.agents == 0 { 0.0 } else { (action_rate * share / o.agents as f64).min(AGENT_MAX_ACTIONS) };
+    let per_customer = (action_rate - per_agent * o.agents as f64).max(0.0) / o.customers.max(1) as f64;
+    Layout {
+        customer_node: (0..o.customers).map(|i| node_of(o.mix, false, i, gateways)).collect(),
+        agent_node: (0..o.agents).map(|j| node_of(o.mix, true, j, gateways)).collect(),
+        watch: watch_sets(o.customers, o.agents, o.agent_watch),
+        per_customer,
+        per_agent,
+    }
+}
+
+/// Options of one run.
 #[derive(Debug, Clone)]
 pub struct RunOpts {
+    /// What the sockets do and where they go ([`Mix`]).
+    pub mix: Mix,
     pub customers: usize,
     pub agents: usize,
     /// Conversations each agent socket watches (1..=[`MAX_AGENT_WATCH`]); its
     /// replies, typing and reads stay within them.
     pub agent_watch: usize,
-    /// Messages per second offered (all senders together); typing and seen come on top (25/60/15 mix).
+    /// Messages per second offered (all senders together); in the mixed
+    /// mix typing and seen come on top (25/60/15).
     pub rate: f64,
+    /// Message text length in bytes (None: the mix's default, [`Mix::default_message_bytes`]).
+    pub message_bytes: Option<usize>,
     pub duration: Duration,
     /// Latency of messages scheduled in this first part is not recorded.
     pub warmup: Duration,
@@ -134,10 +189,12 @@ pub struct RunOpts {
 impl Default for RunOpts {
     fn default() -> Self {
         RunOpts {
+            mix: Mix::Mixed,
             customers: 500,
             agents: 4,
             agent_watch: 10,
             rate: 1000.0,
+            message_bytes: None,
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(1),
             drain: Duration::from_secs(5),
@@ -162,6 +219,10 @@ pub struct ProcFigures {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
     pub target: String,
+    /// `mixed` or `relay`.
+    pub mix: String,
+    /// Message text length asked for (null: the short default, ~64 bytes).
+    pub message_bytes: Option<usize>,
     pub connections: usize,
     pub customers: usize,
     pub agents: usize,
@@ -183,12 +244,20 @@ pub struct RunReport {
     pub typing_sent: u64,
     pub seen_sent: u64,
     pub latency: Percentiles,
+    /// The part of `latency` at agent sockets (in the relay mix: across nodes).
+    pub latency_at_agents: Percentiles,
     pub ack_latency: Percentiles,
     pub deliveries: Deliveries,
     pub disconnects: u64,
     /// Close codes received from the servers (4008: slow consumer).
     pub close_codes: BTreeMap<u16, u64>,
     pub processes: BTreeMap<String, ProcFigures>,
+    /// Redis commands in the window (`INFO commandstats` before and after,
+    /// ours only), per command: calls and µs, in all and per delivered
+    /// message. Empty for the peer, without `--redis-url`, or when the
+    /// counters were reset in the window (`redis_commands_note` says which).
+    pub redis_commands: BTreeMap<String, CommandFigures>,
+    pub redis_commands_note: Option<String>,
     /// Resident memory of the server processes (gateways or peers) per held connection.
     pub server_rss_per_conn_kib: f64,
     pub http: Option<crate::http::HttpSummary>,
@@ -201,12 +270,13 @@ pub struct RunReport {
 }
 
 /// Connects `n` sockets concurrently (bounded), returns them in order (None: failed).
-async fn connect_all(stack: &Stack, auths: Vec<Auth>, src_ips: &[IpAddr], concurrency: usize) -> Vec<Option<client::Ws>> {
+/// Socket i goes to gateway `nodes[i]`.
+async fn connect_all(stack: &Stack, auths: Vec<Auth>, nodes: &[usize], src_ips: &[IpAddr], concurrency: usize) -> Vec<Option<client::Ws>> {
     let sem = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = Vec::with_capacity(auths.len());
     for (i, auth) in auths.into_iter().enumerate() {
         let sem = sem.clone();
-        let addr = stack.gateways[i % stack.gateways.len()];
+        let addr = stack.gateways[nodes[i] % stack.gateways.len()];
         let src = if src_ips.is_empty() { None } else { Some(src_ips[i % src_ips.len()]) };
         let target = stack.target;
         tasks.push(tokio::spawn(async move {
@@ -230,28 +300,49 @@ async fn connect_all(stack: &Stack, auths: Vec<Auth>, src_ips: &[IpAddr], concur
     out
 }
 
-/// Waits until the workers have consumed the log shards (ours), at most `max`.
-async fn wait_log_drained(stack: &Stack, max: Duration) {
-    let Some(url) = &stack.redis_url else { return };
-    let Ok(client) = redis::Client::open(url.as_str()) else { return };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+/// Waits until the workers have consumed the log shards (ours), at most
+/// `max`. Returns how many `XLEN`s it sent (they are not the stack's commands).
+async fn wait_log_drained(stack: &Stack, max: Duration) -> u64 {
+    let Some(url) = &stack.redis_url else { return 0 };
+    let Ok(client) = redis::Client::open(url.as_str()) else { return 0 };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return 0 };
     let deadline = Instant::now() + max;
+    let mut sent = 0;
     while Instant::now() < deadline {
         let mut pipe = redis::pipe();
         for s in 0..stack.log_shards {
             pipe.cmd("XLEN").arg(format!("{}log:{}", stack.key_prefix, s));
         }
+        sent += u64::from(stack.log_shards);
         let lens: Vec<u64> = pipe.query_async(&mut conn).await.unwrap_or_default();
         if lens.iter().sum::<u64>() == 0 {
-            return;
+            return sent;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    sent
 }
 
-/// One mixed-traffic run.
+/// A connection for `INFO commandstats` (ours with `--redis-url` only).
+async fn stats_conn(stack: &Stack) -> Option<redis::aio::MultiplexedConnection> {
+    if stack.target != Target::Ours {
+        return None;
+    }
+    let client = redis::Client::open(stack.redis_url.as_deref()?).ok()?;
+    client.get_multiplexed_async_connection().await.ok()
+}
+
+async fn commandstats(conn: &mut Option<redis::aio::MultiplexedConnection>) -> Option<BTreeMap<String, (u64, u64)>> {
+    let c = conn.as_mut()?;
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(c).await.ok()?;
+    Some(stats::parse_commandstats(&info))
+}
+
+/// One run at a fixed rate.
 pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Result<RunReport> {
     let target = stack.target;
+    let plan = layout(o, stack.gateways.len());
+    let message_bytes = o.message_bytes.or(o.mix.default_message_bytes());
     if o.agents > 0 && !(1..=MAX_AGENT_WATCH).contains(&o.agent_watch) {
         bail!("agent_watch must be 1..={MAX_AGENT_WATCH}, not {}", o.agent_watch);
     }
@@ -276,8 +367,8 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
         .collect();
     // Agents first: their node must be a staff node before customers talk.
     let t0 = Instant::now();
-    let agents_ws = connect_all(stack, agent_auths, &o.src_ips, o.connect_concurrency).await;
-    let cust_ws = connect_all(stack, cust_auths, &o.src_ips, o.connect_concurrency).await;
+    let agents_ws = connect_all(stack, agent_auths, &plan.agent_node, &o.src_ips, o.connect_concurrency).await;
+    let cust_ws = connect_all(stack, cust_auths, &plan.customer_node, &o.src_ips, o.connect_concurrency).await;
     let connect_secs = t0.elapsed().as_secs_f64();
     let failures = agents_ws.iter().chain(cust_ws.iter()).filter(|w| w.is_none()).count();
     if failures > 0 {
@@ -288,7 +379,7 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
     // Agents watch their conversations once every customer is connected (a
     // customer's first connection creates its conversation), and the traffic
     // starts only when every watch is answered.
-    let sets = watch_sets(o.customers, o.agents, o.agent_watch);
+    let sets = plan.watch.clone();
     let mut watchers = vec![0u32; o.customers];
     for c in sets.iter().flatten() {
         watchers[*c as usize] += 1;
@@ -321,13 +412,7 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
     let end = epoch + o.duration;
     let live = Arc::new(Live::new(o.warmup.as_micros() as u64));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let action_rate = o.rate / MESSAGE_SHARE;
-    let share = if o.agents == 0 { 0.0 } else { o.agent_share.clamp(0.0, 1.0) };
-    // An agent socket is one person: its actions are capped (the gateway
-    // handles one socket's frames in order, and nobody types 200 replies a
-    // second). Customers carry the rest of the rate.
-    let per_agent = if o.agents == 0 { 0.0 } else { (action_rate * share / o.agents as f64).min(AGENT_MAX_ACTIONS) };
-    let per_customer = (action_rate - per_agent * o.agents as f64).max(0.0) / o.customers.max(1) as f64;
+    let (per_agent, per_customer) = (plan.per_agent, plan.per_customer);
     let period_of = |r: f64| if r > 0.0 { Duration::from_secs_f64(1.0 / r) } else { Duration::from_secs(3600 * 24) };
     let convs = Arc::new(cust_ids.clone());
     let mut tasks = Vec::new();
@@ -342,6 +427,8 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
             end,
             slot: rand::random::<u64>() % 20,
             watchers: watchers.clone(),
+            mix: o.mix,
+            message_bytes,
         };
         tasks.push(tokio::spawn(client::drive(target, ws.expect("checked"), plan, epoch, live.clone(), stop_rx.clone())));
     }
@@ -356,6 +443,8 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
             end,
             slot: rand::random::<u64>() % 20,
             watchers: watchers.clone(),
+            mix: o.mix,
+            message_bytes,
         };
         tasks.push(tokio::spawn(client::drive(target, ws, plan, epoch, live.clone(), stop_rx.clone())));
     }
@@ -370,7 +459,9 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
         None
     };
 
+    let mut redis_stats = stats_conn(stack).await;
     tokio::time::sleep_until(epoch).await;
+    let cmd0 = commandstats(&mut redis_stats).await;
     let cpu0 = watched.cpu();
     let sampler = o.rss_every.map(|every| {
         let w = watched.clone();
@@ -404,10 +495,9 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let active = Instant::now().duration_since(epoch).as_secs_f64();
-    if target == Target::Ours {
-        wait_log_drained(stack, Duration::from_secs(20)).await;
-    }
+    let xlens = if target == Target::Ours { wait_log_drained(stack, Duration::from_secs(20)).await } else { 0 };
     let cpu1 = watched.cpu();
+    let cmd1 = commandstats(&mut redis_stats).await;
     let rss = watched.rss();
     let _ = stop_tx.send(true);
     let mut results = Vec::with_capacity(tasks.len());
@@ -435,6 +525,18 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
     let d = stats::reconcile(&results);
     let secs = o.duration.as_secs_f64();
     let lat = live.latency.lock().map(|h| Percentiles::of(&h)).unwrap_or_default();
+    let lat_agents = live.latency_at_agents.lock().map(|h| Percentiles::of(&h)).unwrap_or_default();
+    // Per delivered message, as CPU; the tool's own INFO (the first one:
+    // the second is not in its own figures) and XLENs left out.
+    let own = BTreeMap::from([("info".to_string(), 1), ("xlen".to_string(), xlens)]);
+    let (redis_commands, redis_commands_note) = match (&cmd0, &cmd1) {
+        (Some(a), Some(b)) => match stats::commands_per_message(a, b, &own, d.complete_messages) {
+            Some(m) => (m, None),
+            None => (BTreeMap::new(), Some("counters reset in the window (CONFIG RESETSTAT)".to_string())),
+        },
+        _ if target == Target::Ours && stack.redis_url.is_some() => (BTreeMap::new(), Some("INFO commandstats failed".to_string())),
+        _ => (BTreeMap::new(), None),
+    };
     let ack = live.ack.lock().map(|h| Percentiles::of(&h)).unwrap_or_default();
     let mut processes = BTreeMap::new();
     for (name, c1) in &cpu1 {
@@ -481,6 +583,8 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
     let _ = active;
     Ok(RunReport {
         target: target.name().into(),
+        mix: o.mix.name().into(),
+        message_bytes,
         connections: conns,
         customers: o.customers,
         agents: o.agents,
@@ -496,11 +600,14 @@ pub async fn run(stack: &Stack, o: &RunOpts, watched: &Watched) -> anyhow::Resul
         typing_sent: Live::get(&live.typing),
         seen_sent: Live::get(&live.seen),
         latency: lat,
+        latency_at_agents: lat_agents,
         ack_latency: ack,
         deliveries: d,
         disconnects,
         close_codes: live.close_codes.lock().map(|m| m.clone()).unwrap_or_default(),
         processes,
+        redis_commands,
+        redis_commands_note,
         server_rss_per_conn_kib: if conns > 0 { server_rss as f64 / conns as f64 } else { 0.0 },
         http: http_summary,
         rss_samples,
@@ -567,8 +674,9 @@ async fn step_at(stack: &Stack, base: &RunOpts, watched: &Watched, rate: f64, re
 
 pub fn summary_line(r: &RunReport) -> String {
     format!(
-        "[{}] offered {:.0} msg/s -> delivered {:.0} msg/s ({:.0} frames/s, {:.0} rows/s) | p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.1} ms | lost {} dup {} ooo {} refused {} | {}",
+        "[{} {}] offered {:.0} msg/s -> delivered {:.0} msg/s ({:.0} frames/s, {:.0} rows/s) | p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.1} ms (at agents: p50 {:.2} p99 {:.2}) | lost {} dup {} ooo {} refused {} | {}",
         r.target,
+        r.mix,
         r.offered_msgs_per_s,
         r.delivered_msgs_per_s,
         r.deliveries_per_s,
@@ -577,6 +685,8 @@ pub fn summary_line(r: &RunReport) -> String {
         r.latency.p99_ms,
         r.latency.p999_ms,
         r.latency.max_ms,
+        r.latency_at_agents.p50_ms,
+        r.latency_at_agents.p99_ms,
         r.deliveries.lost,
         r.deliveries.duplicated,
         r.deliveries.out_of_order,
@@ -849,6 +959,59 @@ mod tests {
         // No whole rate left strictly between.
         assert_eq!(probe_between(100.0, 101.0), None);
         assert_eq!(probe_between(0.0, 1.0), None);
+    }
+
+    #[test]
+    fn mixed_places_sockets_round_robin() {
+        let o = RunOpts { customers: 5, agents: 2, agent_watch: 2, rate: 1000.0, agent_share: 0.2, ..RunOpts::default() };
+        let l = layout(&o, 2);
+        assert_eq!(l.customer_node, vec![0, 1, 0, 1, 0]);
+        assert_eq!(l.agent_node, vec![0, 1]);
+        assert_eq!(l.watch, vec![vec![0, 1], vec![2, 3]]);
+        // 4,000 actions/s: agents 20% (800), capped at 40 each; customers the rest.
+        assert_eq!(l.per_agent, AGENT_MAX_ACTIONS);
+        assert!((l.per_customer - (4000.0 - 80.0) / 5.0).abs() < 1e-9);
+    }
+
+    /// Issue 17's reference: 100 customers on gateway A, 2 agent sockets on
+    /// B each watching all 100 conversations, messages only.
+    #[test]
+    fn relay_puts_customers_on_the_first_node_and_agents_on_the_others() {
+        let o = RunOpts {
+            mix: Mix::Relay,
+            customers: 100,
+            agents: 2,
+            agent_watch: Mix::Relay.default_agent_watch(100, MAX_AGENT_WATCH),
+            rate: 3000.0,
+            agent_share: 0.2,
+            ..RunOpts::default()
+        };
+        let l = layout(&o, 2);
+        assert!(l.customer_node.iter().all(|n| *n == 0));
+        assert_eq!(l.agent_node, vec![1, 1]);
+        let all: Vec<u32> = (0..100).collect();
+        for set in &l.watch {
+            let mut s = set.clone();
+            s.sort_unstable();
+            assert_eq!(s, all, "each agent watches every conversation");
+        }
+        // Messages only, all by customers: one action per message, agents send nothing.
+        assert_eq!(l.per_agent, 0.0);
+        assert!((l.per_customer - 30.0).abs() < 1e-9);
+        assert!((0..100).all(|s| o.mix.action_of(s) == crate::client::Action::Message));
+        assert_eq!(o.mix.default_message_bytes(), Some(130));
+        // One gateway: everything on it. Three: agents round robin over the two others.
+        let one = layout(&o, 1);
+        assert!(one.customer_node.iter().chain(&one.agent_node).all(|n| *n == 0));
+        let o4 = RunOpts { agents: 4, ..o.clone() };
+        let three = layout(&o4, 3);
+        assert!(three.customer_node.iter().all(|n| *n == 0));
+        assert_eq!(three.agent_node, vec![1, 2, 1, 2]);
+        // More customers than an agent may watch: 100 each, in blocks.
+        let big = RunOpts { customers: 300, agent_watch: Mix::Relay.default_agent_watch(300, MAX_AGENT_WATCH), ..o };
+        let l = layout(&big, 2);
+        assert_eq!(l.watch[0], (0..100).collect::<Vec<u32>>());
+        assert_eq!(l.watch[1], (150..250).collect::<Vec<u32>>());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! A message in conversation c is meant for c's customer socket and for every
 //! agent socket that watches c (docs/protocol.md, `watch`); nobody else.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -21,6 +21,9 @@ pub fn histogram() -> Histogram<u64> {
 pub struct Live {
     /// send-to-receive latency (µs from the scheduled send time).
     pub latency: Mutex<Histogram<u64>>,
+    /// The part of `latency` measured at agent sockets (watchers; in the
+    /// relay mix, the deliveries that crossed to the other gateway).
+    pub latency_at_agents: Mutex<Histogram<u64>>,
     /// send-to-ack latency (µs from the scheduled send time).
     pub ack: Mutex<Histogram<u64>>,
     pub scheduled_msgs: AtomicU64,
@@ -49,6 +52,7 @@ impl Live {
     pub fn new(record_from_us: u64) -> Live {
         Live {
             latency: Mutex::new(histogram()),
+            latency_at_agents: Mutex::new(histogram()),
             ack: Mutex::new(histogram()),
             scheduled_msgs: AtomicU64::new(0),
             schedules_done: AtomicU64::new(0),
@@ -273,9 +277,86 @@ pub fn reconcile(results: &[ConnResult]) -> Deliveries {
     d
 }
 
+/// `INFO commandstats` as (command -> (calls, usec)); subcommands keep
+/// Redis's name (`client|setname`).
+pub fn parse_commandstats(info: &str) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for line in info.lines() {
+        let Some((name, rest)) = line.trim().strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else { continue };
+        let field = |f: &str| rest.split(',').find_map(|kv| kv.strip_prefix(f)?.strip_prefix('=')?.parse::<u64>().ok());
+        if let (Some(calls), Some(usec)) = (field("calls"), field("usec")) {
+            out.insert(name.to_string(), (calls, usec));
+        }
+    }
+    out
+}
+
+/// One Redis command's share of a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CommandFigures {
+    pub calls: u64,
+    pub usec: u64,
+    pub calls_per_msg: f64,
+    pub usec_per_msg: f64,
+}
+
+/// The Redis commands of a run window, per command and per message: the
+/// difference of two `INFO commandstats`, less the tool's own calls
+/// (`own`: its `INFO` and the drain's `XLEN`s; their time stays in, a few
+/// µs), divided by `msgs`. None when the counters went backwards (someone
+/// ran `CONFIG RESETSTAT` in the window): the figures would be wrong.
+pub fn commands_per_message(
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+    own: &BTreeMap<String, u64>,
+    msgs: u64,
+) -> Option<BTreeMap<String, CommandFigures>> {
+    if before.iter().any(|(n, (c, u))| after.get(n).is_none_or(|(c1, u1)| c1 < c || u1 < u)) {
+        return None;
+    }
+    let per = |v: u64| if msgs > 0 { v as f64 / msgs as f64 } else { 0.0 };
+    let mut out = BTreeMap::new();
+    for (name, (c1, u1)) in after {
+        let (c0, u0) = before.get(name).copied().unwrap_or((0, 0));
+        let calls = (c1 - c0).saturating_sub(own.get(name).copied().unwrap_or(0));
+        let usec = u1 - u0;
+        if calls == 0 {
+            continue;
+        }
+        out.insert(name.clone(), CommandFigures { calls, usec, calls_per_msg: per(calls), usec_per_msg: per(usec) });
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commandstats_per_message() {
+        let before = parse_commandstats(
+            "# Commandstats\r\ncmdstat_evalsha:calls=10,usec=100,usec_per_call=10.00,rejected_calls=0,failed_calls=0\r\n\
+             cmdstat_info:calls=2,usec=118,usec_per_call=59.00,rejected_calls=0,failed_calls=0\r\n\
+             cmdstat_client|setname:calls=1,usec=1,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n",
+        );
+        assert_eq!(before.get("evalsha"), Some(&(10, 100)));
+        assert_eq!(before.get("client|setname"), Some(&(1, 1)));
+        let after = parse_commandstats(
+            "cmdstat_evalsha:calls=2010,usec=6100,usec_per_call=3.03,rejected_calls=0,failed_calls=0\n\
+             cmdstat_info:calls=3,usec=178,usec_per_call=59.33,rejected_calls=0,failed_calls=0\n\
+             cmdstat_client|setname:calls=1,usec=1,usec_per_call=1.00,rejected_calls=0,failed_calls=0\n\
+             cmdstat_xlen:calls=8,usec=8,usec_per_call=1.00,rejected_calls=0,failed_calls=0\n\
+             cmdstat_xreadgroup:calls=500,usec=4000,usec_per_call=8.00,rejected_calls=0,failed_calls=0\n",
+        );
+        let own = BTreeMap::from([("info".to_string(), 1), ("xlen".to_string(), 8)]);
+        let m = commands_per_message(&before, &after, &own, 1000).expect("no reset");
+        // The tool's own INFO and XLENs are not the stack's; unchanged commands are left out.
+        assert_eq!(m.keys().collect::<Vec<_>>(), vec!["evalsha", "xreadgroup"]);
+        assert_eq!(m["evalsha"], CommandFigures { calls: 2000, usec: 6000, calls_per_msg: 2.0, usec_per_msg: 6.0 });
+        assert_eq!(m["xreadgroup"].calls_per_msg, 0.5);
+        // Counters reset in the window: no figures rather than wrong ones.
+        assert_eq!(commands_per_message(&after, &before, &own, 1000), None);
+    }
 
     #[test]
     fn the_drain_waits_for_every_schedule() {
@@ -327,6 +408,41 @@ mod tests {
         assert_eq!(d.lost, 1);
         assert_eq!(d.unexpected, 0);
         assert_eq!(d.complete_messages, 2);
+    }
+
+    /// The relay mix's shape: customers send, both agents watch every
+    /// conversation and send nothing. Each message is owed to its customer's
+    /// echo and to both agents; a miss, a second copy or a reordering at one
+    /// agent is found there.
+    #[test]
+    fn reconcile_relay_shape() {
+        let mut c0 = ConnResult { origin: 0, ..Default::default() };
+        let mut c1 = ConnResult { origin: 1, ..Default::default() };
+        let mut a2 = ConnResult { origin: 2, is_agent: true, watching: vec![0, 1], ..Default::default() };
+        let mut a3 = ConnResult { origin: 3, is_agent: true, watching: vec![1, 0], ..Default::default() };
+        c0.sent = vec![Sent { conv: 0, status: ACKED }; 3];
+        c1.sent = vec![Sent { conv: 1, status: ACKED }; 2];
+        for k in 0..3 {
+            c0.ledger.mark(0, k);
+            a2.ledger.mark(0, k);
+        }
+        c1.ledger.mark(1, 0);
+        c1.ledger.mark(1, 1);
+        a2.ledger.mark(1, 0);
+        a2.ledger.mark(1, 1);
+        // Agent 3: c0's messages 0 and 2 then 1 (out of order), c1's 0 twice, c1's 1 missing.
+        a3.ledger.mark(0, 0);
+        a3.ledger.mark(0, 2);
+        a3.ledger.mark(0, 1);
+        a3.ledger.mark(1, 0);
+        a3.ledger.mark(1, 0);
+        let d = reconcile(&[c0, c1, a2, a3]);
+        assert_eq!((d.sent, d.acked), (5, 5));
+        assert_eq!((d.expected, d.expected_at_agents), (15, 10));
+        assert_eq!((d.delivered, d.delivered_at_agents), (14, 9));
+        assert_eq!((d.lost, d.duplicated, d.out_of_order, d.unexpected), (1, 1, 1, 0));
+        assert_eq!(d.complete_messages, 4);
+        assert_eq!(d.lost_examples, vec!["c1/1 of 2 -> a3".to_string()]);
     }
 
     /// Conversation 1's messages are meant for its customer and for the agents

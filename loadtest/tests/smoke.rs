@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use loadtest::client::Mix;
 use loadtest::procstat::Watched;
 use loadtest::scenario::{self, RunOpts};
 
@@ -84,4 +85,43 @@ async fn ramp_refines_between_the_last_sustained_and_the_first_failed_step() {
     assert_eq!(rates(&steps), vec![40.0, 80.0]);
     assert!(steps.iter().all(|r| r.sustained && r.deliveries.lost == 0), "{:?}", steps.iter().map(|r| &r.verdict).collect::<Vec<_>>());
     assert_eq!(best, 80.0);
+}
+
+/// The relay mix against real processes: customers all on gateway 0, two
+/// agent sockets on gateway 1 each watching every conversation, customer
+/// messages only. Every message must reach its customer's echo and both
+/// agents (across nodes), once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_mix_delivers_every_message_across_nodes() {
+    let s = common::Stack::start(2, 1).await;
+    let stack = s.target();
+    let opts = RunOpts {
+        mix: Mix::Relay,
+        customers: 40,
+        agents: 2,
+        agent_watch: Mix::Relay.default_agent_watch(40, scenario::MAX_AGENT_WATCH),
+        rate: 200.0,
+        duration: Duration::from_secs(3),
+        warmup: Duration::from_secs(0),
+        drain: Duration::from_secs(10),
+        http_users: 0,
+        p99_limit_ms: f64::INFINITY,
+        ..RunOpts::default()
+    };
+    let watched = Watched::parse(&s.pids()).expect("pids");
+    let r = scenario::run(&stack, &opts, &watched).await.expect("run");
+    eprintln!("{}", scenario::summary_line(&r));
+    let d = &r.deliveries;
+    assert_eq!((r.mix.as_str(), r.message_bytes, r.agent_watch), ("relay", Some(130), 40));
+    assert!(d.acked > 300, "too few messages went through: {d:?}");
+    assert_eq!((d.failed, d.unacked, d.lost, d.duplicated, d.out_of_order, d.unexpected), (0, 0, 0, 0, 0, 0), "{d:?}");
+    // Messages only, from customers only: each one at its customer and at both agents.
+    assert_eq!((r.typing_sent, r.seen_sent), (0, 0));
+    assert_eq!(d.sent, d.acked);
+    assert_eq!(d.expected, 3 * d.acked, "{d:?}");
+    assert_eq!(d.delivered_at_agents, 2 * d.acked, "{d:?}");
+    assert_eq!(r.latency_at_agents.count, d.delivered_at_agents);
+    assert_eq!(r.disconnects, 0);
+    // Redis is shared with other tests: only that the window was read (or why not).
+    assert!(!r.redis_commands.is_empty() || r.redis_commands_note.is_some(), "no INFO commandstats figures");
 }

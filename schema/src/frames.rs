@@ -13,6 +13,7 @@ use crate::ids::{valid_client_id, valid_id};
 use crate::limits::MAX_TEXT_CHARS;
 
 /// Error codes a client sees. Stable: clients switch on them.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -58,6 +59,7 @@ impl FrameError {
 }
 
 /// The six reactions.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Emoji {
@@ -111,6 +113,7 @@ impl Side {
 }
 
 /// Kind of a connected user, as the `hello` frame names it.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UserKind {
@@ -128,6 +131,7 @@ impl UserKind {
 }
 
 /// Who did something: `{kind, id, username}`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRef {
     pub kind: UserKind,
@@ -155,10 +159,21 @@ pub struct RawFrame {
     pub after: Option<u64>,
 }
 
-/// A validated client frame.
+/// A validated client frame. A client may add `rid` to any of them.
+//
+// The servers parse `RawFrame` and never serialise this; under test it derives
+// `Serialize` in the wire's shape, the shape the TypeScript type is generated
+// from, and `ts_bindings::client_frames_round_trip` parses that back.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(Serialize, ts_rs::TS), serde(tag = "type", rename_all = "snake_case"))]
 pub enum ClientFrame {
-    Send { conversation: String, client_id: String, text: String, reply_to: Option<u64> },
+    Send {
+        conversation: String,
+        client_id: String,
+        text: String,
+        #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none", default))]
+        reply_to: Option<u64>,
+    },
     Edit { conversation: String, seq: u64, text: String },
     Delete { conversation: String, seq: u64 },
     React { conversation: String, seq: u64, emoji: Emoji, on: bool },
@@ -166,7 +181,13 @@ pub enum ClientFrame {
     Delivered { conversation: String, seq: u64 },
     Seen { conversation: String, seq: u64 },
     /// `epoch`: the epoch the positions were obtained in (a different one means reload).
-    Resume { positions: Vec<(String, u64)>, epoch: Option<String> },
+    Resume {
+        // On the wire an object `{conversation: pos}`; sorted pairs here.
+        #[cfg_attr(test, serde(serialize_with = "ts_bindings::positions_as_map"), ts(as = "HashMap<String, u64>"))]
+        positions: Vec<(String, u64)>,
+        #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none", default))]
+        epoch: Option<String>,
+    },
     /// Agents: receive this conversation's live events, after replaying those after `after`.
     Watch { conversation: String, after: u64 },
     /// Agents: stop receiving this conversation's live events.
@@ -333,6 +354,7 @@ impl RawFrame {
 // ---------------------------------------------------------------- server -> client
 
 /// A quoted message in a reply.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyRef {
     pub seq: u64,
@@ -340,6 +362,7 @@ pub struct ReplyRef {
 }
 
 /// Kind of a message in a conversation.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
@@ -370,6 +393,7 @@ impl MessageKind {
 }
 
 /// A message as clients see it (live and in history pages).
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub seq: u64,
@@ -385,6 +409,7 @@ pub struct Message {
     pub deleted: bool,
     pub reactions: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[cfg_attr(test, ts(type = "unknown"))]
     pub order: Option<serde_json::Value>,
     /// The author's `client_id`, so the sender's other tabs can match their outbox.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -392,6 +417,7 @@ pub struct Message {
 }
 
 /// A customer as a chat-list row shows it.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerRef {
     pub id: String,
@@ -403,6 +429,7 @@ pub struct CustomerRef {
 }
 
 /// A chat-list row.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationRow {
     pub id: String,
@@ -418,6 +445,7 @@ pub struct ConversationRow {
 /// Frames the server sends. `pos` is the event's position in the
 /// conversation's event sequence (the same counter as message `seq`); a client
 /// keeps the highest `pos` it holds per conversation and sends it in `resume`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
@@ -513,6 +541,7 @@ pub enum ServerFrame {
         conversation: String,
         pos: u64,
         seq: u64,
+        #[cfg_attr(test, ts(type = "unknown"))]
         order: serde_json::Value,
     },
 }
@@ -526,6 +555,9 @@ impl ServerFrame {
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\",\"code\":\"unavailable\",\"message\":\"encoding\"}"))
     }
 }
+
+#[cfg(test)]
+mod ts_bindings;
 
 #[cfg(test)]
 mod tests {

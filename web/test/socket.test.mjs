@@ -14,7 +14,7 @@ import { FakeWebSocket, tick, until } from './helpers.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = mkdtempSync(join(tmpdir(), 'socket-test-'));
-buildSync({ entryPoints: [join(here, '../src/lib/socket.ts')], bundle: true, format: 'esm', outfile: join(out, 'socket.mjs'), logLevel: 'error' });
+buildSync({ entryPoints: [join(here, '../src/lib/socket/index.ts')], bundle: true, format: 'esm', outfile: join(out, 'socket.mjs'), logLevel: 'error' });
 const { ChatSocket } = await import(pathToFileURL(join(out, 'socket.mjs')).href);
 rmSync(out, { recursive: true, force: true });
 

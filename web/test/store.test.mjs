@@ -20,7 +20,7 @@ const out = mkdtempSync(join(tmpdir(), 'store-test-'));
 buildSync({
   stdin: {
     contents: [
-      `export { ChatSocket } from './lib/socket.ts';`,
+      `export { ChatSocket } from './lib/socket/index.ts';`,
       `export { ConversationStore } from './conversation/store.ts';`,
       `export { ChatListStore } from './chat-list/store.ts';`,
       `export { rowAlert } from './console/alert-rule.ts';`,

@@ -1,95 +1,36 @@
-import { useEffect, useRef, useState } from 'react';
-import { ApiError, request } from '../lib/api';
 import type { LedgerEntry, Order, Voucher } from '../lib/types';
 import { fullTime, listTime, shortDate } from '../common/format';
 import { ORDER_LABEL, price } from '../conversation/OrderCard';
+import type { CustomerPanelStore, SectionItem, SectionKey, SectionState } from './store';
 
 export type SectionKind = 'voucher' | 'order' | 'transaction';
-type Item = Voucher | Order | LedgerEntry;
-
-interface SectionState {
-  status: 'idle' | 'loading' | 'ready' | 'error';
-  items: Item[];
-  cursor: string | null;
-  error?: string;
-  loadingMore?: boolean;
-}
-
-/** What a failed panel request shows. */
-export function panelError(e: unknown): string {
-  if (e instanceof ApiError) {
-    if (e.status === 501 || e.status === 405) return 'Not available yet.';
-    if (e.status === 404) return 'This customer is not known to the shop.';
-    if (e.status === 503) return 'The loyalty service is not answering right now.';
-    if (e.status === 0) return 'The server cannot be reached.';
-    return capitalize(e.message);
-  }
-  return 'Something went wrong.';
-}
-
-export function capitalize(s: string): string {
-  return s ? s[0].toUpperCase() + s.slice(1) : s;
-}
+type Item = SectionItem;
 
 /**
- * An expandable section. It fetches on first expand, and again whenever `refreshKey`
- * changes while it is open (Refresh, or a live order/points event for this customer).
- * A refresh keeps the items on screen until the new ones arrive; an answer that was
- * overtaken by a newer request is dropped.
+ * An expandable section; its data is the store's (./store.ts), which fetches on
+ * first expand and again when the section goes stale while open. A refresh keeps
+ * the items on screen until the new ones arrive.
  */
 export function Section({
   title,
-  url,
-  token,
-  refreshKey,
   kind,
-  paged,
+  sectionKey,
+  state,
+  store,
 }: {
   title: string;
-  url: string;
-  token: string;
-  refreshKey: string;
   kind: SectionKind;
-  paged?: boolean;
+  sectionKey: SectionKey;
+  state: SectionState;
+  store: CustomerPanelStore;
 }) {
-  const [open, setOpen] = useState(false);
-  const [state, setState] = useState<SectionState>({ status: 'idle', items: [], cursor: null });
-  const loadedFor = useRef<string | null>(null);
-  const gen = useRef(0);
+  const open = state.open;
   const bodyId = `section-${title.replace(/\W+/g, '-').toLowerCase()}`;
-
-  const load = async (cursor: string | null) => {
-    const my = cursor ? gen.current : ++gen.current;
-    if (cursor) setState((s) => ({ ...s, loadingMore: true }));
-    else setState((s) => (s.status === 'ready' ? s : { ...s, status: 'loading', error: undefined }));
-    try {
-      const sep = url.includes('?') ? '&' : '?';
-      const r = await request<{ items?: Item[]; next_cursor?: string | null }>(cursor ? `${url}${sep}cursor=${encodeURIComponent(cursor)}` : url, { token });
-      if (my !== gen.current) return;
-      setState((s) => ({
-        status: 'ready',
-        items: cursor ? [...s.items, ...(r.items ?? []).filter((x) => !s.items.some((y) => y.id === x.id))] : (r.items ?? []),
-        cursor: paged ? (r.next_cursor ?? null) : null,
-      }));
-    } catch (e) {
-      if (my !== gen.current) return;
-      if (cursor) setState((s) => ({ ...s, loadingMore: false, error: panelError(e) }));
-      else setState({ status: 'error', items: [], cursor: null, error: panelError(e) });
-    }
-  };
-
-  useEffect(() => {
-    if (!open || loadedFor.current === refreshKey) return;
-    loadedFor.current = refreshKey;
-    void load(null);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [open, refreshKey]);
-
   const count = state.status === 'ready' ? `${state.items.length}${state.cursor ? '+' : ''}` : null;
 
   return (
     <div className={`section${open ? ' open' : ''}`} data-status={state.status}>
-      <button type="button" className="section-toggle" aria-expanded={open} aria-controls={bodyId} onClick={() => setOpen((o) => !o)}>
+      <button type="button" className="section-toggle" aria-expanded={open} aria-controls={bodyId} onClick={() => store.setOpen(sectionKey, !open)}>
         <span>{title}</span>
         {count !== null && <span className="section-count">{count}</span>}
         <span className="chevron" aria-hidden="true" />
@@ -100,7 +41,7 @@ export function Section({
           {state.status === 'error' && (
             <div className="panel-note error">
               {state.error ?? 'Could not load.'}{' '}
-              <button type="button" className="link" onClick={() => void load(null)}>
+              <button type="button" className="link" onClick={() => store.retry(sectionKey)}>
                 Try again
               </button>
             </div>
@@ -117,7 +58,7 @@ export function Section({
           )}
           {state.status === 'ready' && state.error && <div className="panel-note error">{state.error}</div>}
           {state.status === 'ready' && state.cursor && (
-            <button type="button" className="link load-more" disabled={state.loadingMore} onClick={() => void load(state.cursor)}>
+            <button type="button" className="link load-more" disabled={state.loadingMore} onClick={() => store.loadMore(sectionKey)}>
               {state.loadingMore ? 'Loading…' : 'Load more'}
             </button>
           )}

@@ -1,7 +1,27 @@
-// Wire types: mirror schema/src/frames.rs and shared PROTOCOL.md.
-// Clients ignore fields they do not know, so these list only what we read.
+// Wire types. The frames, rows and enums of schema/src/frames.rs are generated
+// into ./generated (ts-rs; `UPDATE_TS_BINDINGS=1 cargo test -p schema ts_bindings`
+// regenerates them, and `cargo test` fails when they drift): this file re-exports
+// them, narrows the parts the schema leaves open (an order card's `order` is any
+// JSON there), and adds the REST shapes and UI constants the console needs.
 
-export type Emoji = 'thumbs_up' | 'heart' | 'laughing' | 'surprised' | 'sad' | 'fire';
+import type * as Wire from './generated';
+
+export type {
+  ClientFrame,
+  ConversationRow,
+  CustomerRef,
+  Emoji,
+  ErrorCode,
+  MessageKind,
+  ReplyRef,
+  UserKind,
+  UserRef,
+} from './generated';
+
+import type { ClientFrame, ConversationRow, Emoji } from './generated';
+
+/** A client frame as sent: any frame may carry a `rid`, which its `ack` or `error` repeats. */
+export type OutgoingFrame = ClientFrame & { rid?: string };
 
 export const EMOJIS: { key: Emoji; glyph: string; label: string }[] = [
   { key: 'thumbs_up', glyph: '👍', label: 'thumbs up' },
@@ -11,16 +31,6 @@ export const EMOJIS: { key: Emoji; glyph: string; label: string }[] = [
   { key: 'sad', glyph: '😢', label: 'sad' },
   { key: 'fire', glyph: '🔥', label: 'fire' },
 ];
-
-export type UserKind = 'agent' | 'customer';
-
-export interface UserRef {
-  kind: UserKind;
-  id: string;
-  username: string;
-}
-
-export type MessageKind = 'customer' | 'staff' | 'system' | 'order';
 
 export interface OrderItem {
   name?: string;
@@ -86,35 +96,6 @@ export interface PointsOutcome {
   message?: string;
 }
 
-export interface Message {
-  seq: number;
-  kind: MessageKind;
-  author?: UserRef;
-  text: string;
-  reply_to?: { seq: number; excerpt: string };
-  ts: number;
-  edited_at?: number;
-  deleted: boolean;
-  reactions: Record<string, number>;
-  order?: OrderInfo;
-  client_id?: string;
-}
-
-export interface CustomerRef {
-  id: string;
-  username: string;
-  avatar_url?: string | null;
-}
-
-export interface ConversationRow {
-  id: string;
-  customer: CustomerRef;
-  preview: string;
-  last_ts: number;
-  unread: number;
-  last_seq?: number;
-}
-
 export interface Receipts {
   customer_delivered: number;
   customer_seen: number;
@@ -147,41 +128,17 @@ export interface Agent {
   display_name?: string;
 }
 
-export type ErrorCode =
-  | 'invalid'
-  | 'forbidden'
-  | 'not_found'
-  | 'too_large'
-  | 'rate_limited'
-  | 'unavailable'
-  | 'unauthorized'
-  | 'conflict';
+/** A message as the console reads it: an order card's `order` read as {@link OrderInfo}. */
+export type Message = Omit<Wire.Message, 'order'> & { order?: OrderInfo };
 
-export type ServerFrame =
-  | { type: 'hello'; user: UserRef; epoch: string; conversation?: string; node?: string }
-  | { type: 'ack'; rid?: string; conversation: string; seq: number; ts: number; pos?: number; duplicate?: boolean }
-  | { type: 'error'; rid?: string; code: ErrorCode; message: string }
-  | { type: 'message'; conversation: string; pos: number; message: Message }
-  | { type: 'edited'; conversation: string; pos: number; seq: number; text: string; edited_at: number }
-  | { type: 'deleted'; conversation: string; pos: number; seq: number }
-  | {
-      type: 'reactions';
-      conversation: string;
-      pos: number;
-      seq: number;
-      reactions: Record<string, number>;
-      by: UserRef;
-      emoji: Emoji;
-      on: boolean;
-    }
-  | { type: 'typing'; conversation: string; who: UserRef; expires_in_ms: number }
-  | { type: 'receipt'; conversation: string; delivered_seq: number; seen_seq: number }
-  | { type: 'presence'; customer: string; online: boolean; last_seen?: number }
-  | ({ type: 'conversation' } & ConversationRow)
-  | { type: 'points'; customer: string; balance: number; version?: number }
-  | { type: 'order'; conversation: string; pos: number; seq: number; order: OrderInfo }
-  | { type: 'replay'; conversation: string; from_seq: number; complete: boolean; to_seq?: number }
-  | { type: 'pong' };
+type Narrow<F> = F extends { type: 'message'; message: Wire.Message }
+  ? Omit<F, 'message'> & { message: Message }
+  : F extends { type: 'order'; order: unknown }
+    ? Omit<F, 'order'> & { order: OrderInfo }
+    : F;
+
+/** The generated server frames, with {@link Message} and {@link OrderInfo} for the open JSON. */
+export type ServerFrame = Narrow<Wire.ServerFrame>;
 
 /** Server frames that change a conversation's history and carry its position. */
 export type EventFrame = Extract<ServerFrame, { pos: number }>;
