@@ -6,7 +6,6 @@
 //! with `sig = HMAC-SHA256(secret, id + "\n" + username + "\n" + expiry)`.
 
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use redis::AsyncCommands;
 use schema::frames::UserKind;
 use sha2::{Digest, Sha256};
@@ -22,11 +21,7 @@ pub const TICKET_TTL_SECS: u64 = 30;
 pub const LOGIN_ATTEMPTS: i64 = 10;
 pub const LOGIN_WINDOW_SECS: i64 = 300;
 
-pub fn random_token() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
+pub use crate::ids::random_token;
 
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

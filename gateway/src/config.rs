@@ -68,14 +68,6 @@ pub struct Config {
     /// again at once (0 = never wait).
     #[arg(long, env = "CHAT_INBOX_LINGER_US", default_value_t = 1000)]
     pub inbox_linger_us: u64,
-    /// On a single Redis (not a Cluster), let the send script also write the
-    /// log entry and the relay entries, atomically with the sequence number:
-    /// one round trip per message instead of two. Off by default: measured
-    /// A/B (BENCHMARKS.md) it cost the same CPU and tripled p99 at 3,000
-    /// msg/s (Redis runs the longer script as one blocking step). A Cluster
-    /// always uses the two-step path (the streams live in other slots).
-    #[arg(long, env = "CHAT_PUBLISH_IN_SCRIPT", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
-    pub publish_in_script: bool,
 
     /// Frames queued per socket before the socket counts as a slow consumer and is closed.
     /// 4,096 frames of a few hundred bytes is about Centrifugo's default of 1 MiB

@@ -26,7 +26,8 @@ use tracing::Instrument;
 use crate::error::GatewayError;
 use crate::handlers;
 use crate::registry::{ConnHandle, Identity, Out, NO_FLOOR};
-use crate::relay;
+use crate::broker::replies::Ints;
+use redis_conn::Call;
 use crate::state::AppState;
 use crate::wbuf::LazyBufWriter;
 
@@ -148,16 +149,7 @@ pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, id
 
 /// The epoch: a random id kept in Redis; a new one means Redis lost its state.
 pub async fn current_epoch(state: &AppState) -> Result<String, GatewayError> {
-    let mut conn = state.redis();
-    let key = state.keys.epoch();
-    let e: Option<String> = conn.get(&key).await?;
-    if let Some(e) = e {
-        return Ok(e);
-    }
-    let fresh = crate::auth::random_token()[..16].to_string();
-    let _: Option<String> = redis::cmd("SET").arg(&key).arg(&fresh).arg("NX").query_async(&mut conn).await?;
-    let e: Option<String> = conn.get(&key).await?;
-    Ok(e.unwrap_or(fresh))
+    crate::broker::replay::current_epoch(&mut state.redis(), &state.keys).await
 }
 
 async fn register(state: &AppState, ident: &Identity, h: &ConnHandle) -> Result<(), GatewayError> {
@@ -187,7 +179,7 @@ async fn add_customer_node(state: &AppState, conv: &str) -> Result<(), GatewayEr
         .await?;
     if added == 1 && count == 1 {
         let f = ServerFrame::Presence { customer: conv.to_string(), online: true, last_seen: None }.to_json();
-        relay::relay_to_all_staff(state, conv, f).await?;
+        state.broker().to_all_staff(conv, f).await?;
     }
     Ok(())
 }
@@ -198,7 +190,7 @@ pub async fn customer_offline(state: &AppState, conv: &str, last_seen: i64) -> R
     let mut conn = state.redis();
     let _: () = conn.hset(state.keys.customer(conv), "last_seen", last_seen).await?;
     let f = ServerFrame::Presence { customer: conv.to_string(), online: false, last_seen: Some(last_seen) }.to_json();
-    relay::relay_to_all_staff(state, conv, f).await
+    state.broker().to_all_staff(conv, f).await
 }
 
 async fn unregister(state: &AppState, ident: &Identity, h: &ConnHandle, watched: &HashSet<String>) {
@@ -284,12 +276,12 @@ async fn unwatch_all<'a>(state: &AppState, h: &ConnHandle, convs: impl Iterator<
     let mut calls = Vec::new();
     for c in convs {
         stop_locally(state, h, c);
-        calls.push((c, relay::Call::new().key(state.keys.watchers(c)).arg(&state.node)));
+        calls.push((c, Call::new().key(state.keys.watchers(c)).arg(&state.node)));
     }
     let mut gone = Vec::new();
     for (c, call) in calls {
-        let n = relay::eval(state, &state.scripts.unwatch, &call).await?;
-        if matches!(n.first(), Some(redis::Value::Int(n)) if *n <= 0) {
+        let Ints(n, _) = state.broker().run(&state.scripts.unwatch, &call).await?;
+        if n <= 0 {
             gone.push(c);
         }
     }
@@ -893,7 +885,7 @@ impl WriteState {
         let mut conn = self.state.redis();
         let key = self.state.keys.replay(conv);
         let from = pos.saturating_sub(n).max(1);
-        if let Ok(entries) = relay::replay_range(&mut conn, &key, from, Some(pos - 1), n as usize).await {
+        if let Ok(entries) = crate::broker::replay::range(&mut conn, &key, from, Some(pos - 1), n as usize).await {
             for (p, f) in entries {
                 if keep(p, &f) {
                     self.text(&f).await?;
@@ -907,7 +899,7 @@ impl WriteState {
     async fn resume(&mut self, conv: String, from: u64, stale: bool) -> Result<(), WebSocketError> {
         let mut conn = self.state.redis();
         let key = self.state.keys.replay(&conv);
-        let entries = relay::replay_range(&mut conn, &key, from + 1, None, MAX_REPLAY + 1).await;
+        let entries = crate::broker::replay::range(&mut conn, &key, from + 1, None, MAX_REPLAY + 1).await;
         let current: Result<Option<u64>, _> = conn.get(self.state.keys.seq(&conv)).await;
         let (entries, current) = match (entries, current) {
             (Ok(e), Ok(c)) => (e, c.unwrap_or(0)),

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use redis::AsyncCommands;
-use schema::envelope::{split, Audience, LogEvent, Relay};
-use schema::keys;
+use redis_conn::{Call, LuaScript};
+use schema::envelope::{Audience, LogEvent, Relay};
 use schema::frames::{
     CustomerRef, Emoji, ErrorCode, Message, MessageKind, ReplyRef, ServerFrame, Side, UserRef,
 };
@@ -17,7 +17,10 @@ use schema::limits::{EXCERPT_CHARS, TYPING_TTL_MS};
 use crate::auth::{ensure_conversation, seed_conversation};
 use crate::error::GatewayError;
 use crate::registry::Identity;
-use crate::relay::{self, int_at, publish, status, str_at, subst, Call, Publish, Targets};
+use crate::broker::meta::Meta;
+use crate::broker::replies::{MutateReply, OnMessage, ReactReply, ReadReply, Refusal, SendReply};
+use crate::broker::template::{subst, with_reactions};
+use crate::broker::Publish;
 use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -27,14 +30,6 @@ pub fn authorize(ident: &Identity, conv: &str) -> Result<()> {
     match ident.own_conversation() {
         Some(own) if own != conv => Err(GatewayError::forbidden("customers may only use their own conversation")),
         _ => Ok(()),
-    }
-}
-
-fn side_str(kind: MessageKind) -> &'static str {
-    match kind {
-        MessageKind::Customer => "customer",
-        MessageKind::Staff => "staff",
-        MessageKind::System | MessageKind::Order => "system",
     }
 }
 
@@ -61,17 +56,9 @@ pub struct NewMessage<'a> {
 async fn reply_excerpt(state: &AppState, conv: &str, seq: u64) -> Result<ReplyRef> {
     let mut conn = state.redis();
     let m: Option<String> = conn.hget(state.keys.meta(conv), seq).await?;
-    let excerpt = match m {
-        Some(m) => {
-            let mut parts = m.splitn(3, '|');
-            let _side = parts.next();
-            let deleted = parts.next() == Some("1");
-            if deleted {
-                "Message deleted".to_string()
-            } else {
-                parts.next().unwrap_or("").to_string()
-            }
-        }
+    let excerpt = match m.as_deref().and_then(Meta::parse) {
+        Some(m) if m.deleted => "Message deleted".to_string(),
+        Some(m) => m.excerpt,
         None => match state.store.message_meta(conv, seq).await? {
             Some(meta) if meta.deleted => "Message deleted".to_string(),
             Some(meta) => meta.excerpt,
@@ -109,97 +96,71 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
     let excerpt = schema::excerpt(m.text, EXCERPT_CHARS);
     let k = &state.keys;
     let client_id = Some(m.client_id.to_string());
-    // Single Redis: the script publishes too (see relay.rs, SEND).
-    let in_script = state.cfg.publish_in_script && !state.redis_target.is_cluster();
-    let parts = in_script.then(|| {
-        split::message(m.conv, m.conv, ts, m.kind, &m.author, m.text, &reply, &client_id, &m.order_json)
-    });
+    let call = Call::new()
+        .key(k.seq(m.conv))
+        .key(k.dedupe(m.conv, m.client_id))
+        .key(k.replay(m.conv))
+        .key(k.meta(m.conv))
+        .key(k.customer_nodes(m.conv))
+        .key(k.customer(m.conv))
+        .key(k.watchers(m.conv))
+        .arg(ts)
+        .arg(Meta::side_of(m.kind))
+        .arg(&excerpt)
+        .arg(&template)
+        .arg(state.cfg.dedupe_ttl_secs)
+        .arg(state.cfg.replay_len)
+        .arg(state.cfg.replay_ttl_secs);
     let mut retried = false;
     loop {
-        let mut call = Call::new()
-            .key(k.seq(m.conv))
-            .key(k.dedupe(m.conv, m.client_id))
-            .key(k.replay(m.conv))
-            .key(k.meta(m.conv))
-            .key(k.customer_nodes(m.conv))
-            .key(k.customer(m.conv))
-            .key(k.watchers(m.conv));
-        if parts.is_some() {
-            call = call.key(k.log(keys::shard_of(m.conv, state.cfg.log_shards)));
-        }
-        call = call
-            .arg(ts)
-            .arg(side_str(m.kind))
-            .arg(&excerpt)
-            .arg(&template)
-            .arg(state.cfg.dedupe_ttl_secs)
-            .arg(state.cfg.replay_len)
-            .arg(state.cfg.replay_ttl_secs);
-        if let Some(p) = &parts {
-            call = call
-                .arg(&p.head)
-                .arg(&p.tail)
-                .arg(m.conv)
-                .arg(split::relay_head(Audience::Customer, m.conv))
-                .arg(split::relay_head(Audience::Staff, m.conv))
-                .arg(k.inbox(""))
-                .arg(relay::INBOX_LEN);
-        }
-        let v = relay::eval(state, &state.scripts.send, &call).await?;
-        let st = status(&v);
-        match st.as_str() {
-            "OK" | "DUP" => {
-                let seq = int_at(&v, 1) as u64;
-                let ts = int_at(&v, 2);
-                let duplicate = st == "DUP";
-                if !duplicate && parts.is_some() {
-                    // The script wrote the log and relay entries with the number.
-                    return Ok(Posted { seq, ts, duplicate });
-                }
-                let profile = relay::opt_strings_at(&v, 4);
-                let customer = CustomerRef {
-                    id: m.conv.to_string(),
-                    username: profile.first().cloned().flatten().unwrap_or_else(|| m.conv.to_string()),
-                    avatar_url: profile.get(1).cloned().flatten().filter(|a| !a.is_empty()),
-                };
-                let ev = LogEvent::Message {
-                    conversation: m.conv.to_string(),
-                    customer,
-                    seq,
-                    ts,
-                    kind: m.kind,
-                    author: m.author.clone(),
-                    text: m.text.to_string(),
-                    reply_to: reply.clone(),
-                    client_id: client_id.clone(),
-                    order_json: m.order_json.clone(),
-                };
-                if duplicate {
-                    // The first attempt may have died before its log entry: log again
-                    // (the worker's insert is idempotent), but relay nothing twice.
-                    publish(state, Publish { log: Some(&ev), relay: None }).await?;
-                } else {
-                    let frame = subst(&subst(&template, "pos", seq), "seq", seq);
-                    let relay = Relay { audience: Audience::Both, conversation: Some(m.conv.to_string()), pos: seq, frame };
-                    let targets = Targets::at(&v, 3, 5);
-                    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
-                }
-                return Ok(Posted { seq, ts, duplicate });
-            }
-            "NOCONV" | "NOSEQ" if !retried => {
+        let (sent, duplicate) = match state.broker().run::<SendReply>(&state.scripts.send, &call).await? {
+            SendReply::Ok(s) => (s, false),
+            SendReply::Duplicate(s) => (s, true),
+            r @ (SendReply::NoConversation | SendReply::NoSequence) if !retried => {
                 retried = true;
                 ensure_conversation(state, m.conv).await?;
-                if st == "NOSEQ" {
+                if matches!(r, SendReply::NoSequence) {
                     let c = customer_ref(state, m.conv).await?;
                     seed_conversation(state, m.conv, &c.username, c.avatar_url.as_deref()).await?;
                 }
+                continue;
             }
-            "NOCONV" => return Err(GatewayError::not_found(format!("no conversation `{}`", m.conv))),
-            other => {
+            SendReply::NoConversation | SendReply::NoSequence => {
+                return Err(GatewayError::not_found(format!("no conversation `{}`", m.conv)))
+            }
+            SendReply::Unexpected(other) => {
                 tracing::error!(status = other, "send script: unexpected status");
                 return Err(GatewayError::client(ErrorCode::Unavailable, "could not send, retry"));
             }
+        };
+        let (seq, ts) = (sent.seq, sent.ts);
+        let customer = CustomerRef {
+            id: m.conv.to_string(),
+            username: sent.username.clone().unwrap_or_else(|| m.conv.to_string()),
+            avatar_url: sent.avatar_url.clone().filter(|a| !a.is_empty()),
+        };
+        let ev = LogEvent::Message {
+            conversation: m.conv.to_string(),
+            customer,
+            seq,
+            ts,
+            kind: m.kind,
+            author: m.author.clone(),
+            text: m.text.to_string(),
+            reply_to: reply.clone(),
+            client_id: client_id.clone(),
+            order_json: m.order_json.clone(),
+        };
+        if duplicate {
+            // The first attempt may have died before its log entry: log again
+            // (the worker's insert is idempotent), but relay nothing twice.
+            state.broker().publish(Publish { log: Some(&ev), relay: None }).await?;
+        } else {
+            let frame = subst(&subst(&template, "pos", seq), "seq", seq);
+            let relay = Relay { audience: Audience::Both, conversation: Some(m.conv.to_string()), pos: seq, frame };
+            state.broker().publish(Publish { log: Some(&ev), relay: Some((&relay, &sent.targets)) }).await?;
         }
+        return Ok(Posted { seq, ts, duplicate });
     }
 }
 
@@ -244,7 +205,7 @@ pub async fn send(
 async fn restore_meta(state: &AppState, conv: &str, seq: u64) -> Result<bool> {
     match state.store.message_meta(conv, seq).await? {
         Some(meta) => {
-            let v = format!("{}|{}|{}", side_str(meta.kind), if meta.deleted { 1 } else { 0 }, meta.excerpt);
+            let v = Meta { side: Meta::side_of(meta.kind).to_string(), deleted: meta.deleted, excerpt: meta.excerpt }.encode();
             let mut conn = state.redis();
             let _: () = conn.hset_nx(state.keys.meta(conv), seq, v).await?;
             Ok(true)
@@ -253,10 +214,10 @@ async fn restore_meta(state: &AppState, conv: &str, seq: u64) -> Result<bool> {
     }
 }
 
-fn meta_error(st: &str, seq: u64, action: &str) -> GatewayError {
-    match st {
-        "DELETED" => GatewayError::not_found(format!("message {seq} was deleted")),
-        "FORBIDDEN" => GatewayError::forbidden(format!("only the author's side may {action} message {seq}")),
+fn meta_error(r: &Refusal, seq: u64, action: &str) -> GatewayError {
+    match r {
+        Refusal::Deleted => GatewayError::not_found(format!("message {seq} was deleted")),
+        Refusal::Forbidden => GatewayError::forbidden(format!("only the author's side may {action} message {seq}")),
         _ => GatewayError::not_found(format!("no message {seq} in this conversation")),
     }
 }
@@ -294,29 +255,26 @@ pub async fn edit_or_delete(
         .arg(&frame)
         .arg(state.cfg.replay_len)
         .arg(state.cfg.replay_ttl_secs);
-    let v = eval_on_message(state, &state.scripts.mutate, &call, &conv, seq).await?;
-    let st = status(&v);
-    if st != "OK" {
-        return Err(meta_error(&st, seq, mode));
-    }
-    let pos = int_at(&v, 1) as u64;
+    let (pos, targets) = match eval_on_message::<MutateReply>(state, &state.scripts.mutate, &call, &conv, seq).await? {
+        MutateReply::Ok { pos, targets } => (pos, targets),
+        MutateReply::Refused(r) => return Err(meta_error(&r, seq, mode)),
+    };
     let by = ident.user_ref();
     let ev = match &new_text {
         Some(t) => LogEvent::Edit { conversation: conv.clone(), pos, seq, text: t.clone(), edited_at: ts, by },
         None => LogEvent::Delete { conversation: conv.clone(), pos, seq, ts, by },
     };
     let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: subst(&frame, "pos", pos) };
-    let targets = Targets::at(&v, 2, 3);
-    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
+    state.broker().publish(Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
     Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
 }
 
 /// Runs a script about one message; when Redis has lost the message's
 /// metadata, restores it once from the SQL record and runs it again.
-async fn eval_on_message(state: &AppState, script: &redis::Script, call: &Call, conv: &str, seq: u64) -> Result<Vec<redis::Value>> {
-    let first = relay::eval(state, script, call).await?;
-    if status(&first) == "NOTFOUND" && restore_meta(state, conv, seq).await? {
-        return relay::eval(state, script, call).await;
+async fn eval_on_message<T: redis::FromRedisValue + OnMessage>(state: &AppState, script: &LuaScript, call: &Call, conv: &str, seq: u64) -> Result<T> {
+    let first: T = state.broker().run(script, call).await?;
+    if first.not_found() && restore_meta(state, conv, seq).await? {
+        return state.broker().run(script, call).await;
     }
     Ok(first)
 }
@@ -360,21 +318,16 @@ pub async fn react(
         .arg(&frame)
         .arg(state.cfg.replay_len)
         .arg(state.cfg.replay_ttl_secs);
-    let v = eval_on_message(state, &state.scripts.react, &call, &conv, seq).await?;
-    match status(&v).as_str() {
+    let (pos, rx, targets) = match eval_on_message::<ReactReply>(state, &state.scripts.react, &call, &conv, seq).await? {
         // Already in that state: nothing changes, nothing is relayed.
-        "NOOP" => return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: None, duplicate: true }),
-        "OK" => {}
-        st => return Err(meta_error(st, seq, "react to")),
-    }
-    let pos = int_at(&v, 1) as u64;
-    let rx = str_at(&v, 2);
-    let mut f = subst(&frame, "pos", pos);
-    f = f.replacen("\"reactions\":{},", &format!("\"reactions\":{rx},"), 1);
+        ReactReply::Noop => return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: None, duplicate: true }),
+        ReactReply::Ok { pos, reactions, targets } => (pos, reactions, targets),
+        ReactReply::Refused(r) => return Err(meta_error(&r, seq, "react to")),
+    };
+    let f = with_reactions(&subst(&frame, "pos", pos), &rx);
     let ev = LogEvent::React { conversation: conv.clone(), pos, seq, emoji, on, by, ts };
     let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: f };
-    let targets = Targets::at(&v, 3, 4);
-    publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
+    state.broker().publish(Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
     Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
 }
 
@@ -408,17 +361,15 @@ pub async fn read_state(
         .arg(side.as_str())
         .arg(delivered)
         .arg(seen_seq);
-    let v = relay::eval(state, &state.scripts.read, &call).await?;
-    if status(&v) == "AHEAD" {
-        let cur = int_at(&v, 1);
-        if cur == 0 && ident.is_agent() {
-            ensure_conversation(state, &conv).await?;
+    let (nd, ns, changed, targets) = match state.broker().run::<ReadReply>(&state.scripts.read, &call).await? {
+        ReadReply::Ahead { current: cur } => {
+            if cur == 0 && ident.is_agent() {
+                ensure_conversation(state, &conv).await?;
+            }
+            return Err(GatewayError::invalid(format!("seq {seq} is beyond the conversation's last position {cur}")));
         }
-        return Err(GatewayError::invalid(format!("seq {seq} is beyond the conversation's last position {cur}")));
-    }
-    let nd = int_at(&v, 1) as u64;
-    let ns = int_at(&v, 2) as u64;
-    let changed = int_at(&v, 3) == 1;
+        ReadReply::Ok { delivered, seen, changed, targets } => (delivered, seen, changed, targets),
+    };
     if side == Side::Staff && nd > known(&conv) {
         // Bounded: forgetting only sends the next report to Redis.
         if state.staff_delivered.len() >= 100_000 {
@@ -431,9 +382,8 @@ pub async fn read_state(
         let receipt = ServerFrame::Receipt { conversation: conv.clone(), delivered_seq: nd, seen_seq: ns }.to_json();
         let audience = Audience::to_side(side.other());
         let relay = Relay { audience, conversation: Some(conv.clone()), pos: 0, frame: receipt };
-        let targets = Targets::at(&v, 4, 5);
         let ev = LogEvent::Read { conversation: conv.clone(), side, delivered: nd, seen: ns, ts };
-        publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
+        state.broker().publish(Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
     }
     Ok(rid.map(|rid| ServerFrame::Ack { rid: Some(rid), conversation: conv, seq, ts: schema::now_ms(), pos: None, duplicate: !changed }))
 }
@@ -444,5 +394,5 @@ pub async fn typing(state: &AppState, ident: &Identity, conv: String) -> Result<
     authorize(ident, &conv)?;
     let frame = ServerFrame::Typing { conversation: conv.clone(), who: ident.user_ref(), expires_in_ms: TYPING_TTL_MS }.to_json();
     let audience = Audience::to_side(ident.kind.side().other());
-    relay::relay_frame(state, audience, &conv, frame).await
+    state.broker().relay_frame(audience, &conv, frame).await
 }

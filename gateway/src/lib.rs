@@ -20,10 +20,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod error;
 pub mod handlers;
+pub mod ids;
 pub mod loyalty;
 pub mod metrics;
 pub mod nodes;

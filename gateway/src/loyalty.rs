@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::error::{json_response, Body, GatewayError};
 use crate::handlers::{post_message, NewMessage};
 use crate::registry::Identity;
-use crate::seed::stable_uuid;
+use crate::ids::stable_uuid;
 use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -370,7 +370,7 @@ async fn announce(
     };
     let frame =
         ServerFrame::Points { customer: customer.to_string(), balance: now.balance, version: Some(now.version) };
-    crate::relay::relay_to_all_staff(state, customer, frame.to_json()).await?;
+    state.broker().to_all_staff(customer, frame.to_json()).await?;
     Ok(())
 }
 

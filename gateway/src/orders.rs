@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use redis::{Script, Value as RedisValue};
+use redis_conn::Call;
 use schema::envelope::{Audience, LogEvent, Relay};
 use schema::frames::{ErrorCode, MessageKind, ServerFrame};
 use schema::loyalty::{OrderEvent, OrderItem, OrderStatus, MAX_ORDER_ITEMS};
@@ -36,8 +36,10 @@ use subtle::ConstantTimeEq;
 use crate::api::read_json;
 use crate::error::{json_response, Body, GatewayError};
 use crate::handlers::{post_message, NewMessage};
-use crate::relay::{int_at, publish, status, subst, Publish};
-use crate::seed::stable_uuid;
+use crate::broker::replies::CardReply;
+use crate::broker::template::subst;
+use crate::broker::Publish;
+use crate::ids::stable_uuid;
 use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -52,26 +54,6 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 const MAX_NAME_CHARS: usize = 200;
 const MAX_CURRENCY_CHARS: usize = 8;
 const MAX_QTY: u64 = 10_000;
-
-/// A card update takes a position like an edit. KEYS: seq, replay,
-/// customer_nodes, watchers. ARGV: frame, replay_len, replay_ttl.
-const CARD_UPDATE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOSEQ'} end
-local pos = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], pos .. '-0', 'f', subst(ARGV[1], 'pos', pos))
-hot(ARGV[3], KEYS[2])
-return {'OK', pos, redis.call('SMEMBERS', KEYS[3]), redis.call('HKEYS', KEYS[4])}
-"#;
-
-/// Deletes the lock only if it still holds our token.
-const UNLOCK: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
-fn card_update_source() -> String {
-    format!("{}{}{CARD_UPDATE}", crate::relay::LUA_SUBST, crate::relay::LUA_HOT)
-}
 
 /// Is the request signed with the service token? Outside dev mode an unset
 /// token disables the endpoint.
@@ -249,20 +231,6 @@ async fn apply_locked(state: &AppState, ev: &OrderEvent) -> Result<OrderOutcome>
     Ok(out)
 }
 
-/// Runs the card-update script on the conversation's slot.
-async fn eval_card_update(state: &AppState, script: &Script, conv: &str, frame: &str) -> Result<Vec<RedisValue>> {
-    let k = &state.keys;
-    let call = crate::relay::Call::new()
-        .key(k.seq(conv))
-        .key(k.replay(conv))
-        .key(k.customer_nodes(conv))
-        .key(k.watchers(conv))
-        .arg(frame)
-        .arg(state.cfg.replay_len)
-        .arg(state.cfg.replay_ttl_secs);
-    crate::relay::eval_source(state, script, &card_update_source(), &call).await
-}
-
 /// Positions an update of the card at `seq`, puts it in the replay stream,
 /// relays it to both sides and logs it for the worker.
 async fn update_card(
@@ -274,13 +242,19 @@ async fn update_card(
 ) -> Result<()> {
     let order = serde_json::to_value(card).map_err(|e| invalid(format!("order card: {e}")))?;
     let frame = ServerFrame::Order { conversation: conv.to_string(), pos: 0, seq, order }.to_json();
-    let script = Script::new(&card_update_source());
+    let k = &state.keys;
+    let call = Call::new()
+        .key(k.seq(conv))
+        .key(k.replay(conv))
+        .key(k.customer_nodes(conv))
+        .key(k.watchers(conv))
+        .arg(&frame)
+        .arg(state.cfg.replay_len)
+        .arg(state.cfg.replay_ttl_secs);
     let mut seeded = false;
     loop {
-        let v = eval_card_update(state, &script, conv, &frame).await?;
-        match status(&v).as_str() {
-            "OK" => {
-                let pos = int_at(&v, 1) as u64;
+        match state.broker().run::<CardReply>(&state.scripts.card_update, &call).await? {
+            CardReply::Ok { pos, targets } => {
                 let ev = LogEvent::OrderCard {
                     conversation: conv.to_string(),
                     pos,
@@ -294,11 +268,10 @@ async fn update_card(
                     pos,
                     frame: subst(&frame, "pos", pos),
                 };
-                let targets = crate::relay::Targets::at(&v, 2, 3);
-                return publish(state, Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await;
+                return state.broker().publish(Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await;
             }
             // Redis lost the conversation's counter: continue it from the record.
-            "NOSEQ" if !seeded => {
+            CardReply::NoSequence if !seeded => {
                 seeded = true;
                 let c = state
                     .store
@@ -308,7 +281,7 @@ async fn update_card(
                 crate::auth::seed_conversation(state, conv, &c.username, c.avatar_url.as_deref()).await?;
             }
             other => {
-                tracing::error!(status = other, "card update script: unexpected status");
+                tracing::error!(reply = ?other, "card update script: unexpected status");
                 return Err(GatewayError::client(ErrorCode::Unavailable, "could not update the order card, retry"));
             }
         }
@@ -324,7 +297,7 @@ struct OrderLock {
 impl OrderLock {
     async fn acquire(state: &AppState, conv: &str, order_id: &str) -> Result<OrderLock> {
         let key = state.keys.order_lock(conv, order_id);
-        let token = crate::auth::random_token();
+        let token = crate::ids::random_token();
         let started = Instant::now();
         let mut conn = state.redis();
         loop {
@@ -348,11 +321,8 @@ impl OrderLock {
 
     /// Best effort: the lock expires by itself anyway.
     async fn release(self, state: &AppState) {
-        let mut conn = state.redis();
-        // Plain EVAL: a tiny script, and no script cache to miss on a cluster node.
-        let r: redis::RedisResult<i64> =
-            redis::cmd("EVAL").arg(UNLOCK).arg(1).arg(&self.key).arg(&self.token).query_async(&mut conn).await;
-        if let Err(e) = r {
+        let call = Call::new().key(&self.key).arg(&self.token);
+        if let Err(e) = state.broker().run::<i64>(&state.scripts.order_unlock, &call).await {
             tracing::warn!(error = %e, "order lock not released (it expires by itself)");
         }
     }

@@ -9,21 +9,14 @@
 //! orders go through the real order-event path, so their cards appear in
 //! the conversations.
 
-use sha2::{Digest, Sha256};
-
 use schema::frames::{MessageKind, UserKind, UserRef};
 use schema::loyalty::{Actor, OrderEvent, OrderItem, OrderStatus, PointsAction, PointsCommand, Voucher, VoucherState};
 
 use crate::error::GatewayError;
+use crate::ids::stable_uuid;
 use crate::handlers::{post_message, NewMessage};
 use crate::registry::Identity;
 use crate::state::AppState;
-
-/// A UUID-shaped id derived from a name (stable across runs).
-pub fn stable_uuid(name: &str) -> String {
-    let h = hex::encode(Sha256::digest(name.as_bytes()));
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
-}
 
 const CUSTOMERS: &[(&str, &[(bool, &str)])] = &[
     ("alice", &[(false, "Hi! I ordered a latte this morning but it never came."), (true, "Sorry about that, Alice! Let me check your order."), (false, "Thanks, it was order #1042.")]),
@@ -146,14 +139,4 @@ async fn seed_panel(state: &AppState, agent: &store::Agent) -> Result<(), Gatewa
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn stable_uuid_is_a_uuid() {
-        let u = super::stable_uuid("x");
-        assert!(schema::ids::valid_client_id(&u), "{u}");
-        assert_eq!(u, super::stable_uuid("x"));
-    }
 }

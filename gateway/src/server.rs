@@ -24,7 +24,8 @@ use crate::config::Config;
 use crate::error::{error_response, Body, GatewayError};
 use redis_conn::{RedisConn, RedisTarget};
 use crate::registry::Registry;
-use crate::relay::{self, Scripts};
+use crate::broker::Scripts;
+use crate::relay;
 use crate::state::{AppState, State};
 
 /// Default HMAC secret in dev mode only; outside dev mode a secret is required.
@@ -60,7 +61,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     let redis = connect_redis(&redis_target, Duration::from_millis(cfg.redis_timeout_ms.max(100))).await?;
     let store = store::Store::connect(&cfg.database_url).await?;
     let loyalty = crate::loyalty::open(&cfg, &store)?;
-    let node = cfg.node_id.clone().unwrap_or_else(|| format!("g-{}", &crate::auth::random_token()[..10]));
+    let node = cfg.node_id.clone().unwrap_or_else(|| format!("g-{}", &crate::ids::random_token()[..10]));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state: AppState = Arc::new(State {
         keys: Keys::new(cfg.key_prefix.clone()),
@@ -75,7 +76,6 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         customer_secret: secret,
         loyalty,
         staff_delivered: Default::default(),
-        node_scripts: Default::default(),
         // Until the node has joined (cleaned up what a node with its id left).
         fenced: std::sync::atomic::AtomicBool::new(true),
         cfg,
