@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use redis_conn::{RedisConn, RedisTarget};
-use crate::registry::Registry;
+use crate::hub::Registry;
 use crate::broker::{Broker, Scripts};
 
 pub struct State {

@@ -1,6 +1,7 @@
-//! Redis in and out: the per-conversation scripts (one round trip, one slot),
-//! publishing to the log shards, node inboxes and the staff stream, and
-//! reading this node's inbox and the staff stream.
+//! The node's inbox loop: reads this node's inbox and the staff stream and
+//! delivers each frame to the local sockets (through the hub), remembering
+//! per stream the highest position relayed per conversation (the `floor`
+//! that lets a socket fill reordered publishes on first contact).
 //!
 //! A conversation's frames go to the inboxes of the nodes holding its
 //! customer's sockets (`{c:<id>}:nodes`) and of the nodes holding agent
@@ -17,7 +18,7 @@ use redis::{AsyncCommands, Value};
 use schema::envelope::{self, Audience, Relay};
 use schema::keys::FIELD;
 
-use crate::registry::{Out, NO_FLOOR};
+use crate::hub::{Out, NO_FLOOR};
 use crate::state::AppState;
 
 /// A read returning at least this many entries starts the linger.

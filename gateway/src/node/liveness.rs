@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use redis_conn::Call;
 
-use crate::connection::CLOSE_GOING_AWAY;
+use crate::hub::close;
 use crate::error::GatewayError;
 use crate::broker::replies::Ints;
 use crate::state::AppState;
@@ -162,7 +162,7 @@ async fn unlock(state: &AppState, node: &str) {
 /// clean up after ourselves and rejoin.
 async fn fence(state: &AppState) {
     state.fenced.store(true, Ordering::SeqCst);
-    let close_all = || state.registry.all().iter().for_each(|h| h.close(CLOSE_GOING_AWAY));
+    let close_all = || state.registry.all().iter().for_each(|h| h.close(close::GOING_AWAY));
     close_all();
     let deadline = Instant::now() + Duration::from_secs(state.cfg.shutdown_grace_secs.max(1));
     while state.registry.total() > 0 && Instant::now() < deadline {
@@ -233,7 +233,7 @@ async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), Ga
     // Announced last: an agent who sees a customer go offline finds no
     // trace of the dead node left in Redis.
     for c in &offline {
-        crate::connection::customer_offline(state, c, last_seen).await?;
+        super::presence::customer_offline(state, c, last_seen).await?;
     }
     if !customers.is_empty() || !watched.is_empty() {
         tracing::info!(%node, customers = customers.len(), offline = offline.len(), watched = watched.len(), "node references cleaned up");

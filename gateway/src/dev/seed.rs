@@ -14,8 +14,9 @@ use schema::loyalty::{Actor, OrderEvent, OrderItem, OrderStatus, PointsAction, P
 
 use crate::error::GatewayError;
 use crate::ids::stable_uuid;
-use crate::handlers::{post_message, NewMessage};
-use crate::registry::Identity;
+use crate::domain::conversations::ensure_customer_profile;
+use crate::domain::messages::{post_message, NewMessage};
+use crate::identity::Identity;
 use crate::state::AppState;
 
 const CUSTOMERS: &[(&str, &[(bool, &str)])] = &[
@@ -34,7 +35,7 @@ pub async fn seed(state: &AppState) -> Result<(), GatewayError> {
     let staff = UserRef { kind: UserKind::Agent, id: agent.id.clone(), username: agent.username.clone() };
     for (name, lines) in CUSTOMERS {
         let ident = Identity { kind: UserKind::Customer, id: name.to_string(), username: name.to_string(), display_name: None };
-        crate::auth::ensure_customer_profile(state, &ident).await?;
+        ensure_customer_profile(state, &ident).await?;
         for (i, (from_staff, text)) in lines.iter().enumerate() {
             let (kind, author) = if *from_staff { (MessageKind::Staff, staff.clone()) } else { (MessageKind::Customer, ident.user_ref()) };
             let client_id = stable_uuid(&format!("seed:{name}:{i}"));
@@ -135,7 +136,7 @@ async fn seed_panel(state: &AppState, agent: &store::Agent) -> Result<(), Gatewa
                 continue;
             }
             let ev = OrderEvent { order_id: id.to_string(), customer_id: customer.to_string(), status: *status, items: items.clone(), total: total.clone(), currency: Some("EUR".into()), ts: base - age };
-            crate::orders::apply_event(state, &ev).await?;
+            crate::domain::orders::apply_event(state, &ev).await?;
         }
     }
     Ok(())

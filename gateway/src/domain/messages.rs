@@ -1,37 +1,28 @@
-//! One handler per client frame type. Each validates authorization, runs one
-//! script on the conversation's slot, then publishes (log shard + the inboxes
-//! of the nodes holding the customer or agents watching the conversation) in
-//! one pipelined round trip, and answers `ack` or an error.
+//! Messages: posting one (the send path shared by client sends, system
+//! messages, order cards and the dev seed), editing, deleting and reacting.
+//! Each runs one script on the conversation's slot, then publishes (log
+//! shard + the inboxes of the nodes holding the customer or agents watching
+//! the conversation) in one pipelined round trip. Authorization is the
+//! caller's (a client frame's command, a REST route).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use redis::AsyncCommands;
 use redis_conn::{Call, LuaScript};
 use schema::envelope::{Audience, LogEvent, Relay};
-use schema::frames::{
-    CustomerRef, Emoji, ErrorCode, Message, MessageKind, ReplyRef, ServerFrame, Side, UserRef,
-};
-use schema::limits::{EXCERPT_CHARS, TYPING_TTL_MS};
+use schema::frames::{CustomerRef, Emoji, ErrorCode, Message, MessageKind, ReplyRef, ServerFrame, UserRef};
+use schema::limits::EXCERPT_CHARS;
 
-use crate::auth::{ensure_conversation, seed_conversation};
-use crate::error::GatewayError;
-use crate::registry::Identity;
+use super::conversations::{customer_ref, ensure_conversation, seed_conversation};
 use crate::broker::meta::Meta;
-use crate::broker::replies::{MutateReply, OnMessage, ReactReply, ReadReply, Refusal, SendReply};
+use crate::broker::replies::{MutateReply, OnMessage, ReactReply, Refusal, SendReply};
+use crate::error::GatewayError;
+use crate::identity::Identity;
 use crate::broker::template::{subst, with_reactions};
 use crate::broker::Publish;
 use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
-
-/// Customers act only on their own conversation.
-pub fn authorize(ident: &Identity, conv: &str) -> Result<()> {
-    match ident.own_conversation() {
-        Some(own) if own != conv => Err(GatewayError::forbidden("customers may only use their own conversation")),
-        _ => Ok(()),
-    }
-}
 
 /// Result of posting a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,42 +155,6 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
     }
 }
 
-/// The customer of a conversation, from its Redis profile hash.
-async fn customer_ref(state: &AppState, conv: &str) -> Result<CustomerRef> {
-    let mut conn = state.redis();
-    let (username, avatar): (Option<String>, Option<String>) =
-        conn.hget(state.keys.customer(conv), &["username", "avatar_url"]).await?;
-    Ok(CustomerRef {
-        id: conv.to_string(),
-        username: username.unwrap_or_else(|| conv.to_string()),
-        avatar_url: avatar.filter(|a| !a.is_empty()),
-    })
-}
-
-pub async fn send(
-    state: &AppState,
-    ident: &Identity,
-    rid: Option<String>,
-    conv: String,
-    client_id: String,
-    text: String,
-    reply_to: Option<u64>,
-) -> Result<ServerFrame> {
-    authorize(ident, &conv)?;
-    let started = Instant::now();
-    let kind = match ident.kind.side() {
-        Side::Customer => MessageKind::Customer,
-        Side::Staff => MessageKind::Staff,
-    };
-    let p = post_message(
-        state,
-        NewMessage { conv: &conv, kind, author: Some(ident.user_ref()), text: &text, reply_to, client_id: &client_id, order_json: None },
-    )
-    .await?;
-    metrics::histogram!(crate::metrics::SEND_ACK_SECONDS).record(started.elapsed().as_secs_f64());
-    Ok(ServerFrame::Ack { rid, conversation: conv, seq: p.seq, ts: p.ts, pos: Some(p.seq), duplicate: p.duplicate })
-}
-
 /// Loads a message's metadata from the SQL record into Redis after Redis lost it.
 /// Returns false when the message does not exist.
 async fn restore_meta(state: &AppState, conv: &str, seq: u64) -> Result<bool> {
@@ -222,15 +177,16 @@ fn meta_error(r: &Refusal, seq: u64, action: &str) -> GatewayError {
     }
 }
 
-pub async fn edit_or_delete(
-    state: &AppState,
-    ident: &Identity,
-    rid: Option<String>,
-    conv: String,
-    seq: u64,
-    new_text: Option<String>,
-) -> Result<ServerFrame> {
-    authorize(ident, &conv)?;
+/// A positioned change of a message (edit, delete, reaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Changed {
+    pub ts: i64,
+    /// `None`: nothing changed (a reaction already in that state).
+    pub pos: Option<u64>,
+}
+
+/// Edits (`new_text`) or deletes a message; only its author's side may.
+pub async fn edit_or_delete(state: &AppState, ident: &Identity, conv: String, seq: u64, new_text: Option<String>) -> Result<Changed> {
     let ts = schema::now_ms();
     let side = ident.kind.side();
     let (mode, frame, excerpt) = match &new_text {
@@ -266,7 +222,7 @@ pub async fn edit_or_delete(
     };
     let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: subst(&frame, "pos", pos) };
     state.broker().publish(Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
-    Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
+    Ok(Changed { ts, pos: Some(pos) })
 }
 
 /// Runs a script about one message; when Redis has lost the message's
@@ -279,16 +235,8 @@ async fn eval_on_message<T: redis::FromRedisValue + OnMessage>(state: &AppState,
     Ok(first)
 }
 
-pub async fn react(
-    state: &AppState,
-    ident: &Identity,
-    rid: Option<String>,
-    conv: String,
-    seq: u64,
-    emoji: Emoji,
-    on: bool,
-) -> Result<ServerFrame> {
-    authorize(ident, &conv)?;
+/// Turns one reaction of `ident` on a message on or off.
+pub async fn react(state: &AppState, ident: &Identity, conv: String, seq: u64, emoji: Emoji, on: bool) -> Result<Changed> {
     let ts = schema::now_ms();
     let by = ident.user_ref();
     let frame = ServerFrame::Reactions {
@@ -320,7 +268,7 @@ pub async fn react(
         .arg(state.cfg.replay_ttl_secs);
     let (pos, rx, targets) = match eval_on_message::<ReactReply>(state, &state.scripts.react, &call, &conv, seq).await? {
         // Already in that state: nothing changes, nothing is relayed.
-        ReactReply::Noop => return Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: None, duplicate: true }),
+        ReactReply::Noop => return Ok(Changed { ts, pos: None }),
         ReactReply::Ok { pos, reactions, targets } => (pos, reactions, targets),
         ReactReply::Refused(r) => return Err(meta_error(&r, seq, "react to")),
     };
@@ -328,71 +276,10 @@ pub async fn react(
     let ev = LogEvent::React { conversation: conv.clone(), pos, seq, emoji, on, by, ts };
     let relay = Relay { audience: Audience::Both, conversation: Some(conv.clone()), pos, frame: f };
     state.broker().publish(Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
-    Ok(ServerFrame::Ack { rid, conversation: conv, seq, ts, pos: Some(pos), duplicate: false })
+    Ok(Changed { ts, pos: Some(pos) })
 }
 
 fn side_of(ident: &Identity) -> &'static str {
     ident.kind.side().as_str()
 }
 
-/// `delivered` / `seen`: monotonic read state, a receipt to the other side, a log entry.
-pub async fn read_state(
-    state: &AppState,
-    ident: &Identity,
-    rid: Option<String>,
-    conv: String,
-    seq: u64,
-    seen: bool,
-) -> Result<Option<ServerFrame>> {
-    authorize(ident, &conv)?;
-    let side = ident.kind.side();
-    // Staff delivery already recorded from this node: nothing can change.
-    let known = |c: &str| state.staff_delivered.get(c).map(|v| *v).unwrap_or(0);
-    if !seen && side == Side::Staff && seq <= known(&conv) {
-        return Ok(rid.map(|rid| ServerFrame::Ack { rid: Some(rid), conversation: conv, seq, ts: schema::now_ms(), pos: None, duplicate: true }));
-    }
-    let (delivered, seen_seq) = if seen { (seq, seq) } else { (seq, 0) };
-    let k = &state.keys;
-    let call = Call::new()
-        .key(k.read_state(&conv))
-        .key(k.seq(&conv))
-        .key(k.customer_nodes(&conv))
-        .key(k.watchers(&conv))
-        .arg(side.as_str())
-        .arg(delivered)
-        .arg(seen_seq);
-    let (nd, ns, changed, targets) = match state.broker().run::<ReadReply>(&state.scripts.read, &call).await? {
-        ReadReply::Ahead { current: cur } => {
-            if cur == 0 && ident.is_agent() {
-                ensure_conversation(state, &conv).await?;
-            }
-            return Err(GatewayError::invalid(format!("seq {seq} is beyond the conversation's last position {cur}")));
-        }
-        ReadReply::Ok { delivered, seen, changed, targets } => (delivered, seen, changed, targets),
-    };
-    if side == Side::Staff && nd > known(&conv) {
-        // Bounded: forgetting only sends the next report to Redis.
-        if state.staff_delivered.len() >= 100_000 {
-            state.staff_delivered.clear();
-        }
-        state.staff_delivered.insert(conv.clone(), nd);
-    }
-    if changed {
-        let ts = schema::now_ms();
-        let receipt = ServerFrame::Receipt { conversation: conv.clone(), delivered_seq: nd, seen_seq: ns }.to_json();
-        let audience = Audience::to_side(side.other());
-        let relay = Relay { audience, conversation: Some(conv.clone()), pos: 0, frame: receipt };
-        let ev = LogEvent::Read { conversation: conv.clone(), side, delivered: nd, seen: ns, ts };
-        state.broker().publish(Publish { log: Some(&ev), relay: Some((&relay, &targets)) }).await?;
-    }
-    Ok(rid.map(|rid| ServerFrame::Ack { rid: Some(rid), conversation: conv, seq, ts: schema::now_ms(), pos: None, duplicate: !changed }))
-}
-
-/// Typing: relayed to the other side only (a customer's to the agents
-/// watching the conversation), never stored.
-pub async fn typing(state: &AppState, ident: &Identity, conv: String) -> Result<()> {
-    authorize(ident, &conv)?;
-    let frame = ServerFrame::Typing { conversation: conv.clone(), who: ident.user_ref(), expires_in_ms: TYPING_TTL_MS }.to_json();
-    let audience = Audience::to_side(ident.kind.side().other());
-    state.broker().relay_frame(audience, &conv, frame).await
-}
