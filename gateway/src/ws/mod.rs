@@ -5,6 +5,7 @@
 //! ([`echo`]).
 
 pub mod echo;
+pub mod ordering;
 pub mod reader;
 pub mod socket;
 pub mod upgrade;

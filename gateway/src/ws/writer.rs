@@ -16,29 +16,26 @@ use schema::limits::MAX_REPLAY;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::ordering::{EventOrder, ReplaySource};
 use super::Writer;
-use crate::hub::{close, Out, NO_FLOOR};
+use crate::hub::{close, Out};
 use crate::state::AppState;
 
 /// How long live events wait for the client's first frame (a possible resume).
 pub const HOLD_MS: u64 = 1000;
 /// Interval of server pings (keeps idle detection honest on both sides).
 const PING_EVERY: Duration = Duration::from_secs(30);
-/// Positions remembered per socket before the map is reset.
-const MAX_TRACKED: usize = 50_000;
-/// Widest reorder of one conversation's events filled from the node's floor.
-const MAX_IN_FLIGHT: u64 = 64;
-/// Positions looked at before a conversation's first event on a node that
-/// has relayed nothing of it yet ([`WriteState::fill_in_flight`]).
-const FIRST_CONTACT_WINDOW: u64 = 16;
+/// The writer's replay source: the conversation's replay stream in Redis.
+struct RedisReplay<'a>(&'a AppState);
 
-/// When a positioned event was sent: a message's `ts`, an edit's
-/// `edited_at`; `None` for the others (deletions, reactions), which then
-/// count as older than the socket.
-fn sent_at(frame: &str) -> Option<i64> {
-    let v: serde_json::Value = serde_json::from_str(frame).ok()?;
-    v["message"]["ts"].as_i64().or_else(|| v["edited_at"].as_i64())
+impl ReplaySource for RedisReplay<'_> {
+    fn range(&mut self, conv: &str, from: u64, to: u64, limit: usize) -> impl std::future::Future<Output = Vec<(u64, String)>> + Send {
+        let mut conn = self.0.redis();
+        let key = self.0.keys.replay(conv);
+        async move { crate::broker::replay::range(&mut conn, &key, from, Some(to), limit).await.unwrap_or_default() }
+    }
 }
+
 /// A live event held back: position, frame, floor (see [`Out::Event`]).
 type Held = (u64, Arc<str>, u64);
 
@@ -46,27 +43,24 @@ type Held = (u64, Arc<str>, u64);
 struct WriteState {
     state: AppState,
     ws: Writer,
-    /// Highest position written per conversation.
-    hw: HashMap<Arc<str>, u64>,
+    /// Highest position written per conversation, and the rules applied to it.
+    order: EventOrder,
     /// Live events held until the first client frame (or [`HOLD_MS`]).
     held: Option<Vec<Out>>,
     /// Live events of conversations being watched, held until their replay.
     watch_held: HashMap<Arc<str>, Vec<Held>>,
     /// A close frame went out: nothing more may follow it.
     closed: bool,
-    /// When the socket opened (ms): events sent since are owed to it.
-    opened_ms: i64,
 }
 
 pub async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer, kill: CancellationToken, close_code: Arc<AtomicU16>) {
     let mut w = WriteState {
         state,
         ws,
-        hw: HashMap::new(),
+        order: EventOrder::new(schema::now_ms()),
         held: Some(Vec::new()),
         watch_held: HashMap::new(),
         closed: false,
-        opened_ms: schema::now_ms(),
     };
     let hold = tokio::time::sleep(Duration::from_millis(HOLD_MS));
     tokio::pin!(hold);
@@ -157,7 +151,7 @@ impl WriteState {
             }
             Out::Unwatch(conv) => {
                 self.watch_held.remove(&conv);
-                self.hw.remove(&conv);
+                self.order.forget(&conv);
             }
             // Boxed, as the gap fill: Redis calls are rare here and large.
             Out::Resume(positions, epoch) => Box::pin(self.resume_all(positions, epoch)).await?,
@@ -211,60 +205,21 @@ impl WriteState {
         Ok(())
     }
 
-    /// Writes a positioned event exactly once and in order. Without a
-    /// position written yet in this conversation, the node's `floor` tells
-    /// which earlier positions are still in flight (see `relay::stream_loop`).
+    /// Writes a positioned event exactly once and in order (the rules are in
+    /// [`EventOrder`]). Without a position written yet in this conversation,
+    /// the node's `floor` tells which earlier positions are still in flight
+    /// (see `node::inbox`).
     async fn event(&mut self, conv: Arc<str>, pos: u64, frame: &str, floor: u64) -> Result<(), WebSocketError> {
-        match self.hw.get(&conv).copied() {
-            Some(h) if pos <= h => return Ok(()),
-            Some(h) if pos > h + 1 => Box::pin(self.gap_fill(&conv, pos, h)).await?,
-            // In-flight reorders span a few positions; a wide gap means the
-            // node missed a stretch (the customer was elsewhere): not ours to fill.
-            None if floor != NO_FLOOR && pos > floor + 1 && pos - floor <= MAX_IN_FLIGHT => {
-                Box::pin(self.gap_fill(&conv, pos, floor)).await?
-            }
-            // The node has relayed nothing of this conversation yet, so it
-            // cannot tell which earlier positions are still in flight (sent
-            // from another node, published after this one): write those sent
-            // since the socket opened first, or they would come after this
-            // event and be dropped as already passed.
-            None if floor == NO_FLOOR && pos > 1 => Box::pin(self.fill_in_flight(&conv, pos)).await?,
-            _ => {}
+        // Boxed: Redis calls are rare here and large.
+        let d = Box::pin(self.order.event(&mut RedisReplay(&self.state), &conv, pos, floor)).await;
+        if d.filled {
+            metrics::counter!(crate::metrics::GAP_FILLS).increment(1);
         }
-        self.text(frame).await?;
-        if self.hw.len() >= MAX_TRACKED {
-            self.hw.clear();
+        for f in &d.fills {
+            self.text(f).await?;
         }
-        self.hw.insert(conv, pos);
-        Ok(())
-    }
-
-    /// Writes the events between `h` (written) and `pos` (about to be) from the replay stream.
-    async fn gap_fill(&mut self, conv: &str, pos: u64, h: u64) -> Result<(), WebSocketError> {
-        let missing = (pos - h - 1).min(MAX_REPLAY as u64);
-        self.fill(conv, pos, missing, |p, _| p > h).await
-    }
-
-    /// Writes the events just before `pos` (at most [`FIRST_CONTACT_WINDOW`])
-    /// that were sent after this socket opened.
-    async fn fill_in_flight(&mut self, conv: &str, pos: u64) -> Result<(), WebSocketError> {
-        let opened = self.opened_ms;
-        self.fill(conv, pos, FIRST_CONTACT_WINDOW, |_, f| sent_at(f).is_some_and(|t| t >= opened)).await
-    }
-
-    /// Writes, in order, the replay entries among the `n` positions before
-    /// `pos` that `keep` accepts.
-    async fn fill(&mut self, conv: &str, pos: u64, n: u64, keep: impl Fn(u64, &str) -> bool) -> Result<(), WebSocketError> {
-        metrics::counter!(crate::metrics::GAP_FILLS).increment(1);
-        let mut conn = self.state.redis();
-        let key = self.state.keys.replay(conv);
-        let from = pos.saturating_sub(n).max(1);
-        if let Ok(entries) = crate::broker::replay::range(&mut conn, &key, from, Some(pos - 1), n as usize).await {
-            for (p, f) in entries {
-                if keep(p, &f) {
-                    self.text(&f).await?;
-                }
-            }
+        if d.write {
+            self.text(frame).await?;
         }
         Ok(())
     }
@@ -304,8 +259,7 @@ impl WriteState {
         } else {
             to = current;
         }
-        let hw = self.hw.entry(conv_arc).or_insert(0);
-        *hw = (*hw).max(to);
+        self.order.resumed(conv_arc, to);
         let f = ServerFrame::Replay { conversation: conv, from_seq: from + 1, complete, to_seq: Some(to) };
         self.text(&f.to_json()).await
     }
