@@ -73,6 +73,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         staff_delivered: Default::default(),
         // Until the node has joined (cleaned up what a node with its id left).
         fenced: std::sync::atomic::AtomicBool::new(true),
+        seeded: std::sync::atomic::AtomicBool::new(!cfg.dev),
         cfg,
     });
     tracing::info!(node = %state.node, "gateway node started");
@@ -81,8 +82,14 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     if state.cfg.dev {
         let s = state.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::dev::seed::seed(&s).await {
-                tracing::warn!(error = %e, "dev seed failed");
+            // Until it succeeds (Redis or the store may come up late): the
+            // node is not ready before, so no login races the seed.
+            loop {
+                match crate::dev::seed::seed(&s).await {
+                    Ok(()) => break s.seeded.store(true, std::sync::atomic::Ordering::SeqCst),
+                    Err(e) => tracing::warn!(error = %e, "dev seed failed; retrying"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
     }

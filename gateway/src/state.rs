@@ -37,6 +37,9 @@ pub struct State {
     /// True while this node, declared dead while alive, closes its sockets
     /// and rejoins: new sockets are refused.
     pub fenced: std::sync::atomic::AtomicBool,
+    /// False in dev mode until the demo data is seeded (the demo agent's
+    /// login works): `/readyz` waits for it.
+    pub seeded: std::sync::atomic::AtomicBool,
 }
 
 pub type AppState = Arc<State>;

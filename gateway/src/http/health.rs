@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (it can serve), `/metrics`.
+//! `/readyz`: the node can serve (Redis and the store answer, it has joined
+//! the nodes, and in dev mode the demo data is seeded).
 
 use hyper::{Response, StatusCode};
 use serde_json::json;
@@ -15,8 +16,10 @@ pub async fn readyz(state: &AppState) -> Response<Body> {
         .unwrap_or(false);
     let store_ok = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await.map(|r| r.is_ok()).unwrap_or(false);
     let joined = !state.fenced.load(std::sync::atomic::Ordering::SeqCst);
-    let ready = redis_ok && store_ok && joined;
+    // Dev mode: the demo data (and the demo agent's password hash) is in place.
+    let seeded = state.seeded.load(std::sync::atomic::Ordering::SeqCst);
+    let ready = redis_ok && store_ok && joined && seeded;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    json_response(status, &json!({"ready": ready, "redis": redis_ok, "store": store_ok, "joined": joined}))
+    json_response(status, &json!({"ready": ready, "redis": redis_ok, "store": store_ok, "joined": joined, "seeded": seeded}))
 }
 
