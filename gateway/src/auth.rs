@@ -6,13 +6,14 @@
 //! with `sig = HMAC-SHA256(secret, id + "\n" + username + "\n" + expiry)`.
 
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use redis::AsyncCommands;
 use schema::frames::UserKind;
 use sha2::{Digest, Sha256};
 
 use crate::error::GatewayError;
-use crate::registry::Identity;
+use crate::domain::conversations::ensure_customer_profile;
+use crate::identity::Identity;
+use crate::ids::random_token;
 use crate::state::AppState;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -22,11 +23,6 @@ pub const TICKET_TTL_SECS: u64 = 30;
 pub const LOGIN_ATTEMPTS: i64 = 10;
 pub const LOGIN_WINDOW_SECS: i64 = 300;
 
-pub fn random_token() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
 
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -134,58 +130,6 @@ pub async fn redeem_ticket(state: &AppState, ticket: &str) -> Result<Identity, G
     let v: Option<String> = redis::cmd("GETDEL").arg(state.keys.ticket(ticket)).query_async(&mut conn).await?;
     let v = v.ok_or_else(|| GatewayError::unauthorized("ticket unknown, expired or already used"))?;
     serde_json::from_str(&v).map_err(|_| GatewayError::unauthorized("invalid ticket"))
-}
-
-/// Makes sure Redis knows the customer (profile hash, so the conversation
-/// exists for sends) and that the conversation's sequence continues from the
-/// SQL record when Redis has lost it.
-pub async fn ensure_customer_profile(state: &AppState, ident: &Identity) -> Result<(), GatewayError> {
-    let conv = ident.id.as_str();
-    let mut conn = state.redis();
-    let (exists, has_seq): (bool, bool) = redis::pipe()
-        .exists(state.keys.customer(conv))
-        .exists(state.keys.seq(conv))
-        .query_async(&mut conn)
-        .await?;
-    if exists && has_seq {
-        return Ok(());
-    }
-    let stored = state.store.customer(conv).await?;
-    if stored.as_ref().map(|c| c.username.as_str()) != Some(ident.username.as_str()) {
-        state.store.upsert_customer(conv, &ident.username, None).await?;
-    }
-    seed_conversation(state, conv, &ident.username, stored.and_then(|c| c.avatar_url).as_deref()).await
-}
-
-/// Writes the profile hash and seeds `seq` from the SQL record (SET NX: never lowers it).
-pub async fn seed_conversation(state: &AppState, conv: &str, username: &str, avatar: Option<&str>) -> Result<(), GatewayError> {
-    let max_pos = state.store.max_pos(conv).await?;
-    let mut conn = state.redis();
-    let _: () = redis::pipe()
-        .hset_multiple(state.keys.customer(conv), &[("username", username), ("avatar_url", avatar.unwrap_or(""))])
-        .ignore()
-        .cmd("SET")
-        .arg(state.keys.seq(conv))
-        .arg(max_pos)
-        .arg("NX")
-        .ignore()
-        .query_async(&mut conn)
-        .await?;
-    Ok(())
-}
-
-/// Ensures a conversation exists for an agent's action: Redis first, then the
-/// SQL record (after Redis lost state). `not_found` otherwise.
-pub async fn ensure_conversation(state: &AppState, conv: &str) -> Result<(), GatewayError> {
-    let mut conn = state.redis();
-    let exists: bool = conn.exists(state.keys.customer(conv)).await?;
-    if exists {
-        return Ok(());
-    }
-    match state.store.customer(conv).await? {
-        Some(c) => seed_conversation(state, conv, &c.username, c.avatar_url.as_deref()).await,
-        None => Err(GatewayError::not_found(format!("no conversation `{conv}`"))),
-    }
 }
 
 /// Counts a failed login for a key; true when the key is over its budget.

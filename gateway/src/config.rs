@@ -38,9 +38,10 @@ pub struct Config {
     /// Origins allowed to open a WebSocket (comma separated). Empty: same host as the request.
     #[arg(long, env = "CHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
-    /// Folder of the built console (`web/dist`).
-    #[arg(long, env = "CHAT_WEB_DIR", default_value = "web/dist")]
-    pub web_dir: String,
+    /// Serve the console from this folder instead of the copy embedded in
+    /// the binary at build time (development: a fresh `web/dist`).
+    #[arg(long, env = "CHAT_WEB_DIR")]
+    pub web_dir: Option<String>,
     /// Secret the business backend signs customer tokens with (HMAC-SHA256). Required outside dev mode.
     #[arg(long, env = "CHAT_CUSTOMER_SECRET")]
     pub customer_secret: Option<String>,
@@ -68,14 +69,6 @@ pub struct Config {
     /// again at once (0 = never wait).
     #[arg(long, env = "CHAT_INBOX_LINGER_US", default_value_t = 1000)]
     pub inbox_linger_us: u64,
-    /// On a single Redis (not a Cluster), let the send script also write the
-    /// log entry and the relay entries, atomically with the sequence number:
-    /// one round trip per message instead of two. Off by default: measured
-    /// A/B (BENCHMARKS.md) it cost the same CPU and tripled p99 at 3,000
-    /// msg/s (Redis runs the longer script as one blocking step). A Cluster
-    /// always uses the two-step path (the streams live in other slots).
-    #[arg(long, env = "CHAT_PUBLISH_IN_SCRIPT", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
-    pub publish_in_script: bool,
 
     /// Frames queued per socket before the socket counts as a slow consumer and is closed.
     /// 4,096 frames of a few hundred bytes is about Centrifugo's default of 1 MiB

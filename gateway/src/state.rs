@@ -9,8 +9,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use redis_conn::{RedisConn, RedisTarget};
-use crate::registry::Registry;
-use crate::relay::Scripts;
+use crate::hub::Registry;
+use crate::broker::{Broker, Scripts};
 
 pub struct State {
     pub cfg: Config,
@@ -34,11 +34,12 @@ pub struct State {
     /// it sees in the chat list; the first report per node goes to Redis,
     /// the others are answered here.
     pub staff_delivered: dashmap::DashMap<String, u64>,
-    /// Heartbeat and clean-up scripts (`nodes`).
-    pub node_scripts: crate::nodes::NodeScripts,
     /// True while this node, declared dead while alive, closes its sockets
     /// and rejoins: new sockets are refused.
     pub fenced: std::sync::atomic::AtomicBool,
+    /// False in dev mode until the demo data is seeded (the demo agent's
+    /// login works): `/readyz` waits for it.
+    pub seeded: std::sync::atomic::AtomicBool,
 }
 
 pub type AppState = Arc<State>;
@@ -46,5 +47,10 @@ pub type AppState = Arc<State>;
 impl State {
     pub fn redis(&self) -> RedisConn {
         self.redis.clone()
+    }
+
+    /// The Redis boundary, with the parts it needs.
+    pub fn broker(&self) -> Broker<'_> {
+        Broker { redis: &self.redis, keys: &self.keys, scripts: &self.scripts, log_shards: self.cfg.log_shards }
     }
 }
