@@ -25,12 +25,11 @@ R() { redis-cli -u "$REDIS_URL" "$@"; }
 python3 - "$DIR" <<'EOF'
 import re, sys
 out = sys.argv[1]
-def get(path, name):
-    s = open(path).read()
-    return re.search(r'(?:pub )?const ' + name + r': &str = r#"(.*?)"#;', s, re.S).group(1)
-R = 'gateway/src/relay.rs'
-prelude = get(R, 'LUA_SUBST') + get(R, 'LUA_HOT') + get('schema/src/envelope.rs', 'LUA_BINCODE')
-send = get(R, 'SEND')
+L = 'gateway/src/broker/lua/'
+lua = lambda n: open(L + n + '.lua').read()
+# The preludes as broker/scripts.rs joins them (each followed by a newline).
+prelude = ''.join(lua(n) + '\n' for n in ('subst', 'hot', 'meta'))
+send = lua('send')
 open(f'{out}/full.lua', 'w').write(prelude + send)
 lines = send.strip('\n').split('\n')
 cuts = [("1 checks+INCR", "redis.call('INCR'"), ("2 +frame+replay XADD", "redis.call('XADD', KEYS[3]"),

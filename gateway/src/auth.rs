@@ -6,13 +6,14 @@
 //! with `sig = HMAC-SHA256(secret, id + "\n" + username + "\n" + expiry)`.
 
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use redis::AsyncCommands;
 use schema::frames::UserKind;
 use sha2::{Digest, Sha256};
 
 use crate::error::GatewayError;
-use crate::registry::Identity;
+use crate::domain::conversations::ensure_customer_profile;
+use crate::identity::Identity;
+use crate::ids::random_token;
 use crate::state::AppState;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -22,11 +23,6 @@ pub const TICKET_TTL_SECS: u64 = 30;
 pub const LOGIN_ATTEMPTS: i64 = 10;
 pub const LOGIN_WINDOW_SECS: i64 = 300;
 
-pub fn random_token() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
 
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -134,100 +130,6 @@ pub async fn redeem_ticket(state: &AppState, ticket: &str) -> Result<Identity, G
     let v: Option<String> = redis::cmd("GETDEL").arg(state.keys.ticket(ticket)).query_async(&mut conn).await?;
     let v = v.ok_or_else(|| GatewayError::unauthorized("ticket unknown, expired or already used"))?;
     serde_json::from_str(&v).map_err(|_| GatewayError::unauthorized("invalid ticket"))
-}
-
-/// Makes sure Redis knows the customer (profile hash, so the conversation
-/// exists for sends) and that the conversation's state (its position
-/// counter) continues from the SQL record when Redis has lost it or it
-/// expired while the conversation was idle.
-pub async fn ensure_customer_profile(state: &AppState, ident: &Identity) -> Result<(), GatewayError> {
-    let conv = ident.id.as_str();
-    let mut conn = state.redis();
-    let (exists, has_state): (bool, bool) = redis::pipe()
-        .exists(state.keys.customer(conv))
-        .exists(state.keys.state(conv))
-        .query_async(&mut conn)
-        .await?;
-    if exists && has_state {
-        return Ok(());
-    }
-    let stored = state.store.customer(conv).await?;
-    if stored.as_ref().map(|c| c.username.as_str()) != Some(ident.username.as_str()) {
-        state.store.upsert_customer(conv, &ident.username, None).await?;
-    }
-    seed_conversation(state, conv, &ident.username, stored.and_then(|c| c.avatar_url).as_deref()).await
-}
-
-/// Raises the state's counter to ARGV[1] (never lowers it), sets the
-/// profile copy and the TTL. KEYS: state. ARGV: n, username, avatar, ttl_ms, now.
-const SEED: &str = r#"
-local cur = tonumber(redis.call('HGET', KEYS[1], 'n') or '-1')
-if cur < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'n', ARGV[1]) end
-redis.call('HSET', KEYS[1], 'u', ARGV[2], 'a', ARGV[3], 't', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return cur
-"#;
-
-/// Writes the profile hash and seeds the conversation's state: its counter
-/// continues after the highest position anyone may hold (the SQL record's,
-/// the replay stream's, a counter of the layout before the state hash).
-pub async fn seed_conversation(state: &AppState, conv: &str, username: &str, avatar: Option<&str>) -> Result<(), GatewayError> {
-    static SCRIPT: std::sync::OnceLock<redis_conn::LuaScript> = std::sync::OnceLock::new();
-    let script = SCRIPT.get_or_init(|| redis_conn::LuaScript::new("seed", SEED));
-    let max_pos = state.store.max_pos(conv).await?;
-    let mut conn = state.redis();
-    let (legacy, last): (Option<u64>, redis::streams::StreamRangeReply) = redis::pipe()
-        .get(state.keys.legacy_seq(conv))
-        .cmd("XREVRANGE")
-        .arg(state.keys.replay(conv))
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut conn)
-        .await?;
-    let replayed = last.ids.first().and_then(|e| e.id.split('-').next()?.parse::<u64>().ok()).unwrap_or(0);
-    let n = max_pos.max(legacy.unwrap_or(0)).max(replayed);
-    let _: () = conn.hset_multiple(state.keys.customer(conv), &[("username", username), ("avatar_url", avatar.unwrap_or(""))]).await?;
-    let call = redis_conn::Call::new()
-        .key(state.keys.state(conv))
-        .arg(n)
-        .arg(username)
-        .arg(avatar.unwrap_or(""))
-        .arg(state.cfg.replay_ttl_secs * 1000)
-        .arg(schema::now_ms());
-    let _: i64 = script.run(&mut conn, &call).await?;
-    Ok(())
-}
-
-/// Ensures a conversation exists for an agent's action: Redis first, then the
-/// SQL record (after Redis lost state). `not_found` otherwise.
-pub async fn ensure_conversation(state: &AppState, conv: &str) -> Result<(), GatewayError> {
-    let mut conn = state.redis();
-    let exists: bool = conn.exists(state.keys.customer(conv)).await?;
-    if exists {
-        return Ok(());
-    }
-    match state.store.customer(conv).await? {
-        Some(c) => seed_conversation(state, conv, &c.username, c.avatar_url.as_deref()).await,
-        None => Err(GatewayError::not_found(format!("no conversation `{conv}`"))),
-    }
-}
-
-/// Seeds a conversation's state again (a script found none: Redis lost it,
-/// or it expired while the conversation was idle), with the profile Redis
-/// still has or the record's. `not_found` for an unknown conversation.
-pub async fn repair_conversation(state: &AppState, conv: &str) -> Result<(), GatewayError> {
-    let mut conn = state.redis();
-    let (username, avatar): (Option<String>, Option<String>) =
-        conn.hget(state.keys.customer(conv), &["username", "avatar_url"]).await?;
-    match username {
-        Some(u) => seed_conversation(state, conv, &u, avatar.as_deref().filter(|a| !a.is_empty())).await,
-        None => match state.store.customer(conv).await? {
-            Some(c) => seed_conversation(state, conv, &c.username, c.avatar_url.as_deref()).await,
-            None => Err(GatewayError::not_found(format!("no conversation `{conv}`"))),
-        },
-    }
 }
 
 /// Counts a failed login for a key; true when the key is over its budget.

@@ -38,9 +38,10 @@ pub struct Config {
     /// Origins allowed to open a WebSocket (comma separated). Empty: same host as the request.
     #[arg(long, env = "CHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
-    /// Folder of the built console (`web/dist`).
-    #[arg(long, env = "CHAT_WEB_DIR", default_value = "web/dist")]
-    pub web_dir: String,
+    /// Serve the console from this folder instead of the copy embedded in
+    /// the binary at build time (development: a fresh `web/dist`).
+    #[arg(long, env = "CHAT_WEB_DIR")]
+    pub web_dir: Option<String>,
     /// Secret the business backend signs customer tokens with (HMAC-SHA256). Required outside dev mode.
     #[arg(long, env = "CHAT_CUSTOMER_SECRET")]
     pub customer_secret: Option<String>,
@@ -68,6 +69,7 @@ pub struct Config {
     /// again at once (0 = never wait).
     #[arg(long, env = "CHAT_INBOX_LINGER_US", default_value_t = 1000)]
     pub inbox_linger_us: u64,
+
     /// Frames queued per socket before the socket counts as a slow consumer and is closed.
     /// 4,096 frames of a few hundred bytes is about Centrifugo's default of 1 MiB
     /// per client; the queue's memory is taken only while frames wait in it.

@@ -89,3 +89,8 @@ pub fn error_response(e: &GatewayError) -> Response<Body> {
         &serde_json::json!({"error": {"code": fe.code.as_str(), "message": fe.message}}),
     )
 }
+
+/// A client error as a response (code and message).
+pub fn error_reply(code: ErrorCode, msg: &str) -> Response<Body> {
+    error_response(&GatewayError::client(code, msg))
+}

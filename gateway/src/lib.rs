@@ -1,41 +1,51 @@
 //! The gateway: accepts sockets and REST calls, validates, sequences and relays.
 //!
-//! Module map (reads like the architecture diagram):
-//! - [`config`]: settings from flags and environment.
-//! - [`server`]: the hyper accept loop, routing, static files, graceful shutdown.
-//! - [`api`]: REST handlers (`/api/*`, health, metrics).
-//! - [`auth`]: agent sessions, customer tokens (HMAC), single-use ws tickets.
-//! - [`connection`]: one socket's read task and write task (outbound queue,
-//!   resume, gap filling).
-//! - [`registry`]: which sockets this node holds, sharded maps.
-//! - [`nodes`]: heartbeats, and cleaning up after a node that stopped.
-//! - [`handlers`]: one function per client frame type.
-//! - [`relay`]: Redis in and out: scripts, log shards, channel payloads, the staff stream.
-//! - [`subs`]: this node's pub/sub subscriptions and the reader of its channels.
-//! - [`loyalty`]: the customer panel's REST (vouchers, orders, transactions)
-//!   and the points actions, executed by a worker over a request/reply.
-//! - [`orders`]: order events from the order system and the order cards.
-//! - [`seed`]: demo data for dev mode.
+//! Module map, lowest layer first; a module uses only those above it in
+//! this list (`gateway/tests/layers.rs` checks there is no import circle):
+//! - base: [`config`] (settings), [`error`] (the one place errors become
+//!   client replies), [`metrics`], [`identity`] (who is calling, what they
+//!   may touch), [`ids`] (random tokens, stable UUIDs).
+//! - [`broker`]: the Redis boundary: the Lua scripts (`broker/lua/*.lua`),
+//!   their typed replies, the meta value, publishing, replay reads.
+//! - [`hub`]: the sockets this node holds (registry, `ConnHandle`, `Out`,
+//!   close codes).
 //! - [`state`]: the shared application state.
-//! - [`error`]: the one place errors become client replies.
+//! - [`domain`]: what the product does: messages, receipts, conversations,
+//!   points, orders and their cards.
+//! - [`auth`]: agent sessions, customer tokens (HMAC), single-use ws tickets.
+//! - [`node`]: this node among the others: inbox loop and delivery,
+//!   presence, watches, liveness (beat, reap, fence).
+//! - [`cmd`]: one file per client frame (send, edit, react, receipts,
+//!   typing, watch, resume, ping).
+//! - [`ws`]: upgrade and admission, a socket's reader (RFC 6455) and
+//!   writer (ordering, replay, gap fill).
+//! - [`http`]: the route table and one module per REST resource, health,
+//!   the console.
+//! - [`dev`]: demo data for dev mode.
+//! - [`server`]: builds the state, starts the loops, accepts, shuts down.
 
-pub mod api;
-pub mod auth;
 pub mod config;
-pub mod connection;
 pub mod error;
-pub mod handlers;
-pub mod loyalty;
+pub mod identity;
+pub mod ids;
 pub mod metrics;
-pub mod nodes;
-pub mod orders;
-pub mod registry;
-pub mod relay;
-pub mod seed;
-pub mod server;
+
+pub mod broker;
+pub mod hub;
 pub mod state;
-pub mod subs;
-pub mod wbuf;
+
+pub mod domain;
+
+pub mod auth;
+pub mod node;
+
+pub mod cmd;
+pub mod ws;
+
+pub mod http;
+
+pub mod dev;
+pub mod server;
 
 pub use config::Config;
 pub use server::run;

@@ -9,8 +9,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use redis_conn::{RedisConn, RedisTarget};
-use crate::registry::Registry;
-use crate::relay::Scripts;
+use crate::hub::Registry;
+use crate::broker::{Broker, Scripts};
 
 pub struct State {
     pub cfg: Config,
@@ -34,13 +34,14 @@ pub struct State {
     /// it sees in the chat list; the first report per node goes to Redis,
     /// the others are answered here.
     pub staff_delivered: dashmap::DashMap<String, u64>,
-    /// Heartbeat and clean-up scripts (`nodes`).
-    pub node_scripts: crate::nodes::NodeScripts,
-    /// This node's subscriptions to conversation channels.
-    pub subs: crate::subs::Subs,
     /// True while this node, declared dead while alive, closes its sockets
     /// and rejoins: new sockets are refused.
     pub fenced: std::sync::atomic::AtomicBool,
+    /// This node's subscriptions to conversation channels.
+    pub subs: crate::node::subs::Subs,
+    /// False in dev mode until the demo data is seeded (the demo agent's
+    /// login works): `/readyz` waits for it.
+    pub seeded: std::sync::atomic::AtomicBool,
 }
 
 pub type AppState = Arc<State>;
@@ -48,5 +49,10 @@ pub type AppState = Arc<State>;
 impl State {
     pub fn redis(&self) -> RedisConn {
         self.redis.clone()
+    }
+
+    /// The Redis boundary, with the parts it needs.
+    pub fn broker(&self) -> Broker<'_> {
+        Broker { redis: &self.redis, keys: &self.keys, scripts: &self.scripts, log_shards: self.cfg.log_shards }
     }
 }

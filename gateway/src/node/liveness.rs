@@ -4,7 +4,7 @@
 //! Every gateway beats into `{nodes}` (ZSET node -> last beat, Redis time in
 //! ms) and indexes where it is referenced: `node:<id>:customers` (the
 //! conversations whose `{c:<id>}:nodes` lists it: its customers' presence).
-//! Routing needs no clean-up: a dead node's pub/sub subscriptions end with
+//! Routing needs no clean-up: a dead node's channel subscriptions end with
 //! its connection. A node whose last beat is older than `node_ttl_ms` is
 //! claimed by the first healthy gateway to see it (a lock, then it leaves
 //! `{nodes}` and gets a `reaped` marker) and cleaned up: it leaves every
@@ -27,10 +27,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
+use redis_conn::Call;
 
-use crate::connection::CLOSE_GOING_AWAY;
+use crate::hub::close;
 use crate::error::GatewayError;
-use crate::relay::{self, Call, LuaScript};
+use crate::broker::replies::Ints;
 use crate::state::AppState;
 
 /// Conversations per pipelined round trip while cleaning up.
@@ -38,70 +39,6 @@ const CHUNK: usize = 500;
 /// How long a `reaped` marker lasts: the longest stall a node can come back
 /// from and still learn it was declared dead.
 const REAPED_MARKER_SECS: u64 = 24 * 3600;
-
-/// KEYS: nodes, reaped marker. ARGV: node.
-/// 1 = beat recorded; 0 = this node was declared dead (fence); 2 = the node
-/// was missing without a marker (Redis lost its state, or first beat): added.
-const BEAT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[1])
-  return {1}
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-return {2}
-"#;
-
-/// KEYS: nodes, lock, reaped marker. ARGV: node, ttl ms, owner, lock ms, marker secs.
-/// Claims a node whose beat is older than the TTL: {1, last beat ms}, or {0}.
-const CLAIM: &str = r#"
-local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not s then return {0} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if tonumber(s) >= now - tonumber(ARGV[2]) then return {0} end
-if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {0} end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[3], '1', 'EX', ARGV[5])
-return {1, s}
-"#;
-
-/// KEYS: nodes, lock, reaped marker. ARGV: node, owner.
-/// Ends a node's own clean-up: it rejoins, the marker and the lock go.
-const REJOIN: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('DEL', KEYS[3])
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
-return {1}
-"#;
-
-/// KEYS: lock. ARGV: owner. Releases a lock this process holds.
-const UNLOCK: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return {redis.call('DEL', KEYS[1])} end
-return {0}
-"#;
-
-pub struct NodeScripts {
-    beat: LuaScript,
-    claim: LuaScript,
-    rejoin: LuaScript,
-    unlock: LuaScript,
-}
-
-impl Default for NodeScripts {
-    fn default() -> Self {
-        Self {
-            beat: LuaScript::new("beat", BEAT),
-            claim: LuaScript::new("claim", CLAIM),
-            rejoin: LuaScript::new("rejoin", REJOIN),
-            unlock: LuaScript::new("unlock", UNLOCK),
-        }
-    }
-}
 
 fn lock_ms(state: &AppState) -> u64 {
     (state.cfg.node_ttl_ms * 4).max(10_000)
@@ -139,8 +76,9 @@ pub async fn run(state: AppState) {
         if *state.shutdown.borrow() {
             return;
         }
-        let beat = relay::eval(&state, &state.node_scripts.beat, &Call::new().key(state.keys.nodes()).key(state.keys.node_reaped(&state.node)).arg(&state.node)).await;
-        match beat.as_deref().map(|v| relay::int_at(v, 0)) {
+        let call = Call::new().key(state.keys.nodes()).key(state.keys.node_reaped(&state.node)).arg(&state.node);
+        let beat = state.broker().run::<Ints>(&state.scripts.node_beat, &call).await;
+        match beat.map(|Ints(n, _)| n) {
             Ok(0) => {
                 tracing::warn!(node = %state.node, "this node was declared dead (stalled past the TTL): closing its sockets and rejoining");
                 fence(&state).await;
@@ -165,7 +103,7 @@ pub async fn run(state: AppState) {
 }
 
 /// A clean exit (every socket closed): the node leaves the registry and
-/// deletes its inbox and indexes, so nobody has to reap it. With sockets
+/// deletes its index, so nobody has to reap it. With sockets
 /// still open (the grace ran out) it stays, and the others clean up after
 /// the TTL.
 pub async fn leave(state: &AppState) {
@@ -200,11 +138,10 @@ async fn reap_stale(state: &AppState) -> Result<(), GatewayError> {
             .arg(&state.node)
             .arg(lock_ms(state))
             .arg(REAPED_MARKER_SECS);
-        let v = relay::eval(state, &state.node_scripts.claim, &claim).await?;
-        if relay::int_at(&v, 0) != 1 {
+        let Ints(claimed, last_beat) = state.broker().run(&state.scripts.node_claim, &claim).await?;
+        if claimed != 1 {
             continue;
         }
-        let last_beat = relay::int_at(&v, 1);
         tracing::warn!(%node, last_beat, "node stopped beating: cleaning up after it");
         let res = clean_up(state, &node, last_beat).await;
         unlock(state, &node).await;
@@ -216,7 +153,7 @@ async fn reap_stale(state: &AppState) -> Result<(), GatewayError> {
 
 async fn unlock(state: &AppState, node: &str) {
     let call = Call::new().key(state.keys.node_reap_lock(node)).arg(&state.node);
-    if let Err(e) = relay::eval(state, &state.node_scripts.unlock, &call).await {
+    if let Err(e) = state.broker().run::<Ints>(&state.scripts.node_unlock, &call).await {
         tracing::warn!(error = %e, "releasing the reap lock failed (it expires)");
     }
 }
@@ -225,7 +162,7 @@ async fn unlock(state: &AppState, node: &str) {
 /// clean up after ourselves and rejoin.
 async fn fence(state: &AppState) {
     state.fenced.store(true, Ordering::SeqCst);
-    let close_all = || state.registry.all().iter().for_each(|h| h.close(CLOSE_GOING_AWAY));
+    let close_all = || state.registry.all().iter().for_each(|h| h.close(close::GOING_AWAY));
     close_all();
     let deadline = Instant::now() + Duration::from_secs(state.cfg.shutdown_grace_secs.max(1));
     while state.registry.total() > 0 && Instant::now() < deadline {
@@ -257,7 +194,7 @@ async fn clean_self_and_rejoin(state: &AppState) -> Result<(), GatewayError> {
         return res;
     }
     let call = Call::new().key(state.keys.nodes()).key(lock).key(state.keys.node_reaped(&state.node)).arg(&state.node).arg(&state.node);
-    relay::eval(state, &state.node_scripts.rejoin, &call).await?;
+    state.broker().run::<Ints>(&state.scripts.node_rejoin, &call).await?;
     Ok(())
 }
 
@@ -288,7 +225,7 @@ async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), Ga
     // Announced last: an agent who sees a customer go offline finds no
     // trace of the dead node left in Redis.
     for c in &offline {
-        crate::connection::customer_offline(state, c, last_seen).await?;
+        super::presence::customer_offline(state, c, last_seen).await?;
     }
     if !customers.is_empty() {
         tracing::info!(%node, customers = customers.len(), offline = offline.len(), "node references cleaned up");
@@ -298,5 +235,6 @@ async fn clean_up(state: &AppState, node: &str, last_seen: i64) -> Result<(), Ga
 
 /// Deletes a node's own keys: its index.
 fn drop_node_keys(pipe: &mut redis::Pipeline, state: &AppState, node: &str) {
-    pipe.del(state.keys.node_customers(node)).ignore();
+    let k = &state.keys;
+    pipe.del(k.node_customers(node)).ignore();
 }

@@ -9,21 +9,15 @@
 //! orders go through the real order-event path, so their cards appear in
 //! the conversations.
 
-use sha2::{Digest, Sha256};
-
 use schema::frames::{MessageKind, UserKind, UserRef};
 use schema::loyalty::{Actor, OrderEvent, OrderItem, OrderStatus, PointsAction, PointsCommand, Voucher, VoucherState};
 
 use crate::error::GatewayError;
-use crate::handlers::{post_message, NewMessage};
-use crate::registry::Identity;
+use crate::ids::stable_uuid;
+use crate::domain::conversations::ensure_customer_profile;
+use crate::domain::messages::{post_message, NewMessage};
+use crate::identity::Identity;
 use crate::state::AppState;
-
-/// A UUID-shaped id derived from a name (stable across runs).
-pub fn stable_uuid(name: &str) -> String {
-    let h = hex::encode(Sha256::digest(name.as_bytes()));
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
-}
 
 const CUSTOMERS: &[(&str, &[(bool, &str)])] = &[
     ("alice", &[(false, "Hi! I ordered a latte this morning but it never came."), (true, "Sorry about that, Alice! Let me check your order."), (false, "Thanks, it was order #1042.")]),
@@ -41,7 +35,7 @@ pub async fn seed(state: &AppState) -> Result<(), GatewayError> {
     let staff = UserRef { kind: UserKind::Agent, id: agent.id.clone(), username: agent.username.clone() };
     for (name, lines) in CUSTOMERS {
         let ident = Identity { kind: UserKind::Customer, id: name.to_string(), username: name.to_string(), display_name: None };
-        crate::auth::ensure_customer_profile(state, &ident).await?;
+        ensure_customer_profile(state, &ident).await?;
         for (i, (from_staff, text)) in lines.iter().enumerate() {
             let (kind, author) = if *from_staff { (MessageKind::Staff, staff.clone()) } else { (MessageKind::Customer, ident.user_ref()) };
             let client_id = stable_uuid(&format!("seed:{name}:{i}"));
@@ -142,18 +136,8 @@ async fn seed_panel(state: &AppState, agent: &store::Agent) -> Result<(), Gatewa
                 continue;
             }
             let ev = OrderEvent { order_id: id.to_string(), customer_id: customer.to_string(), status: *status, items: items.clone(), total: total.clone(), currency: Some("EUR".into()), ts: base - age };
-            crate::orders::apply_event(state, &ev).await?;
+            crate::domain::orders::apply_event(state, &ev).await?;
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn stable_uuid_is_a_uuid() {
-        let u = super::stable_uuid("x");
-        assert!(schema::ids::valid_client_id(&u), "{u}");
-        assert_eq!(u, super::stable_uuid("x"));
-    }
 }

@@ -33,9 +33,11 @@ use redis::streams::StreamRangeReply;
 use schema::envelope::{Audience, Relay};
 use tokio::sync::{mpsc, watch};
 
+use super::delivery::{deliver, note_relayed};
+use crate::broker::publish::parse_payload;
+use crate::broker::template::subst_position;
 use crate::error::GatewayError;
-use crate::registry::NO_FLOOR;
-use crate::relay;
+use crate::hub::NO_FLOOR;
 use crate::state::AppState;
 
 /// Longest wait for a subscription to be confirmed.
@@ -216,12 +218,12 @@ async fn read(state: AppState, mut stream: redis::aio::PubSubStream) {
         let received = Instant::now();
         let channel = msg.get_channel_name();
         let Some(conv) = conversation_of(&prefix, channel) else { continue };
-        let Some(relay) = relay::parse_payload(conv, msg.get_payload_bytes()) else {
+        let Some(relay) = parse_payload(conv, msg.get_payload_bytes()) else {
             tracing::warn!(channel, "pubsub: unreadable payload skipped");
             continue;
         };
-        let floor = if relay.pos > 0 { relay::note_relayed(&mut relayed, conv, relay.pos) } else { NO_FLOOR };
-        relay::deliver(&state, relay, received, floor, false);
+        let floor = if relay.pos > 0 { note_relayed(&mut relayed, conv, relay.pos) } else { NO_FLOOR };
+        deliver(&state, relay, received, floor, false);
     }
 }
 
@@ -250,9 +252,9 @@ async fn resync(state: AppState, channels: Vec<String>) {
             audience: Audience::Both,
             conversation: Some(conv.to_string()),
             pos,
-            frame: relay::subst_position(template, pos),
+            frame: subst_position(template, pos),
         };
-        relay::deliver(&state, relay, Instant::now(), NO_FLOOR, false);
+        deliver(&state, relay, Instant::now(), NO_FLOOR, false);
     }
 }
 

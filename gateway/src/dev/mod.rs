@@ -1,0 +1,3 @@
+//! Dev mode only (`CHAT_DEV=1`): demo data ([`seed`]).
+
+pub mod seed;

@@ -1,0 +1,11 @@
+//! What the product does, independent of transport (socket frames and REST
+//! routes both call it): [`messages`] (post, edit, delete, react),
+//! [`receipts`] (delivered/seen), [`conversations`] (ensure, seed, repair
+//! after Redis lost state), [`points`] (Give Points, Reset Balance through a
+//! worker) and [`orders`] (order events and their cards).
+
+pub mod conversations;
+pub mod messages;
+pub mod orders;
+pub mod points;
+pub mod receipts;

@@ -1,0 +1,119 @@
+//! HTTP: the one route table ([`route`]) and one module per resource:
+//! agent sessions and tickets ([`auth`]), the chat list, history and
+//! profiles ([`conversations`]), the customer panel and points actions
+//! ([`loyalty`]), order events ([`orders`]), health, readiness and metrics
+//! ([`health`]) and the console ([`console`]); request extractors in
+//! [`extract`]. Errors are `{"error":{"code","message"}}`.
+
+pub mod auth;
+pub mod console;
+pub mod conversations;
+pub mod extract;
+pub mod health;
+pub mod loyalty;
+pub mod orders;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use schema::frames::ErrorCode;
+
+use crate::error::{error_reply, error_response, Body, GatewayError};
+use crate::state::AppState;
+use crate::ws::upgrade;
+
+/// The one route table: every path, its bounded metrics label, its handler.
+pub async fn route(state: AppState, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let path = req.uri().path().to_string();
+    let (route, res) = match (req.method(), path.as_str()) {
+        (_, "/ws") => ("/ws", upgrade::ws_upgrade(&state, req).await),
+        (_, "/ws-echo") if state.cfg.test_echo => ("/ws-echo", upgrade::echo_upgrade(&state, req)),
+        (&Method::GET, "/healthz") => ("/healthz", text(StatusCode::OK, "ok")),
+        (&Method::GET, "/readyz") => ("/readyz", health::readyz(&state).await),
+        (&Method::GET, "/metrics") => ("/metrics", text(StatusCode::OK, &state.metrics.render())),
+        (_, p) if p.starts_with("/api/") => api(&state, req).await,
+        (&Method::GET | &Method::HEAD, _) => ("static", console::static_file(&state, &path).await),
+        _ => ("other", error_reply(ErrorCode::NotFound, "not found")),
+    };
+    let status = res.status().as_u16().to_string();
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => status).increment(1);
+    metrics::histogram!(crate::metrics::HTTP_SECONDS, "route" => route).record(started.elapsed().as_secs_f64());
+    res
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_default()
+}
+
+/// Routes `/api/*`. Returns the matched route pattern (a bounded metrics label) and the response.
+async fn api(state: &AppState, req: Request<Incoming>) -> (&'static str, Response<Body>) {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
+    let (route, res) = match (method.clone(), segs.as_slice()) {
+        (Method::POST, ["login"]) => ("/api/login", auth::login(state, req).await),
+        (Method::POST, ["logout"]) => ("/api/logout", auth::logout(state, req).await),
+        (Method::GET, ["me"]) => ("/api/me", auth::me(state, req).await),
+        (Method::POST, ["ws-ticket"]) => ("/api/ws-ticket", auth::ws_ticket(state, req).await),
+        (Method::POST, ["dev", "customer-token"]) if state.cfg.dev => ("/api/dev/customer-token", auth::dev_customer_token(state, req).await),
+        (Method::GET, ["conversations"]) => ("/api/conversations", conversations::list(state, req).await),
+        (Method::GET, ["conversations", id]) => {
+            let id = id.to_string();
+            ("/api/conversations/{id}", conversations::one(state, req, &id).await)
+        }
+        (Method::GET, ["conversations", id, "messages"]) => {
+            let id = id.to_string();
+            ("/api/conversations/{id}/messages", conversations::messages(state, req, &id).await)
+        }
+        (Method::GET, ["customers", id]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}", conversations::customer(state, req, &id).await)
+        }
+        (Method::GET, ["customers", id, "vouchers"]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}/vouchers", loyalty::vouchers(state, req, &id).await)
+        }
+        (Method::GET, ["customers", id, "orders"]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}/orders", loyalty::orders(state, req, &id).await)
+        }
+        (Method::GET, ["customers", id, "transactions"]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}/transactions", loyalty::transactions(state, req, &id).await)
+        }
+        (Method::POST, ["customers", id, "points"]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}/points", loyalty::give_points(state, req, &id).await)
+        }
+        (Method::POST, ["customers", id, "points", "reset"]) => {
+            let id = id.to_string();
+            ("/api/customers/{id}/points/reset", loyalty::reset_points(state, req, &id).await)
+        }
+        (Method::POST, ["orders", "events"]) => ("/api/orders/events", orders::order_event(state, req).await),
+        _ => {
+            let known = matches!(
+                segs.as_slice(),
+                ["login"] | ["logout"] | ["me"] | ["ws-ticket"] | ["conversations"] | ["conversations", _] | ["conversations", _, "messages"] | ["customers", _]
+            ) || matches!(
+                segs.as_slice(),
+                ["customers", _, "vouchers" | "orders" | "transactions" | "points"] | ["customers", _, "points", "reset"] | ["orders", "events"]
+            );
+            if known {
+                let e = GatewayError::invalid(format!("method {method} is not allowed on {path}"));
+                ("other", Ok(extract::with_status(error_response(&e), StatusCode::METHOD_NOT_ALLOWED)))
+            } else {
+                ("other", Err(GatewayError::not_found(format!("no route {path}"))))
+            }
+        }
+    };
+    (route, res.unwrap_or_else(|e| error_response(&e)))
+}
+
