@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use redis::Pipeline;
 use redis_conn::{RedisConn, RedisTarget};
-use schema::keys::WORKER_GROUP;
+use schema::keys::{Keys, FIELD, WORKER_GROUP};
 use tokio::sync::watch;
 
 use crate::stream::{self, Entry};
@@ -79,6 +79,8 @@ pub struct Group {
     /// Re-read this consumer's own pending entries before new ones (after a
     /// start, or an error that left a batch unacked).
     read_pending: bool,
+    /// `keys.dead_letters()`.
+    dead_letters: String,
 }
 
 /// How a [`Group`] reads.
@@ -113,6 +115,7 @@ impl Group {
             turn: 0,
             // Entries delivered to this consumer name before a restart are ours to finish.
             read_pending: true,
+            dead_letters: Keys::new(cfg.key_prefix.clone()).dead_letters(),
         })
     }
 
@@ -160,17 +163,88 @@ impl Group {
     }
 }
 
-/// What goes out after a step, in one pipeline: the step's own commands and
-/// the acknowledgement of the whole batch.
+/// Most entries the dead-letter stream keeps (`MAXLEN ~`): enough to look
+/// into a burst of poison, bounded if something keeps producing it.
+pub const DEAD_LETTERS_LEN: usize = 100_000;
+
+/// Why an entry went to the dead-letter stream (the metric's bounded label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    /// The bytes are not an envelope of the stream's type.
+    Decode,
+    /// An envelope version this reader does not read (a newer writer).
+    Version,
+    /// The database refuses the event (a constraint, a value out of range).
+    Refused,
+    /// The message's position is held by a different message in the record.
+    SeqConflict,
+}
+
+impl DeadReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Decode => "decode",
+            DeadReason::Version => "version",
+            DeadReason::Refused => "refused",
+            DeadReason::SeqConflict => "seq_conflict",
+        }
+    }
+
+    /// `Version` for an unknown envelope version, else `Decode`.
+    pub fn of(e: &schema::envelope::EnvelopeError) -> Self {
+        match e {
+            schema::envelope::EnvelopeError::Version(_) => DeadReason::Version,
+            _ => DeadReason::Decode,
+        }
+    }
+}
+
+/// Fields of a dead-letter entry: the stream and id it came from, the
+/// reason, a short detail (the error) and, under [`FIELD`], its raw bytes.
+pub const DL_STREAM: &str = "stream";
+pub const DL_ID: &str = "id";
+pub const DL_REASON: &str = "reason";
+pub const DL_DETAIL: &str = "detail";
+
+/// What goes out after a step, in one pipeline: the step's own commands,
+/// dead letters, and the acknowledgement of the whole batch.
 pub struct Tail<'e> {
     entries: &'e [Entry],
     pipe: Pipeline,
     acked: bool,
+    dead_key: &'e str,
+    dead: Vec<DeadReason>,
 }
 
 impl<'e> Tail<'e> {
-    fn new(entries: &'e [Entry]) -> Self {
-        Tail { entries, pipe: redis::pipe(), acked: false }
+    fn new(entries: &'e [Entry], dead_key: &'e str) -> Self {
+        Tail { entries, pipe: redis::pipe(), acked: false, dead_key, dead: Vec::new() }
+    }
+
+    /// Moves `e` to the dead-letter stream instead of dropping it: the copy
+    /// goes out in the same pipeline, before the batch's ack, so an entry is
+    /// never acked without it (a failure in between redelivers the entry,
+    /// which may then be dead-lettered twice: at least once, like the rest).
+    pub fn dead_letter(&mut self, e: &Entry, reason: DeadReason, detail: &str) {
+        self.pipe
+            .cmd("XADD")
+            .arg(self.dead_key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(DEAD_LETTERS_LEN)
+            .arg("*")
+            .arg(DL_STREAM)
+            .arg(&e.stream)
+            .arg(DL_ID)
+            .arg(&e.id)
+            .arg(DL_REASON)
+            .arg(reason.as_str())
+            .arg(DL_DETAIL)
+            .arg(detail)
+            .arg(FIELD)
+            .arg(e.payload.as_deref().unwrap_or_default())
+            .ignore();
+        self.dead.push(reason);
     }
 
     /// The batch.
@@ -248,7 +322,7 @@ impl<S: Step> Consumer<S> {
     }
 
     async fn handle_inner(&mut self, entries: &[Entry]) -> Result<S::Report, WorkerError> {
-        let mut tail = Tail::new(entries);
+        let mut tail = Tail::new(entries, &self.group.dead_letters);
         let report = self.step.process(&mut self.group.redis, &mut tail).await?;
         tail.ack();
         let started = Instant::now();
@@ -258,6 +332,9 @@ impl<S: Step> Consumer<S> {
         }
         if let Some(op) = S::ACK_OP {
             ::metrics::histogram!(metrics::REDIS_SECONDS, "op" => op).record(started.elapsed().as_secs_f64());
+        }
+        for reason in &tail.dead {
+            ::metrics::counter!(metrics::DEAD_LETTERS_TOTAL, "reason" => reason.as_str()).increment(1);
         }
         Ok(report)
     }

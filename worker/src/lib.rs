@@ -15,10 +15,13 @@
 //!   consumer, driven one step at a time by tests ([`Worker::process_once`],
 //!   [`Worker::claim_once`]); and [`run`], the process with shutdown.
 //!
-//! A batch goes: read -> decode (undecodable entries are poison: counted,
-//! acked and deleted so they cannot block the group) -> persist (one
-//! transaction) -> only after the commit: chat-list rows, then `XACK`+`XDEL`,
-//! then the staff relay. Any failure before the ack leaves the entries
+//! A batch goes: read -> decode (undecodable entries, and envelope versions
+//! this worker does not read, are poison: moved to the dead-letter stream
+//! `keys.dead_letters()` and acked so they cannot block the group) -> persist
+//! (one transaction; events the database refuses and messages whose position
+//! a different message holds are dead-lettered too) -> only after the
+//! commit: chat-list rows, then the dead letters and `XACK`+`XDEL`, then the
+//! staff relay. Any failure before the ack leaves the entries
 //! pending; the worker re-reads its own pending entries before new ones, and
 //! entries of a dead worker are claimed by another after `claim_idle`. Every
 //! write is idempotent, so processing an entry twice changes nothing.
@@ -35,7 +38,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use group::{pause, Consumer, Group, Settings, Tail};
+use group::{pause, Consumer, DeadReason, Group, Settings, Tail};
 use redis_conn::RedisConn;
 use schema::envelope::{self, LogEvent};
 use schema::keys::{Keys, WORKER_GROUP};
@@ -56,8 +59,11 @@ pub struct StepReport {
     pub events: usize,
     /// Messages newly inserted in SQL.
     pub inserted: usize,
-    /// Entries dropped as poison.
+    /// Entries that could not be decoded or persisted (dead-lettered).
     pub poison: usize,
+    /// Entries moved to the dead-letter stream: the poison, and messages
+    /// whose position another message holds (`seq_conflict`).
+    pub dead_letters: usize,
     /// Chat-list rows written to Redis.
     pub rows: usize,
     /// Relay entries added to the staff stream.
@@ -74,6 +80,7 @@ impl group::Report for StepReport {
         self.events += o.events;
         self.inserted += o.inserted;
         self.poison += o.poison;
+        self.dead_letters += o.dead_letters;
         self.rows += o.rows;
         self.relayed += o.relayed;
     }
@@ -211,8 +218,9 @@ impl LogStep {
                     origin.push(e);
                 }
                 Some(Err(err)) => {
-                    tracing::warn!(stream = %e.stream, id = %e.id, error = %err, "dropping undecodable log entry");
+                    tracing::warn!(stream = %e.stream, id = %e.id, error = %err, "undecodable log entry: dead-lettered");
                     ::metrics::counter!(metrics::POISON_TOTAL).increment(1);
+                    tail.dead_letter(e, DeadReason::of(&err), &err.to_string());
                     report.poison += 1;
                 }
                 None => {
@@ -224,15 +232,36 @@ impl LogStep {
         }
 
         let (inserted, states, bad) = self.persist(&events).await?;
-        for &i in &bad {
+        for &(i, ref why) in &bad {
             let e = origin[i];
-            tracing::warn!(stream = %e.stream, id = %e.id, "dropping log entry the database refuses");
+            tracing::warn!(stream = %e.stream, id = %e.id, error = %why, "log entry the database refuses: dead-lettered");
+            ::metrics::counter!(metrics::POISON_TOTAL).increment(1);
+            tail.dead_letter(e, DeadReason::Refused, why);
         }
         report.poison += bad.len();
+        let refused = |i: usize| bad.iter().any(|(b, _)| *b == i);
+        // A message whose position another message holds in the record was
+        // not stored (inserts keep the first): the counter went back (a Redis
+        // failover lost increments). Keep it where someone can look at it.
+        // Only possible when fewer messages were inserted than the batch holds.
+        let messages = events.iter().filter(|e| matches!(e, LogEvent::Message { .. })).count();
+        let conflicts = if inserted < messages {
+            self.store.seq_conflicts(&events).await.inspect_err(|_| count_error("persist"))?
+        } else {
+            Vec::new()
+        };
+        let conflicts: Vec<usize> = conflicts.into_iter().filter(|&i| !refused(i)).collect();
+        for &i in &conflicts {
+            let e = origin[i];
+            tracing::error!(stream = %e.stream, id = %e.id, conversation = events[i].conversation(),
+                "message position already holds a different message (counter went back?): dead-lettered");
+            tail.dead_letter(e, DeadReason::SeqConflict, "position held by a different message");
+        }
+        report.dead_letters = report.poison + conflicts.len();
         report.inserted = inserted;
-        report.events = events.len() - bad.len();
+        report.events = events.len() - bad.len() - conflicts.len();
         for (i, ev) in events.iter().enumerate() {
-            if !bad.contains(&i) {
+            if !refused(i) && !conflicts.contains(&i) {
                 ::metrics::counter!(metrics::EVENTS_TOTAL, "kind" => event_kind(ev)).increment(1);
             }
         }
@@ -255,7 +284,7 @@ impl LogStep {
     /// Persists `events`; returns messages inserted, the touched states, and
     /// the indexes of events the database refused (isolated one by one when
     /// the batch as a whole is refused, so one bad event cannot block a shard).
-    async fn persist(&self, events: &[LogEvent]) -> Result<(usize, Vec<ConversationState>, Vec<usize>), WorkerError> {
+    async fn persist(&self, events: &[LogEvent]) -> Result<(usize, Vec<ConversationState>, Vec<(usize, String)>), WorkerError> {
         if events.is_empty() {
             return Ok((0, Vec::new(), Vec::new()));
         }
@@ -282,7 +311,7 @@ impl LogStep {
                         }
                         Err(e) if e.is_data_error() => {
                             tracing::warn!(error = %e, kind = event_kind(ev), "event refused by the database");
-                            bad.push(i);
+                            bad.push((i, e.to_string()));
                         }
                         Err(e) => return Err(e.into()),
                     }

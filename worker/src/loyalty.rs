@@ -22,7 +22,7 @@ use store::loyalty::{HttpConfig, LoyaltyError, SharedLoyalty};
 use store::Store;
 use tokio::sync::watch;
 
-use crate::group::{self, Consumer, Group, Settings, Tail};
+use crate::group::{self, Consumer, DeadReason, Group, Settings, Tail};
 use crate::{Config, WorkerError};
 
 /// How long a reply waits for its gateway (which waits at most a few seconds).
@@ -150,8 +150,9 @@ impl group::Step for LoyaltyStep {
                 }
                 Some(Ok(req)) => todo.push(req),
                 Some(Err(err)) => {
-                    tracing::warn!(id = %e.id, error = %err, "dropping undecodable loyalty request");
+                    tracing::warn!(id = %e.id, error = %err, "undecodable loyalty request: dead-lettered");
                     ::metrics::counter!(crate::metrics::POISON_TOTAL).increment(1);
+                    tail.dead_letter(e, DeadReason::of(&err), &err.to_string());
                     report.poison += 1;
                 }
                 None => {}
