@@ -1,5 +1,6 @@
 //! The chat-list benchmark: seeds conversations straight into Redis in the
-//! worker's format (a row hash per conversation, the `chats:all`,
+//! worker's format (a row hash per conversation written with
+//! `schema::chatlist::encode`, the `chats:all`,
 //! `chats:unread` and `chats:names` sorted sets; see `worker/src/chatlist.rs`
 //! and `schema/src/keys.rs`), then times `GET /api/conversations?limit=50`
 //! on loopback and reads the gateway's own histogram for the route.
@@ -7,6 +8,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use schema::chatlist;
+use schema::frames::{ConversationRow, CustomerRef};
 use serde::Serialize;
 
 /// Writes `count` rows under `prefix` in pipelines of 1,000; returns seconds taken.
@@ -23,25 +26,19 @@ pub async fn seed_rows(redis_url: &str, prefix: &str, count: usize) -> anyhow::R
             let name = format!("customer_{j:06}");
             let ts = base_ts + j as i64 * 1000;
             let unread = if j % 10 == 0 { 1 } else { 0 };
-            pipe.cmd("HSET")
-                .arg(format!("{prefix}{{c:{id}}}:row"))
-                .arg("customer_id")
-                .arg(&id)
-                .arg("username")
-                .arg(&name)
-                .arg("avatar_url")
-                .arg("")
-                .arg("preview")
-                .arg("Hello, I have a question about my order")
-                .arg("last_ts")
-                .arg(ts)
-                .arg("last_seq")
-                .arg(3)
-                .arg("unread")
-                .arg(unread)
-                .arg("staff_seen")
-                .arg(2)
-                .ignore();
+            let row = ConversationRow {
+                id: id.clone(),
+                customer: CustomerRef { id: id.clone(), username: name.clone(), avatar_url: None },
+                preview: "Hello, I have a question about my order".into(),
+                last_ts: ts,
+                unread,
+                last_seq: 3,
+            };
+            let hset = pipe.cmd("HSET").arg(format!("{prefix}{{c:{id}}}:row"));
+            for (field, value) in chatlist::encode(&row, 2) {
+                hset.arg(field).arg(value);
+            }
+            hset.ignore();
             pipe.zadd(format!("{prefix}chats:all"), &id, ts).ignore();
             if unread > 0 {
                 pipe.zadd(format!("{prefix}chats:unread"), &id, ts).ignore();

@@ -2,6 +2,16 @@
 //! then bincode 2 (standard config). A reader rejects an unknown version or a
 //! body that does not decode, rather than guessing.
 //!
+//! Versions: a writer writes [`ENVELOPE_VERSION`]; a reader reads it and the
+//! version before it, so in a rolling upgrade the new readers lose nothing
+//! the old writers still write (deploy readers, the worker, before writers).
+//! A version the reader does not know yet (newer) is an error the reader
+//! must not ack away: the worker dead-letters it (reason `version`). Each type
+//! names the shape the previous version wrote ([`Versioned::Previous`],
+//! itself when it did not change). To change a type's shape: bump
+//! [`ENVELOPE_VERSION`], keep the old shape as a type of its own with
+//! `From<Old> for New`, and name it as `Previous`.
+//!
 //! - [`LogEvent`]: gateway -> worker, on the log shards. What the worker persists.
 //! - [`Relay`]: anyone -> a gateway node's inbox. A frame already rendered as
 //!   JSON once, delivered as-is to the local sockets of its audience.
@@ -15,6 +25,8 @@ use crate::loyalty::{Actor, PointsAction, PointsOutcome};
 
 /// Current envelope version. Bump it when a type below changes shape.
 pub const ENVELOPE_VERSION: u8 = 1;
+/// The first version ever written: nothing older exists to be read.
+pub const FIRST_ENVELOPE_VERSION: u8 = 1;
 /// Largest envelope a reader accepts.
 pub const MAX_ENVELOPE_BYTES: usize = 256 * 1024;
 
@@ -22,6 +34,8 @@ pub const MAX_ENVELOPE_BYTES: usize = 256 * 1024;
 pub enum EnvelopeError {
     #[error("empty envelope")]
     Empty,
+    /// A version this reader does not read: newer than it knows, or older
+    /// than the one before the current.
     #[error("unknown envelope version {0}")]
     Version(u8),
     #[error("envelope larger than {MAX_ENVELOPE_BYTES} bytes")]
@@ -141,12 +155,48 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes an envelope written by [`encode`]; untrusted bytes are safe here.
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
+/// A type carried in envelopes, and how to read what the previous version wrote.
+pub trait Versioned: serde::de::DeserializeOwned {
+    /// The shape version `ENVELOPE_VERSION - 1` wrote; `Self` when unchanged.
+    type Previous: serde::de::DeserializeOwned + Into<Self>;
+}
+
+// No type has changed shape since version 1.
+impl Versioned for LogEvent {
+    type Previous = LogEvent;
+}
+impl Versioned for Relay {
+    type Previous = Relay;
+}
+impl Versioned for LoyaltyRequest {
+    type Previous = LoyaltyRequest;
+}
+impl Versioned for LoyaltyReply {
+    type Previous = LoyaltyReply;
+}
+impl Versioned for PointsOutcome {
+    type Previous = PointsOutcome;
+}
+
+/// Decodes an envelope written by [`encode`] at the current version or the
+/// one before; untrusted bytes are safe here.
+pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
+    decode_at(bytes, ENVELOPE_VERSION)
+}
+
+/// [`decode`] for a reader at version `current` (tests play the next release).
+fn decode_at<T: Versioned>(bytes: &[u8], current: u8) -> Result<T, EnvelopeError> {
     let (&v, body) = bytes.split_first().ok_or(EnvelopeError::Empty)?;
-    if v != ENVELOPE_VERSION {
-        return Err(EnvelopeError::Version(v));
+    if v == current {
+        body_of::<T>(body)
+    } else if current > FIRST_ENVELOPE_VERSION && v == current - 1 {
+        body_of::<T::Previous>(body).map(Into::into)
+    } else {
+        Err(EnvelopeError::Version(v))
     }
+}
+
+fn body_of<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, EnvelopeError> {
     if body.len() > MAX_ENVELOPE_BYTES {
         return Err(EnvelopeError::TooLarge);
     }
@@ -320,6 +370,46 @@ mod tests {
                 assert_eq!(b, encode(&r));
             }
         }
+    }
+
+    /// The next release (a reader at version N+1) still reads what today's
+    /// writers write (version N), through the type's previous shape.
+    #[test]
+    fn a_reader_reads_the_previous_version() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Old {
+            a: String,
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct New {
+            a: String,
+            b: Option<u64>,
+        }
+        impl From<Old> for New {
+            fn from(o: Old) -> New {
+                New { a: o.a, b: None }
+            }
+        }
+        impl Versioned for New {
+            type Previous = Old;
+        }
+        let next = ENVELOPE_VERSION + 1;
+        let old = encode(&Old { a: "x".into() });
+        assert_eq!(old[0], ENVELOPE_VERSION);
+        assert_eq!(decode_at::<New>(&old, next), Ok(New { a: "x".into(), b: None }));
+        let mut new = vec![next];
+        new.extend(split::part(&New { a: "y".into(), b: Some(3) }));
+        assert_eq!(decode_at::<New>(&new, next), Ok(New { a: "y".into(), b: Some(3) }));
+        // Unchanged types read both versions as themselves.
+        let r = Relay { audience: Audience::Staff, conversation: None, pos: 1, frame: "{}".into() };
+        assert_eq!(decode_at::<Relay>(&encode(&r), next), Ok(r));
+        // Two versions back is too old; today's reader does not know N+1.
+        let mut older = encode(&Old { a: "x".into() });
+        older[0] = ENVELOPE_VERSION.wrapping_sub(1);
+        assert_eq!(decode_at::<New>(&old, next + 1), Err(EnvelopeError::Version(ENVELOPE_VERSION)));
+        assert_eq!(decode::<New>(&new), Err(EnvelopeError::Version(next)));
+        // Nothing before the first version is read (there was none).
+        assert_eq!(decode::<Relay>(&older), Err(EnvelopeError::Version(older[0])));
     }
 
     #[test]

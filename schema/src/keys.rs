@@ -157,6 +157,12 @@ impl Keys {
     pub fn loyalty_reply(&self, request_id: &str) -> String {
         format!("{}loyalty:reply:{}", self.prefix, request_id)
     }
+    /// Stream of entries the worker group could not process and did not
+    /// drop (undecodable, an unknown envelope version, refused by the
+    /// database, a position already taken by another message), capped.
+    pub fn dead_letters(&self) -> String {
+        format!("{}deadletter", self.prefix)
+    }
     /// Counter for login attempts of one username or address, with a TTL.
     pub fn login_attempts(&self, who: &str) -> String {
         format!("{}rl:login:{}", self.prefix, who)

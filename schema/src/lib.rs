@@ -7,9 +7,12 @@
 //!   behind a version byte).
 //! - [`loyalty`]: the customer panel's data (points ledger, vouchers, orders,
 //!   order cards) shared by the store, the worker and the gateway.
+//! - [`chatlist`]: the chat-list row hash in Redis (field names, encode,
+//!   decode), written by the worker and read by the gateway.
 //! - [`keys`]: the Redis key layout. Every key of one conversation carries the
 //!   hash tag `{c:<id>}` so multi-key scripts stay in one Cluster slot.
 
+pub mod chatlist;
 pub mod envelope;
 pub mod frames;
 pub mod ids;

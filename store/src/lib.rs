@@ -429,6 +429,14 @@ impl Store {
         persist::persist(&self.pool, self.backend, events).await
     }
 
+    /// Indexes of the messages in `events` whose `(conversation, seq)` the
+    /// record holds with a different message (a counter that went back after
+    /// a Redis failover). Call after persisting them: a message persisted
+    /// now, or redelivered, is not one.
+    pub async fn seq_conflicts(&self, events: &[LogEvent]) -> Result<Vec<usize>> {
+        persist::seq_conflicts(&self.pool, self.backend, events).await
+    }
+
     /// Messages with `seq < before` (the latest when `None`), at most `limit`
     /// (clamped to 1..=MAX_PAGE), oldest first, and whether older ones exist.
     pub async fn messages_page(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<(Vec<Message>, bool)> {

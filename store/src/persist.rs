@@ -534,6 +534,48 @@ pub(crate) async fn read_states(conn: &mut AnyConnection, backend: Backend, ids:
     Ok(out)
 }
 
+/// Indexes of the [`LogEvent::Message`]s in `events` whose position is held
+/// by a *different* message in the record: what a conversation's counter
+/// going back (a Redis failover that lost its last increments) produces. A
+/// redelivered message is the same message, so it is not one. Compared on
+/// what never changes after the insert: kind, author, time and `client_id`
+/// (the text may have been edited since).
+pub(crate) async fn seq_conflicts(pool: &sqlx::AnyPool, backend: Backend, events: &[LogEvent]) -> Result<Vec<usize>> {
+    type Print = (String, Option<String>, i64, Option<String>);
+    let mut wanted: Vec<(usize, (String, i64), Print)> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        if let LogEvent::Message { conversation, seq, ts, kind, author, client_id, .. } = e {
+            let print = (kind.as_str().to_string(), author.as_ref().map(|a| clean(&a.id)), *ts, client_id.as_deref().map(clean));
+            wanted.push((i, (conversation.clone(), to_i64(*seq)), print));
+        }
+    }
+    let mut stored: BTreeMap<(String, i64), Print> = BTreeMap::new();
+    for chunk in wanted.chunks(MAX_PARAMS / 2) {
+        // Row values: `(a, b) IN (VALUES (?, ?), ...)` on both backends.
+        let sql = format!(
+            "SELECT conversation_id, seq, kind, author_id, ts, client_id FROM messages
+             WHERE stub = 0 AND (conversation_id, seq) IN (VALUES {})",
+            values(backend, "(?, ?)", chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for (_, (conv, seq), _) in chunk {
+            q = q.bind(conv.as_str()).bind(*seq);
+        }
+        for row in q.fetch_all(pool).await? {
+            use sqlx::Row;
+            let key = (row.try_get::<String, _>("conversation_id")?, row.try_get::<i64, _>("seq")?);
+            let print = (
+                row.try_get::<String, _>("kind")?,
+                row.try_get::<Option<String>, _>("author_id")?,
+                row.try_get::<i64, _>("ts")?,
+                row.try_get::<Option<String>, _>("client_id")?,
+            );
+            stored.insert(key, print);
+        }
+    }
+    Ok(wanted.into_iter().filter(|(_, key, print)| stored.get(key).is_some_and(|s| s != print)).map(|(i, _, _)| i).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,9 @@
 //! conversation and three sorted sets, plus the authoritative `conversation`
 //! frame relayed to staff nodes.
 //!
-//! - `keys.row(conv)` hash: `customer_id`, `username`, `avatar_url` (empty
-//!   when none), `preview`, `last_ts`, `last_seq` (= SQL `last_pos`),
-//!   `unread`, and `staff_seen` (the script's tie-breaker).
+//! - `keys.row(conv)` hash: the fields of [`schema::chatlist`] (`customer_id`,
+//!   `username`, `avatar_url`, `preview`, `last_ts`, `last_seq` = SQL
+//!   `last_pos`, `unread`, and `staff_seen`, the script's tie-breaker).
 //! - `keys.chats_all()`: member conv id, score `last_ts`.
 //! - `keys.chats_unread()`: the same, only while `unread > 0`.
 //! - `keys.chats_names()`: score 0, member `lowercase(username) \0 conv id`.
@@ -24,7 +24,10 @@
 //! inside one Cluster slot.
 
 use redis::aio::ConnectionLike;
-use redis::{ErrorKind, Pipeline, Script, Value};
+use redis::{Pipeline, Value};
+use redis_conn::script::{query_pipeline, Call};
+use redis_conn::LuaScript;
+use schema::chatlist;
 use schema::envelope::{self, Audience, Relay};
 use schema::frames::{ConversationRow, ServerFrame};
 use schema::keys::{Keys, FIELD};
@@ -33,35 +36,15 @@ use store::{ConversationState, Store};
 use crate::WorkerError;
 
 
-/// KEYS[1] = row hash. ARGV = customer_id, username, avatar_url, preview,
-/// last_ts, last_seq, unread, staff_seen. Returns {applied (0/1), previous
-/// username, previous last_ts (0 when none), shown (1 when anything an agent
-/// sees changed: not so for a customer's receipt)}.
-const ROW_SCRIPT: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'last_seq', 'staff_seen', 'username', 'last_ts', 'avatar_url', 'preview', 'unread')
-local old_seq = tonumber(cur[1])
-local old_name = cur[3] or ''
-local old_ts = tonumber(cur[4]) or 0
-if old_seq then
-  local new_seq = tonumber(ARGV[6])
-  if new_seq < old_seq then return {0, old_name, old_ts, 0} end
-  if new_seq == old_seq and tonumber(ARGV[8]) < (tonumber(cur[2]) or 0) then return {0, old_name, old_ts, 0} end
-  if cur[3] == ARGV[2] and cur[5] == ARGV[3] and cur[6] == ARGV[4] and cur[4] == ARGV[5]
-    and cur[1] == ARGV[6] and cur[7] == ARGV[7] then
-    if cur[2] ~= ARGV[8] then redis.call('HSET', KEYS[1], 'staff_seen', ARGV[8]) end
-    return {1, old_name, old_ts, 0}
-  end
-end
-redis.call('HSET', KEYS[1], 'customer_id', ARGV[1], 'username', ARGV[2], 'avatar_url', ARGV[3],
-  'preview', ARGV[4], 'last_ts', ARGV[5], 'last_seq', ARGV[6], 'unread', ARGV[7], 'staff_seen', ARGV[8])
-return {1, old_name, old_ts, 1}
-"#;
+/// The row script (`lua/row.lua`): writes a state unless the hash holds a
+/// newer one. Its `ARGV` are [`schema::chatlist::encode`]'s values.
+const ROW_SCRIPT: &str = include_str!("lua/row.lua");
 
 /// The chat-list writer: key layout plus the loaded row script.
 #[derive(Clone)]
 pub struct ChatList {
     keys: Keys,
-    script: Script,
+    script: LuaScript,
 }
 
 /// A state the row script accepted, with the username it replaced.
@@ -93,13 +76,9 @@ pub fn row_of(state: &ConversationState) -> ConversationRow {
     }
 }
 
-fn is_noscript(e: &redis::RedisError) -> bool {
-    e.kind() == ErrorKind::NoScriptError || e.code() == Some("NOSCRIPT")
-}
-
 impl ChatList {
     pub fn new(keys: Keys) -> Self {
-        Self { keys, script: Script::new(ROW_SCRIPT) }
+        Self { keys, script: LuaScript::new("row", ROW_SCRIPT) }
     }
 
     pub fn keys(&self) -> &Keys {
@@ -107,22 +86,15 @@ impl ChatList {
     }
 
     fn push_row(&self, pipe: &mut Pipeline, s: &ConversationState) {
-        pipe.cmd("EVALSHA")
-            .arg(self.script.get_hash())
-            .arg(1)
-            .arg(self.keys.row(&s.id))
-            .arg(&s.customer.id)
-            .arg(&s.customer.username)
-            .arg(s.customer.avatar_url.as_deref().unwrap_or(""))
-            .arg(&s.preview)
-            .arg(s.last_ts)
-            .arg(s.last_pos)
-            .arg(s.unread)
-            .arg(s.staff_seen);
+        let mut call = Call::new().key(self.keys.row(&s.id));
+        for (_, value) in chatlist::encode(&row_of(s), s.staff_seen) {
+            call = call.arg(value);
+        }
+        self.script.push(pipe, &call);
     }
 
-    /// Round trip 1: the row scripts for `states`. Loads the script and
-    /// retries once if Redis lost it.
+    /// Round trip 1: the row scripts for `states` (reloaded and sent once
+    /// more if Redis lost the script).
     pub async fn write_rows(&self, conn: &mut (impl ConnectionLike + Send), states: &[ConversationState]) -> Result<Vec<Applied>, WorkerError> {
         if states.is_empty() {
             return Ok(Vec::new());
@@ -131,14 +103,8 @@ impl ChatList {
         for s in states {
             self.push_row(&mut pipe, s);
         }
-        let replies: Vec<Value> = match pipe.query_async(conn).await {
-            Ok(v) => v,
-            Err(e) if is_noscript(&e) => {
-                self.script.load_async(conn).await?;
-                pipe.query_async(conn).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        // Safe to repeat: the script refuses a state it already holds as new.
+        let replies: Vec<Value> = query_pipeline(conn, &pipe, &[&self.script]).await?;
         let mut applied = Vec::with_capacity(states.len());
         for (s, reply) in states.iter().zip(replies.iter()) {
             let (ok, old, old_ts, shown): (i64, String, i64, i64) = redis::from_redis_value(reply)?;
@@ -231,4 +197,22 @@ pub async fn rebuild_chat_list(store: &Store, redis: &mut (impl ConnectionLike +
         tracing::debug!("chat list rebuild: nothing to write");
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The script's `HSET` names the fields of `schema::chatlist::FIELDS` in
+    /// `ARGV` order: the Lua cannot drift from the codec.
+    #[test]
+    fn row_script_writes_the_codec_fields_in_argv_order() {
+        let compact: String = ROW_SCRIPT.chars().filter(|c| !c.is_whitespace()).collect();
+        let mut expected = String::from("redis.call('HSET',KEYS[1]");
+        for (i, f) in chatlist::FIELDS.iter().enumerate() {
+            expected.push_str(&format!(",'{f}',ARGV[{}]", i + 1));
+        }
+        expected.push(')');
+        assert!(compact.contains(&expected), "the row script's HSET is not {expected}");
+    }
 }

@@ -11,18 +11,18 @@
 //! (a worker died holding it, or the backlog is long) is dropped without
 //! being executed: the agent already got 503 and retries with the same key.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use redis_conn::{RedisConn, RedisTarget};
+use redis_conn::RedisConn;
 use schema::envelope::{self, LoyaltyReply, LoyaltyRequest};
 use schema::frames::ErrorCode;
-use schema::keys::{Keys, WORKER_GROUP};
+use schema::keys::Keys;
 use schema::loyalty::PointsCommand;
 use store::loyalty::{HttpConfig, LoyaltyError, SharedLoyalty};
 use store::Store;
 use tokio::sync::watch;
 
-use crate::stream::{self, Entry};
+use crate::group::{self, Consumer, DeadReason, Group, Settings, Tail};
 use crate::{Config, WorkerError};
 
 /// How long a reply waits for its gateway (which waits at most a few seconds).
@@ -49,18 +49,27 @@ pub fn open_loyalty(cfg: &Config, store: &Store) -> Result<SharedLoyalty, Worker
     store::loyalty::open(store, http).map_err(|e| WorkerError::Config(e.to_string()))
 }
 
-pub struct LoyaltyWorker {
-    keys: Keys,
-    consumer: String,
-    loyalty: SharedLoyalty,
-    redis: RedisConn,
-    /// Only for `XREADGROUP ... BLOCK`.
-    reader: RedisConn,
-    streams: Vec<String>,
-    block: Duration,
-    claim_idle: Duration,
-    read_pending: bool,
+impl group::Report for LoyaltyReport {
+    fn entries(&self) -> usize {
+        self.entries
+    }
+
+    fn add(&mut self, o: &LoyaltyReport) {
+        self.entries += o.entries;
+        self.executed += o.executed;
+        self.expired += o.expired;
+        self.poison += o.poison;
+    }
 }
+
+/// The loyalty stream's batch step: execute, then reply (sent with the acks).
+pub struct LoyaltyStep {
+    keys: Keys,
+    loyalty: SharedLoyalty,
+}
+
+/// The loyalty stream's consumer.
+pub type LoyaltyWorker = Consumer<LoyaltyStep>;
 
 fn count(outcome: &'static str) {
     ::metrics::counter!(crate::metrics::LOYALTY_TOTAL, "outcome" => outcome).increment(1);
@@ -111,76 +120,28 @@ pub async fn execute(loyalty: &SharedLoyalty, req: &LoyaltyRequest) -> LoyaltyRe
 impl LoyaltyWorker {
     pub async fn new(cfg: &Config, loyalty: SharedLoyalty) -> Result<LoyaltyWorker, WorkerError> {
         // One stream, so one key per command: the same on a Redis Cluster.
-        let target = RedisTarget::new(&cfg.redis_url, cfg.redis_cluster)?;
-        let mut redis = target.connect(Duration::from_secs(5)).await?;
-        let reader = target.connect(cfg.block + Duration::from_secs(5)).await?;
         let keys = Keys::new(cfg.key_prefix.clone());
-        let streams = vec![keys.loyalty()];
-        stream::ensure_groups(&mut redis, &streams).await?;
+        // Claimed requests are past their deadline by then (mostly acked and
+        // dropped): one claim call per tick, and no linger (an agent waits).
+        let settings = Settings { count: BATCH, claim_rounds: 1, linger: Duration::ZERO };
+        let group = Group::connect(cfg, vec![keys.loyalty()], settings).await?;
         tracing::info!(backend = loyalty.backend(), "loyalty requests: ready");
-        Ok(LoyaltyWorker {
-            keys,
-            consumer: cfg.worker_id.clone(),
-            loyalty,
-            redis,
-            reader,
-            streams,
-            block: cfg.block,
-            claim_idle: cfg.claim_idle,
-            read_pending: true,
-        })
+        Ok(Consumer::from_parts(group, LoyaltyStep { keys, loyalty }))
     }
+}
 
-    /// Reads one batch (this consumer's pending entries first after a start
-    /// or an error) and handles it.
-    pub async fn process_once(&mut self) -> Result<LoyaltyReport, WorkerError> {
-        let entries = self.read().await?;
-        self.handle(entries).await
-    }
+impl group::Step for LoyaltyStep {
+    type Report = LoyaltyReport;
+    const NAME: &'static str = "loyalty";
 
-    /// Reads one batch, blocking up to the configured time for new requests.
-    pub async fn read(&mut self) -> Result<Vec<Entry>, WorkerError> {
-        let block = self.block.as_millis() as u64;
-        let mut entries = Vec::new();
-        if self.read_pending {
-            entries = stream::read_group(&mut self.reader, &self.streams, &self.consumer, BATCH, block, true).await?;
-            if entries.is_empty() {
-                self.read_pending = false;
-            }
-        }
-        if entries.is_empty() {
-            entries = stream::read_group(&mut self.reader, &self.streams, &self.consumer, BATCH, block, false).await?;
-        }
-        Ok(entries)
-    }
-
-    /// Takes over requests a dead worker held (they are past their deadline
-    /// by then, so this mostly acks and drops them).
-    pub async fn claim_once(&mut self) -> Result<LoyaltyReport, WorkerError> {
-        let idle = self.claim_idle.as_millis() as u64;
-        let (entries, _) =
-            stream::autoclaim(&mut self.redis, &self.streams[0], &self.consumer, idle, "0-0", BATCH).await?;
-        self.handle(entries).await
-    }
-
-    /// Executes, replies, acks. On error the entries stay pending and are
-    /// re-read (their deadline decides whether they still run).
-    pub async fn handle(&mut self, entries: Vec<Entry>) -> Result<LoyaltyReport, WorkerError> {
-        let r = self.handle_inner(entries).await;
-        if r.is_err() {
-            self.read_pending = true;
-        }
-        r
-    }
-
-    async fn handle_inner(&mut self, entries: Vec<Entry>) -> Result<LoyaltyReport, WorkerError> {
+    /// Executes, queues the replies before the acks. On error the entries
+    /// stay pending and are re-read (their deadline decides whether they still run).
+    async fn process(&mut self, _redis: &mut RedisConn, tail: &mut Tail<'_>) -> Result<LoyaltyReport, WorkerError> {
+        let entries = tail.entries();
         let mut report = LoyaltyReport { entries: entries.len(), ..LoyaltyReport::default() };
-        if entries.is_empty() {
-            return Ok(report);
-        }
         let now = schema::now_ms();
         let mut todo = Vec::new();
-        for e in &entries {
+        for e in entries {
             match e.payload.as_deref().map(envelope::decode::<LoyaltyRequest>) {
                 Some(Ok(req)) if req.deadline_ms < now => {
                     tracing::warn!(customer = %req.customer, "points request past its deadline: dropped unexecuted");
@@ -189,8 +150,9 @@ impl LoyaltyWorker {
                 }
                 Some(Ok(req)) => todo.push(req),
                 Some(Err(err)) => {
-                    tracing::warn!(id = %e.id, error = %err, "dropping undecodable loyalty request");
+                    tracing::warn!(id = %e.id, error = %err, "undecodable loyalty request: dead-lettered");
                     ::metrics::counter!(crate::metrics::POISON_TOTAL).increment(1);
+                    tail.dead_letter(e, DeadReason::of(&err), &err.to_string());
                     report.poison += 1;
                 }
                 None => {}
@@ -200,16 +162,11 @@ impl LoyaltyWorker {
         // one call to the loyalty service): run them side by side.
         let replies = futures::future::join_all(todo.iter().map(|req| execute(&self.loyalty, req))).await;
         report.executed = replies.len();
-        let mut pipe = redis::pipe();
         for (req, reply) in todo.iter().zip(replies.iter()) {
             let key = self.keys.loyalty_reply(&req.id);
-            pipe.cmd("LPUSH").arg(&key).arg(envelope::encode(reply)).ignore();
-            pipe.cmd("EXPIRE").arg(&key).arg(REPLY_TTL_SECS).ignore();
+            tail.pipe().cmd("LPUSH").arg(&key).arg(envelope::encode(reply)).ignore();
+            tail.pipe().cmd("EXPIRE").arg(&key).arg(REPLY_TTL_SECS).ignore();
         }
-        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-        pipe.cmd("XACK").arg(&self.streams[0]).arg(WORKER_GROUP).arg(&ids).ignore();
-        pipe.cmd("XDEL").arg(&self.streams[0]).arg(&ids).ignore();
-        pipe.query_async::<()>(&mut self.redis).await?;
         Ok(report)
     }
 }
@@ -229,45 +186,13 @@ pub async fn run(cfg: Config, store: Store, mut stop: watch::Receiver<bool>) {
             Ok(w) => break w,
             Err(e) => {
                 tracing::error!(error = %e, "loyalty requests: cannot start, retrying");
-                if crate::pause(&mut stop, backoff).await {
+                if group::pause(&mut stop, backoff).await {
                     return;
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     };
-    backoff = Duration::from_millis(100);
-    let mut next_claim = Instant::now();
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        if Instant::now() >= next_claim {
-            if let Err(e) = lw.claim_once().await {
-                tracing::warn!(error = %e, "loyalty requests: claiming failed");
-            }
-            next_claim = Instant::now() + cfg.claim_interval;
-        }
-        // Only the blocking read is interrupted by a stop: a batch being
-        // executed is finished and answered first.
-        let read = tokio::select! {
-            r = lw.read() => r,
-            _ = stop.changed() => break,
-        };
-        let r = match read {
-            Ok(entries) => lw.handle(entries).await,
-            Err(e) => Err(e),
-        };
-        match r {
-            Ok(_) => backoff = Duration::from_millis(100),
-            Err(e) => {
-                tracing::error!(error = %e, retry_in = ?backoff, "loyalty requests: step failed");
-                if crate::pause(&mut stop, backoff).await {
-                    break;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    group::run(&mut lw, &mut stop, cfg.claim_interval).await;
     tracing::info!("loyalty requests: stopped");
 }

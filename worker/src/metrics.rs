@@ -23,8 +23,11 @@ pub const BATCH_SIZE: &str = "worker_batch_size";
 pub const PERSIST_SECONDS: &str = "worker_persist_seconds";
 /// Events persisted, by `kind` (message, edit, delete, react, read).
 pub const EVENTS_TOTAL: &str = "worker_events_total";
-/// Entries that could not be decoded or persisted and were dropped.
+/// Entries that could not be decoded or persisted (moved to the dead-letter stream).
 pub const POISON_TOTAL: &str = "worker_poison_total";
+/// Entries moved to the dead-letter stream, by `reason` (decode, version,
+/// refused, seq_conflict).
+pub const DEAD_LETTERS_TOTAL: &str = "worker_dead_letters_total";
 /// Entries taken over from idle consumers with `XAUTOCLAIM`.
 pub const CLAIMED_TOTAL: &str = "worker_claimed_total";
 /// Entries delivered to the group and not yet acknowledged, all shards (gauge).
@@ -90,7 +93,8 @@ fn describe() {
     metrics::describe_histogram!(BATCH_SIZE, "Events per persisted batch");
     metrics::describe_histogram!(PERSIST_SECONDS, metrics::Unit::Seconds, "Time of one persist transaction");
     metrics::describe_counter!(EVENTS_TOTAL, "Events persisted, by kind");
-    metrics::describe_counter!(POISON_TOTAL, "Log entries dropped because they cannot be decoded or stored");
+    metrics::describe_counter!(POISON_TOTAL, "Stream entries that cannot be decoded or stored (dead-lettered)");
+    metrics::describe_counter!(DEAD_LETTERS_TOTAL, "Stream entries moved to the dead-letter stream, by reason");
     metrics::describe_counter!(CLAIMED_TOTAL, "Log entries claimed from idle consumers");
     metrics::describe_gauge!(STREAM_PENDING, "Log entries delivered and not yet acknowledged");
     metrics::describe_counter!(ERRORS_TOTAL, "Worker failures by stage");
@@ -99,6 +103,9 @@ fn describe() {
     metrics::describe_histogram!(REDIS_SECONDS, metrics::Unit::Seconds, "Worker Redis round trips, by op");
     // Zero until something happens; exported from the start for dashboards.
     metrics::counter!(POISON_TOTAL).increment(0);
+    for reason in ["decode", "version", "refused", "seq_conflict"] {
+        metrics::counter!(DEAD_LETTERS_TOTAL, "reason" => reason).increment(0);
+    }
     metrics::counter!(CLAIMED_TOTAL).increment(0);
     metrics::counter!(ERRORS_TOTAL, "stage" => "persist").increment(0);
 }

@@ -151,6 +151,7 @@ async fn drain(w: &mut Worker) -> StepReport {
         total.events += r.events;
         total.inserted += r.inserted;
         total.poison += r.poison;
+        total.dead_letters += r.dead_letters;
         total.rows += r.rows;
         total.relayed += r.relayed;
     }
@@ -354,25 +355,127 @@ async fn reclaims_entries_of_a_dead_consumer_once() {
     assert_eq!(w.refresh_pending_gauge().await.expect("gauge"), 0);
 }
 
+/// Entries of the dead-letter stream: (stream, id, reason, raw bytes).
+async fn dead_letters(h: &mut Harness) -> Vec<(String, String, String, Vec<u8>)> {
+    let reply: redis::streams::StreamRangeReply = h.redis.xrange_all(h.keys.dead_letters()).await.expect("xrange");
+    let text = |m: &HashMap<String, redis::Value>, k: &str| match m.get(k) {
+        Some(redis::Value::BulkString(b)) => b.clone(),
+        _ => Vec::new(),
+    };
+    reply
+        .ids
+        .iter()
+        .map(|e| {
+            let s = |k| String::from_utf8(text(&e.map, k)).expect("utf8");
+            (s("stream"), s("id"), s("reason"), text(&e.map, FIELD))
+        })
+        .collect()
+}
+
+/// `worker_dead_letters_total{reason}` as rendered now (the recorder is
+/// process-wide: other tests add to it, so callers compare before and after).
+fn dead_letter_metric(reason: &str) -> u64 {
+    let text = worker::metrics::handle().expect("recorder").render();
+    let needle = format!("worker_dead_letters_total{{reason=\"{reason}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&needle)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Garbage and an envelope version from the future are kept with their
+/// reason, and the good entries around them are processed. (That a reader
+/// also reads the version before its own is tested in `schema::envelope`:
+/// today there is no version before 1.)
 #[tokio::test]
-async fn poison_entries_are_skipped() {
+async fn poison_entries_go_to_the_dead_letter_stream() {
+    worker::metrics::handle();
+    let (decode_before, version_before) = (dead_letter_metric("decode"), dead_letter_metric("version"));
     let mut h = Harness::new(false).await;
     let mut w = h.worker("w-poison").await;
     let key = h.shard_key("delta");
     h.xadd(&cmsg("delta", 1)).await;
-    h.xadd_bytes(&key, FIELD, b"\x01garbage that is not bincode").await;
-    h.xadd_bytes(&key, FIELD, b"\x09wrong version").await;
-    h.xadd_bytes(&key, "other", b"no e field").await;
+    let garbage = h.xadd_bytes(&key, FIELD, b"\x01garbage that is not bincode").await;
+    // What a writer one envelope version ahead writes: never acked away.
+    let mut future = envelope::encode(&cmsg("delta", 9));
+    future[0] = envelope::ENVELOPE_VERSION + 1;
+    let ahead = h.xadd_bytes(&key, FIELD, &future).await;
+    let no_field = h.xadd_bytes(&key, "other", b"no e field").await;
     h.xadd(&cmsg("delta", 2)).await;
     let r = drain(&mut w).await;
-    assert_eq!((r.entries, r.events, r.poison, r.inserted), (5, 2, 3, 2));
+    assert_eq!((r.entries, r.events, r.poison, r.dead_letters, r.inserted), (5, 2, 3, 3, 2));
     assert_eq!(h.pending().await, 0, "poison is acked so it cannot block the group");
     assert_eq!(h.log_len().await, 0);
     assert_eq!(h.store.message_count("delta").await.expect("count"), 2);
+
+    let dl = dead_letters(&mut h).await;
+    assert_eq!(
+        dl,
+        vec![
+            (key.clone(), garbage, "decode".into(), b"\x01garbage that is not bincode".to_vec()),
+            (key.clone(), ahead, "version".into(), future),
+            (key.clone(), no_field, "decode".into(), Vec::new()),
+        ]
+    );
+    assert!(dead_letter_metric("decode") >= decode_before + 2);
+    assert!(dead_letter_metric("version") > version_before);
+}
+
+/// The loyalty stream shares the consumer loop, so its poison goes the same way.
+#[tokio::test]
+async fn loyalty_requests_that_do_not_decode_are_dead_lettered() {
+    let mut h = Harness::new(false).await;
+    let cfg = h.config("w-loyalty");
+    let loyalty = worker::loyalty::open_loyalty(&cfg, &h.store).expect("loyalty");
+    let mut lw = worker::loyalty::LoyaltyWorker::new(&cfg, loyalty).await.expect("loyalty worker");
+    let id = h.xadd_bytes(&h.keys.loyalty(), FIELD, b"\x01not a request").await;
+    let r = lw.process_once().await.expect("step");
+    assert_eq!((r.entries, r.poison, r.executed), (1, 1, 0));
+    let dl = dead_letters(&mut h).await;
+    assert_eq!(dl, vec![(h.keys.loyalty(), id, "decode".into(), b"\x01not a request".to_vec())]);
+    let left: u64 = h.redis.xlen(h.keys.loyalty()).await.expect("xlen");
+    assert_eq!(left, 0);
+}
+
+async fn a_reused_position_is_dead_lettered(pg: bool) {
+    worker::metrics::handle();
+    let before = dead_letter_metric("seq_conflict");
+    let mut h = Harness::new(pg).await;
+    let mut w = h.worker("w-conflict").await;
+    h.xadd(&cmsg("mike", 1)).await;
+    h.xadd(&message("mike", 2, MessageKind::Customer, "the first 2")).await;
+    drain(&mut w).await;
+    // Redis failed over and lost the last increment: another message gets 2.
+    let mut other = message("mike", 2, MessageKind::Customer, "a different 2");
+    if let LogEvent::Message { ts, client_id, .. } = &mut other {
+        *ts += 5_000;
+        *client_id = Some("c-other".into());
+    }
+    let id = h.xadd(&other).await;
+    // The same message delivered again is a duplicate, not a conflict.
+    h.xadd(&message("mike", 2, MessageKind::Customer, "the first 2")).await;
+    h.xadd(&cmsg("mike", 3)).await;
+    let r = drain(&mut w).await;
+    assert_eq!((r.entries, r.events, r.inserted, r.poison, r.dead_letters), (3, 2, 1, 0, 1));
+    let page = h.store.messages_page("mike", None, 10).await.expect("page").0;
+    assert_eq!(page.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["hello 1", "the first 2", "hello 3"]);
+    let dl = dead_letters(&mut h).await;
+    assert_eq!(dl.len(), 1);
+    assert_eq!((&dl[0].0, &dl[0].1, dl[0].2.as_str()), (&h.shard_key("mike"), &id, "seq_conflict"));
+    assert_eq!(envelope::decode::<LogEvent>(&dl[0].3).expect("raw bytes kept"), other);
+    assert_eq!(h.pending().await, 0);
+    assert!(dead_letter_metric("seq_conflict") > before);
 }
 
 #[tokio::test]
-async fn an_event_the_database_refuses_is_isolated_and_dropped() {
+async fn a_reused_position_is_dead_lettered_sqlite() {
+    a_reused_position_is_dead_lettered(false).await;
+}
+
+#[tokio::test]
+async fn a_reused_position_is_dead_lettered_postgres() {
+    a_reused_position_is_dead_lettered(true).await;
+}
+
+#[tokio::test]
+async fn an_event_the_database_refuses_is_isolated_and_dead_lettered() {
     let mut h = Harness::new(false).await;
     // Stand-in for any value the database rejects (a constraint violation).
     let mut raw = sqlx::SqliteConnection::connect(&h.db_url).await.expect("raw sqlite");
@@ -384,12 +487,15 @@ async fn an_event_the_database_refuses_is_isolated_and_dropped() {
     .expect("trigger");
     let mut w = h.worker("w-refuse").await;
     h.xadd(&cmsg("lima", 1)).await;
-    h.xadd(&message("lima", 2, MessageKind::Customer, "refuse me")).await;
+    let refused = h.xadd(&message("lima", 2, MessageKind::Customer, "refuse me")).await;
     h.xadd(&cmsg("lima", 3)).await;
     let r = drain(&mut w).await;
-    assert_eq!((r.entries, r.events, r.poison, r.inserted), (3, 2, 1, 2));
+    assert_eq!((r.entries, r.events, r.poison, r.dead_letters, r.inserted), (3, 2, 1, 1, 2));
     assert_eq!(h.pending().await, 0);
     assert_eq!(h.store.message_count("lima").await.expect("count"), 2);
+    let dl = dead_letters(&mut h).await;
+    assert_eq!(dl.len(), 1);
+    assert_eq!((dl[0].1.as_str(), dl[0].2.as_str()), (refused.as_str(), "refused"));
     assert_eq!(h.row("lima").await.get("last_seq").map(String::as_str), Some("3"));
 }
 
