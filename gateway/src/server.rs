@@ -58,7 +58,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     let loyalty = crate::domain::points::open(&cfg, &store)?;
     let node = cfg.node_id.clone().unwrap_or_else(|| format!("g-{}", &crate::ids::random_token()[..10]));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (subs, sub_ops) = crate::node::subs::Subs::new();
+    let (subs, sub_ops) = crate::hub::subs::Subs::new();
     let state: AppState = Arc::new(State {
         keys: Keys::new(cfg.key_prefix.clone()),
         node,

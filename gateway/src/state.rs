@@ -38,7 +38,7 @@ pub struct State {
     /// and rejoins: new sockets are refused.
     pub fenced: std::sync::atomic::AtomicBool,
     /// This node's subscriptions to conversation channels.
-    pub subs: crate::node::subs::Subs,
+    pub subs: crate::hub::subs::Subs,
     /// False in dev mode until the demo data is seeded (the demo agent's
     /// login works): `/readyz` waits for it.
     pub seeded: std::sync::atomic::AtomicBool,
