@@ -52,28 +52,6 @@ async fn two_gateways_exchange_postgres() {
     exchange(Db::Postgres).await;
 }
 
-/// The send script finishes envelopes with Lua encoders; they must write
-/// bincode's bytes at every varint width (the Rust side is checked against
-/// `encode` in schema's unit tests).
-#[tokio::test(flavor = "multi_thread")]
-async fn lua_bincode_encoders_match_rust() {
-    use schema::envelope::split;
-    let s = Stack::new(Db::Sqlite).await;
-    let mut conn = s.redis().get_multiplexed_async_connection().await.unwrap();
-    let src = format!("{}return {{vu(tonumber(ARGV[1])), vs(ARGV[2]), vopt(ARGV[2]), vopt(false)}}", split::LUA_BINCODE);
-    for n in [0u64, 1, 250, 251, 255, 256, 65_535, 65_536, 4_294_967_295, 4_294_967_296, 1 << 40] {
-        for len in [0usize, 250, 251, 65_536] {
-            let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
-            let (v, st, some, none): (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) =
-                redis::cmd("EVAL").arg(&src).arg(0).arg(n).arg(&text).query_async(&mut conn).await.unwrap();
-            assert_eq!(v, split::varint(n), "vu({n})");
-            assert_eq!(st, split::part(&text.as_str()), "vs of {len} bytes");
-            assert_eq!(some, split::part(&Some(text.as_str())));
-            assert_eq!(none, split::part(&None::<String>));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn resend_same_client_id_is_not_duplicated() {
     let s = Stack::start(1, 1, Db::Sqlite).await;

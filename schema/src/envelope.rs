@@ -207,90 +207,6 @@ fn body_of<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, EnvelopeErr
     Ok(value)
 }
 
-/// Envelopes finished inside a Redis script. On a single Redis the gateway's
-/// send script writes the log entry and the relay entries itself, in the same
-/// atomic step that assigns the sequence number (one round trip instead of
-/// two, and no window where a message has a number but no log entry). The
-/// gateway encodes everything it knows here; the script adds what only it
-/// knows (the sequence number, the customer's profile) with the bincode
-/// encoders of [`LUA_BINCODE`]. The bytes are exactly [`encode`]'s, so readers
-/// do not change (tests compare the two).
-pub mod split {
-    use super::*;
-
-    /// The bincode body of one value (no version byte), as it appears inside
-    /// an enclosing struct or enum.
-    pub fn part<T: Serialize>(value: &T) -> Vec<u8> {
-        bincode::serde::encode_to_vec(value, config()).unwrap_or_default()
-    }
-
-    /// bincode's variable-length unsigned integer (what `vu` in [`LUA_BINCODE`] writes).
-    pub fn varint(n: u64) -> Vec<u8> {
-        part(&n)
-    }
-
-    /// A [`LogEvent::Message`] around the part the script fills in:
-    /// `head ++ username ++ avatar_url ++ seq ++ tail`.
-    pub struct MessageParts {
-        pub head: Vec<u8>,
-        pub tail: Vec<u8>,
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn message(
-        conversation: &str,
-        customer_id: &str,
-        ts: i64,
-        kind: MessageKind,
-        author: &Option<UserRef>,
-        text: &str,
-        reply_to: &Option<ReplyRef>,
-        client_id: &Option<String>,
-        order_json: &Option<String>,
-    ) -> MessageParts {
-        // Variant 0 of LogEvent, then its fields in declaration order.
-        let mut head = vec![ENVELOPE_VERSION];
-        head.extend(part(&0u32));
-        head.extend(part(&conversation));
-        head.extend(part(&customer_id));
-        let mut tail = part(&ts);
-        tail.extend(part(&kind));
-        tail.extend(part(author));
-        tail.extend(part(&text));
-        tail.extend(part(reply_to));
-        tail.extend(part(client_id));
-        tail.extend(part(order_json));
-        MessageParts { head, tail }
-    }
-
-    /// A [`Relay`] up to its position: `head ++ pos ++ frame`.
-    pub fn relay_head(audience: Audience, conversation: &str) -> Vec<u8> {
-        let mut head = vec![ENVELOPE_VERSION];
-        head.extend(part(&audience));
-        head.extend(part(&Some(conversation)));
-        head
-    }
-
-    /// Lua (Redis scripts): `vu(n)` an unsigned integer (< 2^53), `vs(s)` a
-    /// string, `vopt(s)` an `Option<String>` (nil or false: `None`), in
-    /// bincode's standard encoding (little-endian varints).
-    pub const LUA_BINCODE: &str = r#"
-local function le(n, k)
-  local t = {}
-  for i = 1, k do t[i] = string.char(n % 256); n = math.floor(n / 256) end
-  return table.concat(t)
-end
-local function vu(n)
-  if n < 251 then return string.char(n)
-  elseif n < 65536 then return '\251' .. le(n, 2)
-  elseif n < 4294967296 then return '\252' .. le(n, 4)
-  else return '\253' .. le(n, 8) end
-end
-local function vs(s) return vu(#s) .. s end
-local function vopt(s) if s then return '\1' .. vs(s) end return '\0' end
-"#;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,47 +247,6 @@ mod tests {
     }
 
     /// The split encoding gives exactly `encode`'s bytes, at every varint width.
-    #[test]
-    fn split_message_and_relay_match_encode() {
-        let author = Some(UserRef { kind: UserKind::Agent, id: "a-1".into(), username: "demo".into() });
-        let reply = Some(ReplyRef { seq: 300, excerpt: "quoted".into() });
-        for seq in [0u64, 1, 250, 251, 65_535, 65_536, u32::MAX as u64, u32::MAX as u64 + 1] {
-            for name_len in [0usize, 3, 250, 251, 70_000] {
-                for avatar in [None, Some("https://x/a.png".to_string())] {
-                    let username = "n".repeat(name_len);
-                    let e = LogEvent::Message {
-                        conversation: "conv-1".into(),
-                        customer: CustomerRef { id: "conv-1".into(), username: username.clone(), avatar_url: avatar.clone() },
-                        seq,
-                        ts: -5 + seq as i64 * 1_000_003,
-                        kind: MessageKind::Staff,
-                        author: author.clone(),
-                        text: "héllo".into(),
-                        reply_to: reply.clone(),
-                        client_id: Some("cid".into()),
-                        order_json: None,
-                    };
-                    let LogEvent::Message { ts, .. } = &e else { unreachable!() };
-                    let p = split::message("conv-1", "conv-1", *ts, MessageKind::Staff, &author, "héllo", &reply, &Some("cid".into()), &None);
-                    let mut b = p.head.clone();
-                    b.extend(split::part(&username.as_str()));
-                    b.extend(split::part(&avatar));
-                    b.extend(split::varint(seq));
-                    b.extend(&p.tail);
-                    assert_eq!(b, encode(&e), "seq {seq}, name {name_len}");
-                }
-            }
-            for audience in [Audience::Staff, Audience::Customer, Audience::Both] {
-                let frame = "f".repeat((seq % 70_000) as usize);
-                let r = Relay { audience, conversation: Some("conv-1".into()), pos: seq, frame: frame.clone() };
-                let mut b = split::relay_head(audience, "conv-1");
-                b.extend(split::varint(seq));
-                b.extend(split::part(&frame.as_str()));
-                assert_eq!(b, encode(&r));
-            }
-        }
-    }
-
     /// The next release (a reader at version N+1) still reads what today's
     /// writers write (version N), through the type's previous shape.
     #[test]
@@ -398,7 +273,7 @@ mod tests {
         assert_eq!(old[0], ENVELOPE_VERSION);
         assert_eq!(decode_at::<New>(&old, next), Ok(New { a: "x".into(), b: None }));
         let mut new = vec![next];
-        new.extend(split::part(&New { a: "y".into(), b: Some(3) }));
+        new.extend(&encode(&New { a: "y".into(), b: Some(3) })[1..]);
         assert_eq!(decode_at::<New>(&new, next), Ok(New { a: "y".into(), b: Some(3) }));
         // Unchanged types read both versions as themselves.
         let r = Relay { audience: Audience::Staff, conversation: None, pos: 1, frame: "{}".into() };

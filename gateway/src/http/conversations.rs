@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use schema::frames::{ConversationRow, CustomerRef};
+use schema::frames::ConversationRow;
 use schema::limits::{DEFAULT_PAGE, MAX_PAGE};
 use serde_json::json;
 
@@ -14,25 +14,6 @@ use crate::error::{Body, GatewayError};
 use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
-
-fn row_from(id: &str, h: &HashMap<String, String>) -> Option<ConversationRow> {
-    if h.is_empty() {
-        return None;
-    }
-    let num = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-    Some(ConversationRow {
-        id: id.to_string(),
-        customer: CustomerRef {
-            id: h.get("customer_id").cloned().unwrap_or_else(|| id.to_string()),
-            username: h.get("username").cloned().unwrap_or_else(|| id.to_string()),
-            avatar_url: h.get("avatar_url").filter(|a| !a.is_empty()).cloned(),
-        },
-        preview: h.get("preview").cloned().unwrap_or_default(),
-        last_ts: num("last_ts"),
-        unread: num("unread").max(0) as u64,
-        last_seq: num("last_seq").max(0) as u64,
-    })
-}
 
 async fn rows(state: &AppState, ids: &[String]) -> Result<Vec<ConversationRow>> {
     if ids.is_empty() {
@@ -44,7 +25,7 @@ async fn rows(state: &AppState, ids: &[String]) -> Result<Vec<ConversationRow>> 
     }
     let mut conn = state.redis();
     let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-    Ok(ids.iter().zip(hashes.iter()).filter_map(|(id, h)| row_from(id, h)).collect())
+    Ok(ids.iter().zip(hashes.iter()).filter_map(|(id, h)| schema::chatlist::decode(id, h)).collect())
 }
 
 /// `GET /api/conversations`: O(page) from Redis sorted sets, never a scan.
@@ -162,7 +143,7 @@ pub async fn one(state: &AppState, req: Request<Incoming>, id: &str) -> Result<R
     }
     let g = |f: &str| rs.get(f).copied().unwrap_or(0);
     ok(json!({
-        "row": row_from(id, &row),
+        "row": schema::chatlist::decode(id, &row),
         "receipts": {
             "customer_delivered": g("customer_delivered"),
             "customer_seen": g("customer_seen"),
