@@ -27,6 +27,19 @@ pub async fn range(conn: &mut RedisConn, key: &str, from: u64, to: Option<u64>, 
         .collect())
 }
 
+/// The newest entry of a replay stream: its position and frame (filled in).
+pub async fn last(conn: &mut RedisConn, key: &str) -> Result<Option<(u64, String)>, redis::RedisError> {
+    let reply: StreamRangeReply = conn.xrevrange_count(key, "+", "-", 1).await?;
+    Ok(reply.ids.first().and_then(|e| {
+        let pos = e.id.split('-').next()?.parse().ok()?;
+        let frame = match e.map.get("f")? {
+            Value::BulkString(b) => std::str::from_utf8(b).ok()?,
+            _ => return None,
+        };
+        Some((pos, super::template::subst_position(frame, pos)))
+    }))
+}
+
 /// The current epoch (created on first use).
 pub async fn current_epoch(conn: &mut RedisConn, keys: &Keys) -> Result<String, GatewayError> {
     let key = keys.epoch();

@@ -40,17 +40,8 @@ pub async fn ensure_customer_profile(state: &AppState, ident: &Identity) -> Resu
 pub async fn seed_conversation(state: &AppState, conv: &str, username: &str, avatar: Option<&str>) -> Result<()> {
     let max_pos = state.store.max_pos(conv).await?;
     let mut conn = state.redis();
-    let (legacy, last): (Option<u64>, redis::streams::StreamRangeReply) = redis::pipe()
-        .get(state.keys.legacy_seq(conv))
-        .cmd("XREVRANGE")
-        .arg(state.keys.replay(conv))
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut conn)
-        .await?;
-    let replayed = last.ids.first().and_then(|e| e.id.split('-').next()?.parse::<u64>().ok()).unwrap_or(0);
+    let legacy: Option<u64> = conn.get(state.keys.legacy_seq(conv)).await?;
+    let replayed = crate::broker::replay::last(&mut conn, &state.keys.replay(conv)).await?.map_or(0, |(pos, _)| pos);
     let n = max_pos.max(legacy.unwrap_or(0)).max(replayed);
     let _: () = conn.hset_multiple(state.keys.customer(conv), &[("username", username), ("avatar_url", avatar.unwrap_or(""))]).await?;
     let call = redis_conn::Call::new()

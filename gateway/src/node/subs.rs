@@ -28,14 +28,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use redis::streams::StreamRangeReply;
 use schema::envelope::{Audience, Relay};
 use tokio::sync::mpsc;
 
 use super::delivery::{deliver, note_relayed};
 use crate::hub::subs::Op;
 use crate::broker::publish::parse_payload;
-use crate::broker::template::subst_position;
 use crate::hub::NO_FLOOR;
 use crate::state::AppState;
 
@@ -158,24 +156,12 @@ async fn resync(state: AppState, channels: Vec<String>) {
     let mut conn = state.redis();
     for ch in channels {
         let Some(conv) = conversation_of(&prefix, &ch) else { continue };
-        let r: Result<StreamRangeReply, _> = redis::cmd("XREVRANGE")
-            .arg(state.keys.replay(conv))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await;
-        let Ok(r) = r else { continue };
-        let Some(e) = r.ids.first() else { continue };
-        let Some(pos) = e.id.split('-').next().and_then(|p| p.parse::<u64>().ok()) else { continue };
-        let Some(redis::Value::BulkString(b)) = e.map.get("f") else { continue };
-        let Ok(template) = std::str::from_utf8(b) else { continue };
+        let Ok(Some((pos, frame))) = crate::broker::replay::last(&mut conn, &state.keys.replay(conv)).await else { continue };
         let relay = Relay {
             audience: Audience::Both,
             conversation: Some(conv.to_string()),
             pos,
-            frame: subst_position(template, pos),
+            frame,
         };
         deliver(&state, relay, Instant::now(), NO_FLOOR, false);
     }
