@@ -1,6 +1,8 @@
 # Starting and stopping the benchmarked stacks (sourced by scripts/bench-*.sh,
-# not run). Needs: OUT (directory for logs), REDIS_URL, REDIS_PID; release
-# binaries built (in BIN_DIR, default target/release). Every start uses a fresh key prefix, dropped by stop_all.
+# not run). Needs: OUT (directory for logs), REDIS_URL, REDIS_PID, jq; release
+# binaries built (in BIN_DIR, default target/release; the test kit's
+# target/release/testkit is built when missing). Every start uses a fresh key
+# prefix, dropped by stop_all.
 
 pids=()
 cleanup_procs() {
@@ -24,33 +26,30 @@ drop_keys() { # prefix
 
 # start_ours NODES -> sets ADDRS (--gateway flags), PIDARGS (--pid flags), PREFIX
 # (the load comes from one address: the per-address connect rate is lifted, as
-# the peer has none; it stays on by default in production)
+# the peer has none; it stays on by default in production). The stack comes
+# from the test kit (`testkit stack`, the one way tests start it too), run
+# from this build (TESTKIT) with the binaries in BIN_DIR; its JSON line is
+# in $dir/stack.json, the processes' logs next to it.
 start_ours() {
-  local n=$1 i
+  local n=$1 tk=${TESTKIT:-target/release/testkit}
+  [ -x "$tk" ] || cargo build --release -q -p testkit
   PREFIX="bench$RANDOM:"
   local dir="$OUT/ours-$PREFIX"; dir=${dir%:}; mkdir -p "$dir"
-  export REDIS_URL DATABASE_URL="sqlite://$dir/chat.db" CHAT_KEY_PREFIX="$PREFIX" CHAT_DEV=1 CHAT_DEMO_DATA=0 \
-    CHAT_SEND_RATE=100000 CHAT_CONNECT_RATE_PER_IP=100000 RUST_LOG=warn
-  WORKER_METRICS_ADDR=127.0.0.1:0 ${BIN_DIR:-target/release}/worker > "$dir/worker.out" 2> "$dir/worker.log" &
-  pids+=($!); PIDARGS="--pid worker=$! --pid redis=$REDIS_PID"
-  wait_line "$dir/worker.out" "metrics on http://" > /dev/null
-  ADDRS=""; GW0_PID=""
   # Several gateways on one host share its cores: each gets cores / nodes
   # tokio threads (GATEWAY_THREADS overrides; README "Running at scale"). Measured
   # with 2 nodes on 2 cores: 1 thread each uses 15% less gateway CPU than
   # 2 each at the same latency (BENCHMARKS.md, session 6).
   local threads=${GATEWAY_THREADS:-$(( $(nproc) / n > 0 ? $(nproc) / n : 1 ))}
-  for i in $(seq 0 $((n - 1))); do
-    TOKIO_WORKER_THREADS=$threads GATEWAY_ADDR=127.0.0.1:0 CHAT_NODE_ID="${PREFIX}g$i" ${BIN_DIR:-target/release}/gateway > "$dir/gateway$i.out" 2> "$dir/gateway$i.log" &
-    pids+=($!); PIDARGS="$PIDARGS --pid gateway$i=$!"; [ -z "$GW0_PID" ] && GW0_PID=$!
-    ADDRS="$ADDRS --gateway $(wait_line "$dir/gateway$i.out" "listening on http://")"
-  done
-  for _ in $(seq 1 100); do
-    curl -sf -o /dev/null -X POST -H 'content-type: application/json' -d '{"username":"demo","password":"demo"}' \
-      "http://$(echo $ADDRS | awk '{print $2}')/api/login" && break
-    sleep 0.1
-  done
-  unset DATABASE_URL CHAT_KEY_PREFIX
+  "$tk" stack --gateways "$n" --workers 1 --db sqlite --dev --ignore-stdin \
+    --bin-dir "${BIN_DIR:-target/release}" --dir "$dir" --prefix "$PREFIX" --redis-url "$REDIS_URL" \
+    --env CHAT_DEMO_DATA=0 --env CHAT_SEND_RATE=100000 --env CHAT_CONNECT_RATE_PER_IP=100000 --env RUST_LOG=warn \
+    --gateway-env TOKIO_WORKER_THREADS="$threads" > "$dir/stack.json" 2> "$dir/stack.log" &
+  pids+=($!)
+  wait_line "$dir/stack.json" '"prefix"' > /dev/null
+  local info; info=$(head -n1 "$dir/stack.json")
+  ADDRS=" $(jq -r '[.gateways[] | "--gateway " + .addr] | join(" ")' <<< "$info")"
+  PIDARGS="--pid worker=$(jq -r '.workers[0].pid' <<< "$info") --pid redis=$REDIS_PID $(jq -r '[.gateways | to_entries[] | "--pid gateway\(.key)=\(.value.pid)"] | join(" ")' <<< "$info")"
+  GW0_PID=$(jq -r '.gateways[0].pid' <<< "$info")
   OURS_ARGS="--target ours --redis-url $REDIS_URL --key-prefix $PREFIX"
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: unit and integration tests of the Rust workspace (real
-# Redis, PostgreSQL, gateway and worker processes), then the browser tests
-# (headless Chromium against the real stack).
+# Redis, PostgreSQL, gateway and worker processes, all started by the
+# `testkit` crate; the deploy/ and grafana/ checks are workspace members),
+# then the browser tests (headless Chromium against the real stack, started
+# by the `testkit` binary that --bins builds).
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

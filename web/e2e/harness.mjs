@@ -1,13 +1,14 @@
-// End-to-end harness: starts the real release `gateway` and `worker` binaries
-// (CHAT_BIN_DIR, default ../target/release) against the local Redis with a unique
-// key prefix and a temporary SQLite database, in dev mode, on a free port; then
-// drives headless Debian Chromium through playwright-core.
+// End-to-end harness: starts the stack through the workspace's test kit
+// (`testkit stack`, the one way every test starts it) with the release
+// `gateway` and `worker` binaries (CHAT_BIN_DIR, default ../target/release):
+// the local Redis with a unique key prefix, a temporary SQLite database, dev
+// mode, a free port; then drives headless Debian Chromium through playwright-core.
 
 import { after, before } from 'node:test';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -18,109 +19,67 @@ mkdirSync(artifacts, { recursive: true });
 
 const binDir = resolve(webDir, process.env.CHAT_BIN_DIR ?? '../target/release');
 
-function waitForLine(child, re, timeoutMs, name) {
+/** Resolves with the first stdout line of `child` (the stack's JSON). */
+function firstLine(child, timeoutMs, stderr) {
   return new Promise((resolveLine, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not print ${re} within ${timeoutMs} ms:\n${buf.slice(-2000)}`)), timeoutMs);
-    const on = (chunk) => {
-      buf += chunk.toString();
-      const m = re.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout.off('data', on);
-        resolveLine(m);
-      }
-    };
-    child.stdout.on('data', on);
+    const lines = createInterface({ input: child.stdout });
+    const timer = setTimeout(() => reject(new Error(`testkit stack was not ready within ${timeoutMs} ms:\n${stderr().slice(-2000)}`)), timeoutMs);
+    lines.once('line', (line) => {
+      clearTimeout(timer);
+      resolveLine(line);
+    });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`${name} exited with ${code} before it was ready:\n${buf.slice(-2000)}`));
+      reject(new Error(`testkit stack exited with ${code} before it was ready:\n${stderr().slice(-2000)}`));
     });
   });
 }
 
 /**
- * Starts gateway + worker; returns { url, prefix, stop }. `env` adds or overrides
+ * Starts gateway + worker; returns { url, prefix, dir, stop }. `env` adds or overrides
  * variables of both processes (e.g. `CHAT_LOYALTY_URL` for an external loyalty service).
  */
 export async function startStack({ env: extraEnv = {} } = {}) {
-  for (const b of ['gateway', 'worker']) {
+  for (const b of ['gateway', 'worker', 'testkit']) {
     if (!existsSync(join(binDir, b))) {
-      throw new Error(`${join(binDir, b)} is missing: build with \`cargo build --release -p gateway -p worker\` or set CHAT_BIN_DIR`);
+      throw new Error(`${join(binDir, b)} is missing: build with \`cargo build --release -p gateway -p worker -p testkit\` or set CHAT_BIN_DIR`);
     }
   }
   if (!existsSync(join(webDir, 'dist', 'index.html'))) {
     throw new Error('web/dist is missing: run `npm run build` (or scripts/web-build.sh) first');
   }
-  const tmp = mkdtempSync(join(tmpdir(), 'chat-e2e-'));
   const prefix = `e2e-${randomBytes(6).toString('hex')}:`;
+  const settings = { CHAT_WEB_DIR: join(webDir, 'dist'), ...extraEnv };
+  const args = ['stack', '--gateways', '1', '--workers', '1', '--db', 'sqlite', '--dev', '--prefix', prefix, '--bin-dir', binDir, '--grace-secs', '5'];
+  for (const [k, v] of Object.entries(settings)) args.push('--env', `${k}=${v}`);
   const env = {
     ...process.env,
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    DATABASE_URL: `sqlite://${tmp}/chat.db`,
-    CHAT_KEY_PREFIX: prefix,
-    CHAT_DEV: '1',
-    CHAT_WEB_DIR: join(webDir, 'dist'),
-    GATEWAY_ADDR: '127.0.0.1:0',
-    WORKER_METRICS_ADDR: '127.0.0.1:0',
     RUST_LOG: process.env.RUST_LOG ?? 'warn',
-    ...extraEnv,
   };
-  const logs = { gateway: '', worker: '' };
-  const procs = [];
-  const launch = (name) => {
-    const p = spawn(join(binDir, name), [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    p.stdout.on('data', (d) => (logs[name] += d.toString()));
-    p.stderr.on('data', (d) => (logs[name] += d.toString()));
-    procs.push(p);
-    return p;
-  };
-  const gateway = launch('gateway');
-  const m = await waitForLine(gateway, /gateway listening on (http:\/\/[0-9.]+:\d+)/, 30_000, 'gateway');
-  const url = m[1];
-  launch('worker');
-  // The gateway seeds the demo data in dev mode; wait until the demo agent can log in.
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    try {
-      const r = await fetch(`${url}/api/login`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ username: 'demo', password: 'demo' }),
-      });
-      if (r.ok) break;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() > deadline) throw new Error(`demo agent never became available\n${logs.gateway.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  // stdin stays open: the kit stops the stack when it closes, so a crashed
+  // test run cannot leave processes behind.
+  const kit = spawn(join(binDir, 'testkit'), args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  kit.stderr.on('data', (d) => (stderr += d.toString()));
+  const info = JSON.parse(await firstLine(kit, 60_000, () => stderr));
   return {
-    url,
-    prefix,
-    logs,
+    url: info.gateways[0].url,
+    prefix: info.prefix,
+    dir: info.dir,
+    info,
     async stop() {
-      for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
-      await Promise.all(
-        procs.map(
-          (p) =>
-            new Promise((r) => {
-              if (p.exitCode !== null) return r();
-              const t = setTimeout(() => {
-                p.kill('SIGKILL');
-                r();
-              }, 5000);
-              p.once('exit', () => {
-                clearTimeout(t);
-                r();
-              });
-            }),
-        ),
-      );
-      // Remove this run's Redis keys (best effort, only when redis-cli is there).
-      const scan = spawnSync('sh', ['-c', `redis-cli --scan --pattern '${prefix}*' | xargs -r -n 500 redis-cli del >/dev/null`], { stdio: 'ignore' });
-      void scan;
-      rmSync(tmp, { recursive: true, force: true });
+      if (kit.exitCode !== null) return;
+      await new Promise((r) => {
+        const t = setTimeout(() => kit.kill('SIGKILL'), 15_000);
+        kit.once('exit', () => {
+          clearTimeout(t);
+          r();
+        });
+        // Closing stdin stops the processes (SIGTERM, SIGKILL after 5 s) and
+        // removes the prefix's keys and the database.
+        kit.stdin.end();
+      });
     },
   };
 }

@@ -12,49 +12,38 @@ use schema::frames::{ConversationRow, CustomerRef, MessageKind, ServerFrame, Sid
 use schema::keys::{shard_of, Keys, FIELD, WORKER_GROUP};
 use sqlx::{Connection, Executor};
 use store::{ConversationState, Store};
+use testkit::{Database, KeyPrefix};
 use worker::{ChatList, Config, StepReport, Worker};
 
 const SHARDS: u32 = 2;
 
 fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    testkit::redis_url()
 }
 
-fn pg_admin_url() -> String {
-    std::env::var("STORE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A key prefix, a database and a Redis connection of one test; drops its
-/// keys and database when it goes out of scope, pass or fail.
+/// A key prefix, a database and a Redis connection of one test (from the
+/// test kit); its keys and database go when it goes out of scope, pass or fail.
 struct Harness {
     prefix: String,
     keys: Keys,
     db_url: String,
     store: Store,
     redis: ConnectionManager,
-    dir: Option<std::path::PathBuf>,
-    pg: Option<String>,
+    // Dropped after `store` (fields drop in order): keys, then the database.
+    _prefix: KeyPrefix,
+    _db: Database,
 }
 
 impl Harness {
     async fn new(pg: bool) -> Harness {
-        let tag = uuid::Uuid::new_v4().simple().to_string();
-        let prefix = format!("t-{tag}:");
-        let (db_url, dir, pgname) = if pg {
-            let admin = pg_admin_url();
-            let name = format!("t_worker_{tag}");
-            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("postgres admin");
-            conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
-            let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
-            (format!("{base}/{name}"), None, Some(name))
-        } else {
-            let dir = std::env::temp_dir().join(format!("t_worker_{tag}"));
-            (format!("sqlite://{}/chat.db", dir.display()), Some(dir), None)
-        };
+        let guard = KeyPrefix::random("t-");
+        let prefix = guard.prefix.clone();
+        let db = if pg { Database::postgres("worker").await } else { Database::sqlite("worker") };
+        let db_url = db.url.clone();
         let store = Store::connect(&db_url).await.expect("store");
         let client = redis::Client::open(redis_url()).expect("redis url");
         let redis = ConnectionManager::new(client).await.expect("redis");
-        Harness { keys: Keys::new(prefix.clone()), prefix, db_url, store, redis, dir, pg: pgname }
+        Harness { keys: Keys::new(prefix.clone()), prefix, db_url, store, redis, _prefix: guard, _db: db }
     }
 
     fn config(&self, worker_id: &str) -> Config {
@@ -154,36 +143,6 @@ async fn drain(w: &mut Worker) -> StepReport {
         total.dead_letters += r.dead_letters;
         total.rows += r.rows;
         total.relayed += r.relayed;
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let prefix = self.prefix.clone();
-        let pg = self.pg.take();
-        let dir = self.dir.take();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            rt.block_on(async move {
-                if let Ok(client) = redis::Client::open(redis_url()) {
-                    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                        let keys: Vec<String> = c.keys(format!("{prefix}*")).await.unwrap_or_default();
-                        if !keys.is_empty() {
-                            let _: Result<(), _> = c.del(keys).await;
-                        }
-                    }
-                }
-                if let Some(name) = pg {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                        let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
-                    }
-                }
-            });
-            if let Some(dir) = dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-        })
-        .join();
     }
 }
 

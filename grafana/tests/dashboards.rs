@@ -2,17 +2,16 @@
 //! every metric name in the dashboards' PromQL must appear on the `/metrics`
 //! of a running gateway or worker after some traffic.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use loadtest::procstat::Watched;
 use loadtest::scenario::{self, RunOpts};
+use testkit::{Db, Stack, LOAD_ENV};
 
 fn grafana_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../grafana")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// (dashboard file, expr) of every panel target.
@@ -65,8 +64,17 @@ fn names_are_parsed() {
 async fn dashboards_use_only_exported_metrics() {
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 20, "three dashboards with their panels");
-    let s = common::Stack::start(1, 1).await;
-    let stack = s.target();
+    let s = Stack::new(Db::Sqlite).await.base(LOAD_ENV).spawn(1, 1).await;
+    let stack = scenario::Stack {
+        target: loadtest::proto::Target::Ours,
+        gateways: s.gateways.iter().map(|g| g.addr.parse().expect("addr")).collect(),
+        secret: scenario::DEV_SECRET.into(),
+        agent_user: "demo".into(),
+        agent_pass: "demo".into(),
+        redis_url: Some(s.redis_url.clone()),
+        key_prefix: s.prefix.clone(),
+        log_shards: 4,
+    };
     let opts = RunOpts {
         customers: 20,
         agents: 2,

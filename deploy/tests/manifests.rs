@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_yaml::Value;
 
 fn docs() -> Vec<(String, Value)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s");
     let mut out = vec![];
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
