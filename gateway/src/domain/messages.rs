@@ -73,6 +73,27 @@ async fn reply_excerpt(state: &AppState, conv: &str, seq: u64) -> Result<ReplyRe
     Ok(ReplyRef { seq, excerpt })
 }
 
+/// The dedupe field's name after `d:`: a `client_id` counts as a retry only
+/// from the same sender (`customer:<id>:`, `agent:<id>:`), and server posts
+/// (order cards, system messages, which have no author) have a scope of
+/// their own (`srv:`) that no client can write. Before, a customer who sent
+/// first with an order card's `client_id` (derivable from the order id)
+/// made the card's post a "duplicate" of their own message: the card was
+/// never posted. A colliding `client_id` from another sender is now simply
+/// a distinct message.
+pub fn dedupe_scope(author: Option<&UserRef>, client_id: &str) -> String {
+    match author {
+        Some(a) => {
+            let kind = match a.kind {
+                schema::frames::UserKind::Agent => "agent",
+                schema::frames::UserKind::Customer => "customer",
+            };
+            format!("{kind}:{}:{client_id}", a.id)
+        }
+        None => format!("srv:{client_id}"),
+    }
+}
+
 /// The send path shared by client sends, system messages, order cards and the dev seed.
 pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted> {
     let reply = match m.reply_to {
@@ -128,7 +149,7 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         call = call.key(k.log(keys::shard_of(m.conv, state.cfg.log_shards)));
     }
     let call = call
-        .arg(m.client_id)
+        .arg(dedupe_scope(m.author.as_ref(), m.client_id))
         .arg(ts)
         .arg(&meta)
         .arg(&template)
@@ -294,5 +315,21 @@ pub async fn react(state: &AppState, ident: &Identity, conv: String, seq: u64, e
 
 fn side_of(ident: &Identity) -> &'static str {
     ident.kind.side().as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schema::frames::UserKind;
+
+    #[test]
+    fn dedupe_is_scoped_by_sender() {
+        let cust = UserRef { kind: UserKind::Customer, id: "c1".into(), username: "rita".into() };
+        let agent = UserRef { kind: UserKind::Agent, id: "c1".into(), username: "demo".into() };
+        let a = dedupe_scope(Some(&cust), "x");
+        assert_eq!(a, "customer:c1:x");
+        assert_ne!(a, dedupe_scope(Some(&agent), "x"));
+        assert_eq!(dedupe_scope(None, "x"), "srv:x");
+    }
 }
 
