@@ -160,7 +160,12 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         .arg(state.cfg.replay_len);
     let mut repaired = false;
     loop {
-        let (sent, duplicate) = match state.broker().run::<SendReply>(&state.scripts.send, &call).await? {
+        let reply = if single && state.cfg.replica_acks() {
+            run_replicated(state, &call).await?
+        } else {
+            state.broker().run::<SendReply>(&state.scripts.send, &call).await?
+        };
+        let (sent, duplicate) = match reply {
             SendReply::Ok(s) => (s, false),
             SendReply::Duplicate(s) => (s, true),
             SendReply::NoState if !repaired => {
@@ -186,6 +191,37 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         }
         return Ok(Posted { seq: sent.seq, ts: sent.ts, duplicate });
     }
+}
+
+/// Sends refused because no replica confirmed them in time (kept here, not
+/// in `metrics.rs`, which another change owns at the moment).
+pub const ACK_UNREPLICATED: &str = "gateway_ack_unreplicated_total";
+
+/// The send script and `WAIT 1 <CHAT_ACK_WAIT_MS>` in one pipeline, on the
+/// one multiplexed connection: `WAIT` covers every write of that connection
+/// so far, this script's included (and others' sent before it: conservative,
+/// never too early). No replica confirming in time: `unavailable`; the
+/// message may exist on the primary, and a retry with the same `client_id`
+/// gets its seq (and waits for a replica again).
+///
+/// Cost while no replica answers: Redis blocks the whole connection during
+/// a `WAIT`, so everything this gateway sends queues behind each one (up to
+/// `CHAT_ACK_WAIT_MS`). With a healthy replica a `WAIT` returns within the
+/// replica's round trip (BENCHMARKS.md, "Durable acks").
+async fn run_replicated(state: &AppState, call: &Call) -> Result<SendReply> {
+    let mut pipe = redis::pipe();
+    state.scripts.send.push(&mut pipe, call);
+    pipe.cmd("WAIT").arg(1).arg(state.cfg.ack_wait_ms);
+    let started = std::time::Instant::now();
+    let mut conn = state.redis();
+    let (reply, replicas): (SendReply, i64) = redis_conn::script::query_pipeline(&mut conn, &pipe, &[&state.scripts.send]).await?;
+    metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "script").record(started.elapsed().as_secs_f64());
+    if replicas < 1 && matches!(reply, SendReply::Ok(_) | SendReply::Duplicate(_)) {
+        metrics::counter!(ACK_UNREPLICATED).increment(1);
+        tracing::warn!(conversation = ?call.keys().first(), "send not confirmed by a replica in time: unavailable");
+        return Err(GatewayError::client(ErrorCode::Unavailable, "could not confirm the message on a replica, retry with the same client_id"));
+    }
+    Ok(reply)
 }
 
 /// Loads a message's metadata from the SQL record into Redis after Redis lost it.
