@@ -123,7 +123,9 @@ fn free_port() -> u16 {
 }
 
 fn redis_server(port: u16, extra: &[&str]) -> Child {
-    let mut args = vec!["--port".to_string(), port.to_string(), "--save".into(), "".into(), "--appendonly".into(), "no".into(), "--bind".into(), "127.0.0.1".into()];
+    // `--dir`: a replica's full sync still writes an RDB file there.
+    let dir = std::env::temp_dir().to_string_lossy().to_string();
+    let mut args = vec!["--port".to_string(), port.to_string(), "--save".into(), "".into(), "--appendonly".into(), "no".into(), "--bind".into(), "127.0.0.1".into(), "--dir".into(), dir, "--dbfilename".into(), format!("dump-{port}.rdb")];
     args.extend(extra.iter().map(|s| s.to_string()));
     let c = Command::new("redis-server").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("redis-server on PATH");
     for _ in 0..100 {
