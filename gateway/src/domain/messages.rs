@@ -181,7 +181,11 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         };
         if !single {
             // Also on a duplicate: the first attempt may have died before its
-            // log entry (the worker's insert is idempotent).
+            // log entry (the worker's insert is idempotent). A failed XADD
+            // returns the error (`?`): the sender gets no ack, retries with the
+            // same client_id, the script answers DUP with the same seq, and this
+            // logs it again: an acked message is always logged (issue 20, #15;
+            // argued, not tested with a node failure on a cluster).
             let customer = CustomerRef {
                 id: m.conv.to_string(),
                 username: if sent.username.is_empty() { m.conv.to_string() } else { sent.username.clone() },
