@@ -122,9 +122,25 @@ pub struct Config {
     /// How long a points action waits for a worker's answer before answering 503.
     #[arg(long, env = "CHAT_POINTS_WAIT_MS", default_value_t = 5000)]
     pub points_wait_ms: u64,
+
+    // ---- durability (issue 20)
+    /// What a send's `ack` means: `memory` (in the primary Redis's memory)
+    /// or `replica` (also confirmed by at least one replica through `WAIT`;
+    /// otherwise the sender gets `unavailable` and retries with the same
+    /// `client_id`). Single Redis only.
+    #[arg(long, env = "CHAT_ACK_DURABILITY", default_value = "memory", value_parser = ["memory", "replica"])]
+    pub ack_durability: String,
+    /// With `replica` durability: how long a send waits for a replica's confirmation (ms).
+    #[arg(long, env = "CHAT_ACK_WAIT_MS", default_value_t = 200)]
+    pub ack_wait_ms: u64,
 }
 
 impl Config {
+    /// Acks wait for a replica (`CHAT_ACK_DURABILITY=replica`).
+    pub fn replica_acks(&self) -> bool {
+        self.ack_durability == "replica"
+    }
+
     /// Parses only from the given environment-like pairs (tests never touch the process env).
     pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
     where

@@ -405,7 +405,7 @@ async fn hot_state_is_bounded_and_expires() {
         seqs.push(a["seq"].clone());
     }
     assert_eq!(seqs[0], seqs[1], "a retry gets the first send's seq");
-    let held: Option<String> = redis::AsyncCommands::hget(&mut r, keys.state(&conv), format!("d:{cid}")).await.unwrap();
+    let held: Option<String> = redis::AsyncCommands::hget(&mut r, keys.state(&conv), format!("d:customer:{conv}:{cid}")).await.unwrap(); // scoped by sender (issue 20)
     assert_eq!(held.as_deref().and_then(|v| v.split(':').next()), Some(seqs[0].to_string().as_str()), "{held:?}");
     let h = s.history_until(&conv, &agent_tok, |h| h.iter().any(|m| m["text"] == "once")).await;
     assert_eq!(h.iter().filter(|m| m["text"] == "once").count(), 1);

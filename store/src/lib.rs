@@ -110,6 +110,23 @@ pub struct MessageMeta {
     pub excerpt: String,
 }
 
+/// One edit or delete of a message, from the audit trail (`message_edits`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MessageEdit {
+    pub seq: u64,
+    /// The change's own position in the conversation.
+    pub pos: u64,
+    /// `edit` or `delete`.
+    pub action: String,
+    /// `agent` or `customer`.
+    pub by_kind: String,
+    pub by_id: String,
+    /// The text before the change; `None` when the record did not hold the
+    /// message yet when the change was applied.
+    pub previous_text: Option<String>,
+    pub ts: i64,
+}
+
 /// A conversation as the SQL record has it (used to rebuild Redis rows).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationState {
@@ -495,6 +512,31 @@ impl Store {
             .ok_or_else(|| StoreError::Invalid(format!("message {seq} has unknown kind {kind_text:?}")))?;
         let deleted = r.try_get::<i64, _>("deleted")? != 0;
         Ok(Some(MessageMeta { kind, deleted, excerpt: if deleted { String::new() } else { r.try_get("excerpt")? } }))
+    }
+
+    /// The audit trail of one message: its edits and deletes, oldest first.
+    pub async fn message_edits(&self, conv: &str, seq: u64) -> Result<Vec<MessageEdit>> {
+        let rows = sqlx::query(
+            "SELECT seq, pos, action, by_kind, by_id, previous_text, ts FROM message_edits
+             WHERE conversation_id = $1 AND seq = $2 ORDER BY pos",
+        )
+        .bind(conv)
+        .bind(to_i64(seq))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MessageEdit {
+                    seq: u(r.try_get("seq")?),
+                    pos: u(r.try_get("pos")?),
+                    action: r.try_get("action")?,
+                    by_kind: r.try_get("by_kind")?,
+                    by_id: r.try_get("by_id")?,
+                    previous_text: r.try_get("previous_text")?,
+                    ts: r.try_get("ts")?,
+                })
+            })
+            .collect()
     }
 
     /// Highest event position persisted for `conv` (0 when unknown).

@@ -168,6 +168,29 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         )",
         "CREATE INDEX IF NOT EXISTS orders_customer ON orders (customer_id, status_ts)",
     ],
+),
+// Numbered 20 (issue 20), not 4: other branches may append their own next
+// numbers; versions only need to be distinct, and they apply in list order.
+(
+    20,
+    &[
+        // The audit trail of edits and deletes, written by the worker as it
+        // applies them: who, when, and the text the message had before.
+        // One row per event position (a position is unique in a
+        // conversation), so a redelivered event writes nothing twice.
+        "CREATE TABLE IF NOT EXISTS message_edits (
+            conversation_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            pos BIGINT NOT NULL,
+            action TEXT NOT NULL,
+            by_kind TEXT NOT NULL,
+            by_id TEXT NOT NULL,
+            previous_text TEXT,
+            ts BIGINT NOT NULL,
+            PRIMARY KEY (conversation_id, pos)
+        )",
+        "CREATE INDEX IF NOT EXISTS message_edits_message ON message_edits (conversation_id, seq, pos)",
+    ],
 )];
 
 /// Arbitrary constant naming this schema's advisory lock on PostgreSQL.

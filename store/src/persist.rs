@@ -114,6 +114,20 @@ struct Plan {
     reactions: BTreeMap<(String, i64, String, &'static str), (bool, i64)>,
     /// (conv, seq) -> (pos, order JSON) of the newest card update.
     order_cards: BTreeMap<(String, i64), (i64, String)>,
+    /// Every edit and delete of the batch, for the audit trail, by
+    /// (conv, seq, pos): each one, not only the winner per message.
+    audits: BTreeMap<(String, i64, i64), Audit>,
+}
+
+/// One row of `message_edits` before its `previous_text` is known.
+#[derive(Debug)]
+struct Audit {
+    action: &'static str,
+    by_kind: &'static str,
+    by_id: String,
+    /// The edit's new text; `None` for a delete.
+    text: Option<String>,
+    ts: i64,
 }
 
 fn max_in(slot: &mut i64, v: i64) {
@@ -182,10 +196,14 @@ impl Plan {
                         order_json: order_json.as_deref().map(clean),
                     });
                 }
-                LogEvent::Edit { conversation, pos, seq, text, edited_at, .. } => {
+                LogEvent::Edit { conversation, pos, seq, text, edited_at, by } => {
                     let (pos, seq) = (to_i64(*pos), to_i64(*seq));
                     max_in(&mut p.conv(conversation, *edited_at).last_pos, pos);
                     let text = clean(text);
+                    p.audits.insert(
+                        (conversation.clone(), seq, pos),
+                        Audit { action: "edit", by_kind: user_kind_str(by.kind), by_id: clean(&by.id), text: Some(text.clone()), ts: *edited_at },
+                    );
                     let row = EditRow { excerpt: schema::excerpt(&text, EXCERPT_CHARS), text, edited_at: *edited_at, pos };
                     match p.edits.entry((conversation.clone(), seq)) {
                         std::collections::btree_map::Entry::Vacant(v) => {
@@ -198,8 +216,12 @@ impl Plan {
                         }
                     }
                 }
-                LogEvent::Delete { conversation, pos, seq, ts, .. } => {
+                LogEvent::Delete { conversation, pos, seq, ts, by } => {
                     max_in(&mut p.conv(conversation, *ts).last_pos, to_i64(*pos));
+                    p.audits.insert(
+                        (conversation.clone(), to_i64(*seq), to_i64(*pos)),
+                        Audit { action: "delete", by_kind: user_kind_str(by.kind), by_id: clean(&by.id), text: None, ts: *ts },
+                    );
                     p.deletes.insert((conversation.clone(), to_i64(*seq)), ());
                 }
                 LogEvent::React { conversation, pos, seq, emoji, on, by, ts } => {
@@ -420,6 +442,12 @@ pub(crate) async fn persist(
     )
     .await?;
 
+    // The audit trail, before the edits and deletes change the text (the
+    // messages of this batch are already in): each change's previous text
+    // is the record's text, then the text of the batch's earlier change of
+    // that message (by position).
+    write_audits(&mut tx, backend, &plan.audits).await?;
+
     let edits: Vec<_> = plan.edits.iter().collect();
     insert_chunked(
         &mut tx,
@@ -511,6 +539,68 @@ pub(crate) async fn persist(
     let states = read_states(&mut tx, backend, &ids).await?;
     tx.commit().await?;
     Ok((Persisted { conversations: ids.iter().map(|s| s.to_string()).collect(), inserted: inserted as usize }, states))
+}
+
+/// Writes the batch's `message_edits` rows (see [`Plan::audits`]). The
+/// previous text is what the record holds when the worker applies the
+/// change: exact when a message's changes arrive in order (the normal case);
+/// a change redelivered after a later one of the same message (a reclaimed
+/// entry) records the later text. `NULL` when the message is not stored yet.
+async fn write_audits(conn: &mut AnyConnection, backend: Backend, audits: &BTreeMap<(String, i64, i64), Audit>) -> Result<()> {
+    if audits.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<(&str, i64)> = {
+        let mut k: Vec<(&str, i64)> = audits.keys().map(|(c, s, _)| (c.as_str(), *s)).collect();
+        k.dedup();
+        k
+    };
+    let mut current: BTreeMap<(String, i64), Option<String>> = BTreeMap::new();
+    for chunk in keys.chunks(MAX_PARAMS / 2) {
+        let sql = format!(
+            "SELECT conversation_id, seq, stub, text FROM messages WHERE (conversation_id, seq) IN (VALUES {})",
+            values(backend, "(?, ?)", chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for (conv, seq) in chunk {
+            q = q.bind(*conv).bind(*seq);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            use sqlx::Row;
+            let stub: i64 = row.try_get("stub")?;
+            let text: String = row.try_get("text")?;
+            current.insert((row.try_get("conversation_id")?, row.try_get("seq")?), (stub == 0).then_some(text));
+        }
+    }
+    type AuditRow<'a> = (&'a str, i64, i64, &'a Audit, Option<String>);
+    let mut rows: Vec<AuditRow> = Vec::with_capacity(audits.len());
+    let mut prev: Option<((&str, i64), Option<String>)> = None;
+    for ((conv, seq, pos), a) in audits {
+        let key = (conv.as_str(), *seq);
+        let before = match &prev {
+            Some((k, text)) if *k == key => text.clone(),
+            _ => current.get(&(conv.clone(), *seq)).cloned().flatten(),
+        };
+        let after = match &a.text {
+            Some(t) => Some(t.clone()),
+            None => Some(String::new()),
+        };
+        rows.push((conv.as_str(), *seq, *pos, a, before));
+        prev = Some((key, after));
+    }
+    insert_chunked(
+        conn,
+        backend,
+        "INSERT INTO message_edits (conversation_id, seq, pos, action, by_kind, by_id, previous_text, ts)",
+        "(?, ?, ?, ?, ?, ?, ?, ?)",
+        "ON CONFLICT (conversation_id, pos) DO NOTHING",
+        &rows,
+        |q, (conv, seq, pos, a, before)| {
+            q.bind(*conv).bind(*seq).bind(*pos).bind(a.action).bind(a.by_kind).bind(a.by_id.as_str()).bind(before.as_deref()).bind(a.ts)
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// States of `ids` (those that exist), ordered by id.

@@ -107,6 +107,15 @@ pub struct LogStep {
     cfg: Config,
     store: Store,
     list: ChatList,
+    /// `lua/raise.lua`: a conversation's counter up to the record's position.
+    raise: redis_conn::LuaScript,
+}
+
+fn seq_of(e: &LogEvent) -> u64 {
+    match e {
+        LogEvent::Message { seq, .. } => *seq,
+        _ => 0,
+    }
 }
 
 /// The log's consumer: one per worker process.
@@ -130,7 +139,7 @@ impl Worker {
         // Bounded per claim tick so a large backlog cannot starve new entries.
         let settings = Settings { count: cfg.batch_size, claim_rounds: 8, linger: cfg.linger };
         let group = Group::connect(&cfg, streams, settings).await?;
-        let mut w = Consumer::from_parts(group, LogStep { list: ChatList::new(keys), cfg, store });
+        let mut w = Consumer::from_parts(group, LogStep { list: ChatList::new(keys), cfg, store, raise: redis_conn::LuaScript::new("raise", include_str!("lua/raise.lua")) });
         w.ensure_chat_list().await?;
         tracing::info!(worker = %w.step.cfg.worker_id, shards = w.step.cfg.shards, "worker ready");
         Ok(w)
@@ -258,7 +267,14 @@ impl LogStep {
             let e = origin[i];
             tracing::error!(stream = %e.stream, id = %e.id, conversation = events[i].conversation(),
                 "message position already holds a different message (counter went back?): dead-lettered");
-            tail.dead_letter(e, DeadReason::SeqConflict, "position held by a different message");
+            // The completed event (seq and profile included, which a message
+            // the send script logged carries in fields beside its envelope),
+            // so the dead letter alone is enough to recover the message.
+            let kept = Entry { payload: Some(envelope::encode(&events[i])), ..e.clone() };
+            tail.dead_letter(&kept, DeadReason::SeqConflict, &format!("position {} held by a different message", seq_of(&events[i])));
+        }
+        if !conflicts.is_empty() {
+            self.raise_counters(redis, conflicts.iter().map(|&i| events[i].conversation())).await?;
         }
         report.dead_letters = report.poison + conflicts.len();
         report.inserted = inserted;
@@ -282,6 +298,25 @@ impl LogStep {
         report.relayed = relayed;
         tracing::debug!(?report, "batch done");
         Ok(report)
+    }
+
+    /// After a `seq_conflict` the conversation's counter is behind the record
+    /// (a failover promoted a replica that missed increments): every send
+    /// would collide until it passes the record's last position. Raise it
+    /// there (never lower: `lua/raise.lua`), so the next sends get fresh
+    /// positions. The sends that collided meanwhile are in the dead letters.
+    async fn raise_counters<'a>(&self, redis: &mut RedisConn, convs: impl Iterator<Item = &'a str>) -> Result<(), WorkerError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for conv in convs.filter(|c| seen.insert(*c)) {
+            let last = self.store.max_pos(conv).await?;
+            let call = redis_conn::Call::new().key(self.list.keys().state(conv)).arg(last);
+            let raised: i64 = self.raise.run(redis, &call).await?;
+            if raised == 1 {
+                ::metrics::counter!(metrics::COUNTERS_RAISED).increment(1);
+                tracing::warn!(conversation = conv, to = last, "conversation counter was behind the record: raised");
+            }
+        }
+        Ok(())
     }
 
     /// Persists `events`; returns messages inserted, the touched states, and

@@ -408,6 +408,8 @@ async fn a_reused_position_is_dead_lettered(pg: bool) {
         *client_id = Some("c-other".into());
     }
     let id = h.xadd(&other).await;
+    // The promoted replica's counter (behind what the record will hold).
+    let _: () = h.redis.hset(h.keys.state("mike"), "n", 1).await.expect("hset");
     // The same message delivered again is a duplicate, not a conflict.
     h.xadd(&message("mike", 2, MessageKind::Customer, "the first 2")).await;
     h.xadd(&cmsg("mike", 3)).await;
@@ -421,6 +423,10 @@ async fn a_reused_position_is_dead_lettered(pg: bool) {
     assert_eq!(envelope::decode::<LogEvent>(&dl[0].3).expect("raw bytes kept"), other);
     assert_eq!(h.pending().await, 0);
     assert!(dead_letter_metric("seq_conflict") > before);
+    // The counter was raised past the record's last position (issue 20, #13):
+    // the next send gets a fresh position instead of colliding again.
+    let n: u64 = h.redis.hget(h.keys.state("mike"), "n").await.expect("hget");
+    assert_eq!(n, 3);
 }
 
 #[tokio::test]

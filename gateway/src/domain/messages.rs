@@ -73,6 +73,27 @@ async fn reply_excerpt(state: &AppState, conv: &str, seq: u64) -> Result<ReplyRe
     Ok(ReplyRef { seq, excerpt })
 }
 
+/// The dedupe field's name after `d:`: a `client_id` counts as a retry only
+/// from the same sender (`customer:<id>:`, `agent:<id>:`), and server posts
+/// (order cards, system messages, which have no author) have a scope of
+/// their own (`srv:`) that no client can write. Before, a customer who sent
+/// first with an order card's `client_id` (derivable from the order id)
+/// made the card's post a "duplicate" of their own message: the card was
+/// never posted. A colliding `client_id` from another sender is now simply
+/// a distinct message.
+pub fn dedupe_scope(author: Option<&UserRef>, client_id: &str) -> String {
+    match author {
+        Some(a) => {
+            let kind = match a.kind {
+                schema::frames::UserKind::Agent => "agent",
+                schema::frames::UserKind::Customer => "customer",
+            };
+            format!("{kind}:{}:{client_id}", a.id)
+        }
+        None => format!("srv:{client_id}"),
+    }
+}
+
 /// The send path shared by client sends, system messages, order cards and the dev seed.
 pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted> {
     let reply = match m.reply_to {
@@ -128,7 +149,7 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         call = call.key(k.log(keys::shard_of(m.conv, state.cfg.log_shards)));
     }
     let call = call
-        .arg(m.client_id)
+        .arg(dedupe_scope(m.author.as_ref(), m.client_id))
         .arg(ts)
         .arg(&meta)
         .arg(&template)
@@ -139,7 +160,12 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         .arg(state.cfg.replay_len);
     let mut repaired = false;
     loop {
-        let (sent, duplicate) = match state.broker().run::<SendReply>(&state.scripts.send, &call).await? {
+        let reply = if single && state.cfg.replica_acks() {
+            run_replicated(state, &call).await?
+        } else {
+            state.broker().run::<SendReply>(&state.scripts.send, &call).await?
+        };
+        let (sent, duplicate) = match reply {
             SendReply::Ok(s) => (s, false),
             SendReply::Duplicate(s) => (s, true),
             SendReply::NoState if !repaired => {
@@ -155,7 +181,11 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         };
         if !single {
             // Also on a duplicate: the first attempt may have died before its
-            // log entry (the worker's insert is idempotent).
+            // log entry (the worker's insert is idempotent). A failed XADD
+            // returns the error (`?`): the sender gets no ack, retries with the
+            // same client_id, the script answers DUP with the same seq, and this
+            // logs it again: an acked message is always logged (issue 20, #15;
+            // argued, not tested with a node failure on a cluster).
             let customer = CustomerRef {
                 id: m.conv.to_string(),
                 username: if sent.username.is_empty() { m.conv.to_string() } else { sent.username.clone() },
@@ -165,6 +195,37 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         }
         return Ok(Posted { seq: sent.seq, ts: sent.ts, duplicate });
     }
+}
+
+/// Sends refused because no replica confirmed them in time (kept here, not
+/// in `metrics.rs`, which another change owns at the moment).
+pub const ACK_UNREPLICATED: &str = "gateway_ack_unreplicated_total";
+
+/// The send script and `WAIT 1 <CHAT_ACK_WAIT_MS>` in one pipeline, on the
+/// one multiplexed connection: `WAIT` covers every write of that connection
+/// so far, this script's included (and others' sent before it: conservative,
+/// never too early). No replica confirming in time: `unavailable`; the
+/// message may exist on the primary, and a retry with the same `client_id`
+/// gets its seq (and waits for a replica again).
+///
+/// Cost while no replica answers: Redis blocks the whole connection during
+/// a `WAIT`, so everything this gateway sends queues behind each one (up to
+/// `CHAT_ACK_WAIT_MS`). With a healthy replica a `WAIT` returns within the
+/// replica's round trip (BENCHMARKS.md, "Durable acks").
+async fn run_replicated(state: &AppState, call: &Call) -> Result<SendReply> {
+    let mut pipe = redis::pipe();
+    state.scripts.send.push(&mut pipe, call);
+    pipe.cmd("WAIT").arg(1).arg(state.cfg.ack_wait_ms);
+    let started = std::time::Instant::now();
+    let mut conn = state.redis();
+    let (reply, replicas): (SendReply, i64) = redis_conn::script::query_pipeline(&mut conn, &pipe, &[&state.scripts.send]).await?;
+    metrics::histogram!(crate::metrics::REDIS_SECONDS, "op" => "script").record(started.elapsed().as_secs_f64());
+    if replicas < 1 && matches!(reply, SendReply::Ok(_) | SendReply::Duplicate(_)) {
+        metrics::counter!(ACK_UNREPLICATED).increment(1);
+        tracing::warn!(conversation = ?call.keys().first(), "send not confirmed by a replica in time: unavailable");
+        return Err(GatewayError::client(ErrorCode::Unavailable, "could not confirm the message on a replica, retry with the same client_id"));
+    }
+    Ok(reply)
 }
 
 /// Loads a message's metadata from the SQL record into Redis after Redis lost it.
@@ -294,5 +355,21 @@ pub async fn react(state: &AppState, ident: &Identity, conv: String, seq: u64, e
 
 fn side_of(ident: &Identity) -> &'static str {
     ident.kind.side().as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schema::frames::UserKind;
+
+    #[test]
+    fn dedupe_is_scoped_by_sender() {
+        let cust = UserRef { kind: UserKind::Customer, id: "c1".into(), username: "rita".into() };
+        let agent = UserRef { kind: UserKind::Agent, id: "c1".into(), username: "demo".into() };
+        let a = dedupe_scope(Some(&cust), "x");
+        assert_eq!(a, "customer:c1:x");
+        assert_ne!(a, dedupe_scope(Some(&agent), "x"));
+        assert_eq!(dedupe_scope(None, "x"), "srv:x");
+    }
 }
 

@@ -175,6 +175,19 @@ pub async fn messages(state: &AppState, req: Request<Incoming>, id: &str) -> Res
     ok(json!({"items": items, "has_more": has_more}))
 }
 
+/// `GET /api/conversations/{id}/messages/{seq}/edits`: who edited or
+/// deleted the message, when, and the text before (the worker's audit
+/// trail). Agents only; there are no agent roles yet (every agent is staff),
+/// so "admins only" is every agent until roles exist.
+pub async fn message_edits(state: &AppState, req: Request<Incoming>, id: &str, seq: &str) -> Result<Response<Body>> {
+    if !schema::ids::valid_id(id) {
+        return Err(GatewayError::invalid("not a valid conversation id"));
+    }
+    let seq = seq.parse::<u64>().map_err(|_| GatewayError::invalid("seq must be a number"))?;
+    agent(state, &req).await?;
+    ok(json!({"items": state.store.message_edits(id, seq).await?}))
+}
+
 pub async fn customer(state: &AppState, req: Request<Incoming>, id: &str) -> Result<Response<Body>> {
     if !schema::ids::valid_id(id) {
         return Err(GatewayError::invalid("not a valid customer id"));

@@ -73,6 +73,10 @@ async fn api(state: &AppState, req: Request<Incoming>) -> (&'static str, Respons
             let id = id.to_string();
             ("/api/conversations/{id}/messages", conversations::messages(state, req, &id).await)
         }
+        (Method::GET, ["conversations", id, "messages", seq, "edits"]) => {
+            let (id, seq) = (id.to_string(), seq.to_string());
+            ("/api/conversations/{id}/messages/{seq}/edits", conversations::message_edits(state, req, &id, &seq).await)
+        }
         (Method::GET, ["customers", id]) => {
             let id = id.to_string();
             ("/api/customers/{id}", conversations::customer(state, req, &id).await)

@@ -1,7 +1,7 @@
 -- A new message: dedupe, number, keep, publish and (single Redis) log, in
 -- one call of about six Redis commands (BENCHMARKS.md, session 11).
 -- KEYS: state, replay[, log shard (single Redis only: another slot)]
--- ARGV: client_id, ts, meta ("side|0|excerpt"), frame template, replay_len,
+-- ARGV: dedupe scope (client_id scoped by sender: messages::dedupe_scope), ts, meta ("side|0|excerpt"), frame template, replay_len,
 --   ttl_ms, channel, log envelope, dedupe window
 -- Reply (broker::replies::SendReply):
 --   {'OK'|'DUP', seq, ts, username, avatar_url} | {'NOSTATE'}
