@@ -6,6 +6,7 @@
 //! [`extract`]. Errors are `{"error":{"code","message"}}`.
 
 pub mod auth;
+pub mod client_ip;
 pub mod console;
 pub mod conversations;
 pub mod extract;
