@@ -41,7 +41,7 @@ start_ours() {
   # 2 each at the same latency (BENCHMARKS.md, session 6).
   local threads=${GATEWAY_THREADS:-$(( $(nproc) / n > 0 ? $(nproc) / n : 1 ))}
   for i in $(seq 0 $((n - 1))); do
-    TOKIO_WORKER_THREADS=$threads GATEWAY_ADDR=127.0.0.1:0 CHAT_NODE_ID="${PREFIX}g$i" ${BIN_DIR:-target/release}/gateway > "$dir/gateway$i.out" 2> "$dir/gateway$i.log" &
+    TOKIO_WORKER_THREADS=$threads GATEWAY_ADDR=127.0.0.1:0 CHAT_METRICS_ADDR=127.0.0.1:0 CHAT_NODE_ID="${PREFIX}g$i" ${BIN_DIR:-target/release}/gateway > "$dir/gateway$i.out" 2> "$dir/gateway$i.log" &
     pids+=($!); PIDARGS="$PIDARGS --pid gateway$i=$!"; [ -z "$GW0_PID" ] && GW0_PID=$!
     ADDRS="$ADDRS --gateway $(wait_line "$dir/gateway$i.out" "listening on http://")"
   done

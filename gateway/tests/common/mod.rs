@@ -35,6 +35,8 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Proc {
     pub child: Child,
     pub addr: String,
+    /// Where the process serves `/metrics` (printed before its address line).
+    pub metrics: String,
     pub log: PathBuf,
 }
 
@@ -79,10 +81,14 @@ fn spawn(cmd: &mut Command, log: PathBuf, marker: &str) -> Proc {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut addr = String::new();
+    let mut metrics = String::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
         match lines.next() {
             Some(Ok(line)) => {
+                if let Some(i) = line.find("metrics on http://") {
+                    metrics = line[i + "metrics on http://".len()..].trim().to_string();
+                }
                 if let Some(i) = line.find(marker) {
                     addr = line[i + marker.len()..].trim().to_string();
                     break;
@@ -94,7 +100,7 @@ fn spawn(cmd: &mut Command, log: PathBuf, marker: &str) -> Proc {
     assert!(!addr.is_empty(), "process did not print `{marker}`; see {}", log.display());
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Proc { child, addr, log }
+    Proc { child, addr, metrics, log }
 }
 
 impl Stack {
@@ -152,7 +158,7 @@ impl Stack {
         let n = self.gateways.len();
         let mut cmd = Command::new(bin("gateway"));
         self.common_env(&mut cmd);
-        cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", self.node_id(n));
+        cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_METRICS_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", self.node_id(n));
         for (k, v) in &self.gw_env {
             cmd.env(k, v);
         }

@@ -30,6 +30,8 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Proc {
     pub child: Child,
     pub addr: String,
+    /// Where the process serves `/metrics` (printed before its address line).
+    pub metrics: String,
 }
 
 impl Drop for Proc {
@@ -45,10 +47,14 @@ fn spawn(cmd: &mut Command, log: PathBuf, marker: &str) -> Proc {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut addr = String::new();
+    let mut metrics = String::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
         match lines.next() {
             Some(Ok(line)) => {
+                if let Some(i) = line.find("metrics on http://") {
+                    metrics = line[i + "metrics on http://".len()..].trim().to_string();
+                }
                 if let Some(i) = line.find(marker) {
                     addr = line[i + marker.len()..].trim().to_string();
                     break;
@@ -59,7 +65,7 @@ fn spawn(cmd: &mut Command, log: PathBuf, marker: &str) -> Proc {
     }
     assert!(!addr.is_empty(), "process did not print `{marker}`; see {}", log.display());
     std::thread::spawn(move || for _ in lines {});
-    Proc { child, addr }
+    Proc { child, addr, metrics }
 }
 
 pub struct Stack {
@@ -102,7 +108,7 @@ impl Stack {
                 None => Command::new(bin("gateway")),
             };
             s.env(&mut cmd);
-            cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", format!("{}g{n}", &s.prefix[..s.prefix.len() - 1]));
+            cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_METRICS_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", format!("{}g{n}", &s.prefix[..s.prefix.len() - 1]));
             let p = spawn(&mut cmd, s.dir.join(format!("gateway{n}.log")), "listening on http://");
             s.gateways.push(p);
         }
