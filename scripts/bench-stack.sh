@@ -30,7 +30,7 @@ start_ours() {
   PREFIX="bench$RANDOM:"
   local dir="$OUT/ours-$PREFIX"; dir=${dir%:}; mkdir -p "$dir"
   export REDIS_URL DATABASE_URL="sqlite://$dir/chat.db" CHAT_KEY_PREFIX="$PREFIX" CHAT_DEV=1 CHAT_DEMO_DATA=0 \
-    CHAT_SEND_RATE=100000 CHAT_CONNECT_RATE_PER_IP=100000 RUST_LOG=warn
+    CHAT_SEND_RATE=100000 CHAT_CONNECT_RATE_PER_IP=100000 CHAT_MAX_HTTP_CONNECTIONS_PER_IP=100000 RUST_LOG=warn
   WORKER_METRICS_ADDR=127.0.0.1:0 ${BIN_DIR:-target/release}/worker > "$dir/worker.out" 2> "$dir/worker.log" &
   pids+=($!); PIDARGS="--pid worker=$! --pid redis=$REDIS_PID"
   wait_line "$dir/worker.out" "metrics on http://" > /dev/null

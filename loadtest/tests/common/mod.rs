@@ -123,6 +123,8 @@ impl Stack {
             .env("CHAT_DEV", "1")
             .env("CHAT_DEMO_DATA", "0")
             .env("CHAT_SEND_RATE", "10000")
+            // Every simulated client comes from a few loopback addresses.
+            .env("CHAT_MAX_HTTP_CONNECTIONS_PER_IP", "100000")
             .env("RUST_LOG", "warn");
     }
 
