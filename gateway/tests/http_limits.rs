@@ -251,6 +251,14 @@ async fn silent_connection_is_closed() {
     let mut buf = [0u8; 256];
     let r = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await;
     assert!(r.is_ok(), "an idle connection stayed open past the header timeout");
+    // A keep-alive connection idle after a request is closed as well.
+    let mut c = tokio::net::TcpStream::connect(&s.gateways[0].addr).await.unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let r = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await;
+    eprintln!("idle keep-alive: {r:?}");
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "an idle keep-alive connection stayed open: {r:?}");
 }
 
 /// Item 11: security headers, the widget's frame ancestors, /metrics.

@@ -63,6 +63,7 @@ export async function startStack({ env: extraEnv = {} } = {}) {
     CHAT_WEB_DIR: join(webDir, 'dist'),
     GATEWAY_ADDR: '127.0.0.1:0',
     WORKER_METRICS_ADDR: '127.0.0.1:0',
+    CHAT_METRICS_ADDR: '127.0.0.1:0',
     RUST_LOG: process.env.RUST_LOG ?? 'warn',
     ...extraEnv,
   };

@@ -52,8 +52,9 @@ pub async fn route(state: AppState, req: Request<Incoming>) -> Response<Body> {
 
 /// The console's Content-Security-Policy: scripts and styles only from
 /// the gateway's own files (the Vite build emits no inline script or
-/// style), sockets and API calls to the same origin.
-const CSP_BASE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+/// style), sockets and API calls to the same origin; images also from
+/// https (customer avatars are URLs of the business).
+const CSP_BASE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: https:; \
      connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'";
 
 /// Headers on every reply: no MIME sniffing, no referrer; on pages, the
