@@ -14,7 +14,7 @@ if [ ! -x "$venv/bin/kosoku" ]; then
 fi
 tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
-CHAT_TEST_ECHO=1 CHAT_DEV=1 CHAT_DEMO_DATA=0 CHAT_KEY_PREFIX="autobahn-$$:" GATEWAY_ADDR=127.0.0.1:0 \
+CHAT_TEST_ECHO=1 CHAT_DEV=1 CHAT_DEMO_DATA=0 CHAT_KEY_PREFIX="autobahn-$$:" GATEWAY_ADDR=127.0.0.1:0 CHAT_METRICS_ADDR=127.0.0.1:0 \
   DATABASE_URL="sqlite://$tmp/chat.db" "$gw" > "$tmp/out" 2> "$tmp/log" &
 pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$tmp/out" 2>/dev/null && break; sleep 0.1; done

@@ -134,7 +134,7 @@ done
 
 echo "== chat list: page of 50 out of 100,000"
 start_ours 1
-$LT chatlist --redis-url "$REDIS_URL" --key-prefix "$PREFIX" --count "$CHAT_ROWS" --gateway "$(echo $ADDRS | awk '{print $2}')" \
+$LT chatlist --redis-url "$REDIS_URL" --key-prefix "$PREFIX" --count "$CHAT_ROWS" --gateway "$(echo $ADDRS | awk '{print $2}')" --gateway-metrics "$GW0_METRICS" \
   --samples 2000 --json "$OUT/chatlist.json"
 stop_all
 

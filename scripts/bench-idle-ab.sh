@@ -8,7 +8,7 @@ for round in 1 2; do
   for v in before after; do
     pfx="idle$RANDOM:"; dir=$(mktemp -d)
     ulimit -n 20000
-    CHAT_DEV=1 CHAT_DEMO_DATA=0 CHAT_KEY_PREFIX=$pfx GATEWAY_ADDR=127.0.0.1:0 CHAT_CONNECT_RATE_PER_IP=100000 \
+    CHAT_DEV=1 CHAT_DEMO_DATA=0 CHAT_KEY_PREFIX=$pfx GATEWAY_ADDR=127.0.0.1:0 CHAT_METRICS_ADDR=127.0.0.1:0 CHAT_CONNECT_RATE_PER_IP=100000 CHAT_MAX_HTTP_CONNECTIONS_PER_IP=100000 \
       DATABASE_URL=sqlite://$dir/chat.db /tmp/gw-$v > $dir/out 2> $dir/log &
     gw=$!
     for _ in $(seq 1 100); do grep -q listening $dir/out && break; sleep 0.1; done

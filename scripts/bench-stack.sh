@@ -43,6 +43,7 @@ start_ours() {
   "$tk" stack --gateways "$n" --workers 1 --db sqlite --dev --ignore-stdin \
     --bin-dir "${BIN_DIR:-target/release}" --dir "$dir" --prefix "$PREFIX" --redis-url "$REDIS_URL" \
     --env CHAT_DEMO_DATA=0 --env CHAT_SEND_RATE=100000 --env CHAT_CONNECT_RATE_PER_IP=100000 --env RUST_LOG=warn \
+    --env CHAT_MAX_HTTP_CONNECTIONS_PER_IP=100000 --env CHAT_MAX_SOCKETS_PER_AGENT=100000 \
     --gateway-env TOKIO_WORKER_THREADS="$threads" > "$dir/stack.json" 2> "$dir/stack.log" &
   pids+=($!)
   wait_line "$dir/stack.json" '"prefix"' > /dev/null
@@ -50,6 +51,7 @@ start_ours() {
   ADDRS=" $(jq -r '[.gateways[] | "--gateway " + .addr] | join(" ")' <<< "$info")"
   PIDARGS="--pid worker=$(jq -r '.workers[0].pid' <<< "$info") --pid redis=$REDIS_PID $(jq -r '[.gateways | to_entries[] | "--pid gateway\(.key)=\(.value.pid)"] | join(" ")' <<< "$info")"
   GW0_PID=$(jq -r '.gateways[0].pid' <<< "$info")
+  GW0_METRICS=$(jq -r '.gateways[0].metrics' <<< "$info")
   OURS_ARGS="--target ours --redis-url $REDIS_URL --key-prefix $PREFIX"
 }
 

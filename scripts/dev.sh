@@ -38,7 +38,7 @@ cat <<MSG
   Customer chat is running.
     Agent console:   $url/            (log in as demo / demo)
     Customer widget: $url/widget      (pick any username, e.g. alice)
-    Metrics:         $url/metrics
+    Metrics:         http://${CHAT_METRICS_ADDR:-127.0.0.1:9092}/metrics
   Logs: data/gateway.log, data/worker.log. Press Ctrl+C to stop.
 
 MSG

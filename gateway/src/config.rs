@@ -133,6 +133,50 @@ pub struct Config {
     /// With `replica` durability: how long a send waits for a replica's confirmation (ms).
     #[arg(long, env = "CHAT_ACK_WAIT_MS", default_value_t = 200)]
     pub ack_wait_ms: u64,
+    // ---- HTTP limits and headers (issue 20)
+    /// Password hashes (argon2, ~19 MiB each) computed at once; 0 = the number of cores.
+    #[arg(long, env = "CHAT_MAX_CONCURRENT_HASHES", default_value_t = 0)]
+    pub max_concurrent_hashes: usize,
+    /// How long a login waits for a hashing slot before it is answered 503 (ms).
+    #[arg(long, env = "CHAT_HASH_WAIT_MS", default_value_t = 2000)]
+    pub hash_wait_ms: u64,
+    /// Login attempts per (username, client address) before each further one
+    /// has to wait a delay that doubles per attempt.
+    #[arg(long, env = "CHAT_LOGIN_FREE_ATTEMPTS", default_value_t = 5)]
+    pub login_free_attempts: u32,
+    /// First delay after the free attempts (ms); doubles per attempt.
+    #[arg(long, env = "CHAT_LOGIN_DELAY_MS", default_value_t = 1000)]
+    pub login_delay_ms: u64,
+    /// Longest delay between attempts of one (username, address) pair (ms).
+    #[arg(long, env = "CHAT_LOGIN_DELAY_MAX_MS", default_value_t = 15 * 60 * 1000)]
+    pub login_delay_max_ms: u64,
+    /// Failed (or in-flight) logins per client address, all usernames, per 5 minutes.
+    #[arg(long, env = "CHAT_LOGIN_FAILURES_PER_IP", default_value_t = 100)]
+    pub login_failures_per_ip: u32,
+    /// Proxies (comma-separated CIDRs or addresses) whose `X-Forwarded-For` /
+    /// `Forwarded` header is believed. Empty: the TCP peer is the client.
+    #[arg(long, env = "CHAT_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A connection must send a request's headers within this long (ms).
+    #[arg(long, env = "CHAT_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Open HTTP connections (not yet upgraded to a WebSocket) on this node.
+    #[arg(long, env = "CHAT_MAX_HTTP_CONNECTIONS", default_value_t = 8192)]
+    pub max_http_connections: usize,
+    /// Open HTTP connections from one TCP peer (trusted proxies are exempt).
+    #[arg(long, env = "CHAT_MAX_HTTP_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_http_connections_per_ip: usize,
+    /// Longest lifetime a customer token may have: one expiring later than
+    /// this from now is refused.
+    #[arg(long, env = "CHAT_CUSTOMER_TOKEN_MAX_SECS", default_value_t = 30 * 24 * 3600)]
+    pub customer_token_max_secs: u64,
+    /// CSP `frame-ancestors` sources allowed to embed the widget (space
+    /// separated, CSP syntax, e.g. `'self' https://crm.example.com`).
+    #[arg(long, env = "CHAT_FRAME_ANCESTORS", default_value = "'self'")]
+    pub frame_ancestors: String,
+    /// Where `/metrics` is served (not on the public port; port 0 picks one).
+    #[arg(long, env = "CHAT_METRICS_ADDR", default_value = "127.0.0.1:9092")]
+    pub metrics_addr: SocketAddr,
 }
 
 impl Config {
@@ -149,4 +193,13 @@ impl Config {
     {
         Config::try_parse_from(args)
     }
+}
+
+/// Parses one `CHAT_TRUSTED_PROXIES` entry: a CIDR, or a bare address (/32, /128).
+pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<ipnet::IpNet>() {
+        return Ok(n.trunc());
+    }
+    s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from).map_err(|_| format!("not a CIDR or an IP address: {s:?}"))
 }

@@ -41,10 +41,13 @@ async fn serve() -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
     }
+    // Metrics first: scripts and tests read both lines, this one before the other.
+    let metrics = tokio::net::TcpListener::bind(cfg.metrics_addr).await?;
+    println!("gateway metrics on http://{}", metrics.local_addr()?);
     let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
     let addr = listener.local_addr()?;
     println!("gateway listening on http://{addr}");
-    gateway::run(cfg, listener, shutdown_signal()).await
+    gateway::run(cfg, listener, metrics, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -5,6 +5,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,10 +14,11 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use redis_conn::{RedisConn, RedisTarget};
 use schema::keys::Keys;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::broker::Scripts;
@@ -44,8 +47,14 @@ async fn connect_redis(target: &RedisTarget, timeout: Duration) -> anyhow::Resul
     }
 }
 
-/// Builds the state and serves until `shutdown` resolves.
-pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+/// Builds the state and serves until `shutdown` resolves: the public HTTP
+/// port on `listener`, `/metrics` on `metrics_listener` (`CHAT_METRICS_ADDR`).
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let secret = match (&cfg.customer_secret, cfg.dev) {
         (Some(s), _) if !s.is_empty() => s.as_bytes().to_vec(),
         (_, true) => DEV_SECRET.as_bytes().to_vec(),
@@ -101,11 +110,13 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         shutdown.await;
         let _ = shutdown_tx.send(true);
     });
+    tokio::spawn(serve_metrics(metrics_listener, state.metrics.clone(), shutdown_rx.clone()));
+    let conns = Arc::new(HttpConns::default());
     let mut stop = shutdown_rx.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, addr) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, don't spin.
@@ -116,15 +127,8 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |mut req: Request<Incoming>| {
-                        req.extensions_mut().insert(addr);
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(crate::http::route(state, req).await) }
-                    });
-                    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).with_upgrades();
-                    let _ = conn.await;
-                });
+                let conns = conns.clone();
+                tokio::spawn(serve_http(state, conns, stream, peer));
             }
             _ = stop.changed() => break,
         }
@@ -140,3 +144,129 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     Ok(())
 }
 
+
+/// Open plain HTTP connections (until one upgrades to a WebSocket, which
+/// the hub's caps count from then on), per node and per TCP peer.
+#[derive(Default)]
+struct HttpConns {
+    total: AtomicUsize,
+    per_ip: dashmap::DashMap<IpAddr, usize>,
+}
+
+/// A connection's place in [`HttpConns`], given back on drop.
+struct HttpSlot {
+    conns: Arc<HttpConns>,
+    ip: Option<IpAddr>,
+}
+
+impl HttpConns {
+    /// Takes a slot, or says why not. `per_ip: None` skips the per-address
+    /// cap (a trusted proxy carries many clients on its connections).
+    fn admit(self: &Arc<Self>, ip: Option<IpAddr>, max_total: usize, max_per_ip: usize) -> Result<HttpSlot, &'static str> {
+        if self.total.fetch_add(1, Ordering::SeqCst) >= max_total {
+            self.total.fetch_sub(1, Ordering::SeqCst);
+            return Err("node has too many open HTTP connections: retry shortly");
+        }
+        if let Some(ip) = ip {
+            let mut n = self.per_ip.entry(ip).or_insert(0);
+            if *n >= max_per_ip {
+                drop(n);
+                self.total.fetch_sub(1, Ordering::SeqCst);
+                return Err("too many open HTTP connections from this address");
+            }
+            *n += 1;
+        }
+        Ok(HttpSlot { conns: self.clone(), ip })
+    }
+}
+
+impl Drop for HttpSlot {
+    fn drop(&mut self) {
+        self.conns.total.fetch_sub(1, Ordering::SeqCst);
+        if let Some(ip) = self.ip {
+            // Remove at zero so the map holds only addresses with connections.
+            self.conns.per_ip.remove_if_mut(&ip, |_, n| {
+                *n -= 1;
+                *n == 0
+            });
+        }
+    }
+}
+
+/// One public HTTP connection: admission (per node and per peer), then
+/// hyper with a header read timeout; each request carries the client's
+/// address (see [`crate::http::client_ip`]).
+async fn serve_http(state: AppState, conns: Arc<HttpConns>, mut stream: TcpStream, peer: SocketAddr) {
+    let peer_ip = peer.ip().to_canonical();
+    let proxied = crate::http::client_ip::is_trusted(&state.cfg.trusted_proxies, peer_ip);
+    let per_ip = (!proxied).then_some(peer_ip);
+    let _slot = match conns.admit(per_ip, state.cfg.max_http_connections, state.cfg.max_http_connections_per_ip) {
+        Ok(s) => s,
+        Err(msg) => {
+            // Answer without reading the request, then close; bounded so a
+            // peer that does not read cannot hold the task.
+            let body = serde_json::json!({"error": {"code": "unavailable", "message": msg}}).to_string();
+            let reply = format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply.as_bytes())).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
+            return;
+        }
+    };
+    let header_timeout = Duration::from_millis(state.cfg.header_read_timeout_ms.max(1));
+    let svc = service_fn(move |mut req: Request<Incoming>| {
+        // The `SocketAddr` a request carries is the client's (the peer's
+        // port): every per-address limit downstream keys on it.
+        let client = crate::http::client_ip::client_ip(&state.cfg.trusted_proxies, peer_ip, req.headers());
+        req.extensions_mut().insert(SocketAddr::new(client, peer.port()));
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(crate::http::route(state, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    let _ = conn.await;
+}
+
+/// `/metrics` on its own listener (`CHAT_METRICS_ADDR`), off the public port.
+async fn serve_metrics(listener: TcpListener, handle: metrics_exporter_prometheus::PrometheusHandle, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let handle = handle.clone();
+                        async move {
+                            let (status, body) = match (req.method(), req.uri().path()) {
+                                (&hyper::Method::GET, "/metrics") => (hyper::StatusCode::OK, handle.render()),
+                                _ => (hyper::StatusCode::NOT_FOUND, "not found\n".to_string()),
+                            };
+                            let r = hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                .unwrap_or_default();
+                            Ok::<_, Infallible>(r)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(10))
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}

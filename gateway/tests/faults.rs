@@ -373,7 +373,7 @@ async fn slow_consumer_is_disconnected_and_others_are_unaffected() {
     // The slow socket was closed by the server: reading it now ends with a close or a reset.
     let code = slow.closed_code().await;
     assert!(code == 4008 || code == 0, "slow consumer closed with {code}");
-    let metrics = s.http.get(format!("{}/metrics", s.url(0))).send().await.unwrap().text().await.unwrap();
+    let metrics = s.http.get(format!("http://{}/metrics", s.gateways[0].metrics)).send().await.unwrap().text().await.unwrap();
     let line = metrics.lines().find(|l| l.starts_with("gateway_slow_consumer_disconnects_total")).expect("metric present");
     let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(v >= 1.0, "{line}");

@@ -35,6 +35,7 @@ fn start(env: &[(&str, &str)]) -> Gateway {
     cmd.current_dir(&dir)
         .env_remove("CHAT_WEB_DIR")
         .env("GATEWAY_ADDR", "127.0.0.1:0")
+        .env("CHAT_METRICS_ADDR", "127.0.0.1:0")
         .env("REDIS_URL", "redis://127.0.0.1:6379")
         .env("DATABASE_URL", format!("sqlite://{}/chat.db", dir.display()))
         .env("CHAT_KEY_PREFIX", format!("t{}:", &id[..12]))

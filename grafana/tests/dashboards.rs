@@ -88,7 +88,7 @@ async fn dashboards_use_only_exported_metrics() {
     let r = scenario::run(&stack, &opts, &Watched::default()).await.expect("traffic");
     assert!(r.deliveries.acked > 0);
     let http = reqwest::Client::new();
-    let gw = http.get(format!("http://{}/metrics", s.gateways[0].addr)).send().await.expect("gateway metrics").text().await.expect("body");
+    let gw = http.get(format!("http://{}/metrics", s.gateways[0].metrics)).send().await.expect("gateway metrics").text().await.expect("body");
     // The worker refreshes its stream gauges on its claim tick; wait for one with data.
     let mut wk = String::new();
     for _ in 0..100 {

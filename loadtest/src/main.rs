@@ -171,6 +171,9 @@ enum Cmd {
         count: usize,
         #[arg(long)]
         gateway: String,
+        /// The gateway's metrics address (its CHAT_METRICS_ADDR; /metrics is not on the public port).
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        gateway_metrics: String,
         #[arg(long, default_value_t = 1000)]
         samples: usize,
         /// Skip seeding (rows are already there).
@@ -303,12 +306,12 @@ async fn main() -> anyhow::Result<()> {
             };
             scenario::idle_child(&stack, &prefix, src_ip).await?;
         }
-        Cmd::Chatlist { redis_url, key_prefix, count, gateway, samples, no_seed, agent_user, agent_pass, json } => {
+        Cmd::Chatlist { redis_url, key_prefix, count, gateway, gateway_metrics, samples, no_seed, agent_user, agent_pass, json } => {
             if !no_seed {
                 let s = loadtest::seed::seed_rows(&redis_url, &key_prefix, count).await?;
                 eprintln!("seeded {count} conversations in {s:.1}s");
             }
-            let r = loadtest::seed::time_page(&gateway, &agent_user, &agent_pass, samples).await?;
+            let r = loadtest::seed::time_page(&gateway, &gateway_metrics, &agent_user, &agent_pass, samples).await?;
             eprintln!(
                 "page of {} out of {}: client p50 {:.3} ms p99 {:.3} ms; server: {:.1}% <= 1 ms, {:.1}% <= 2 ms, p50 ~{:.3} ms",
                 r.items_per_page,

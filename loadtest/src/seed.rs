@@ -85,7 +85,8 @@ fn buckets(metrics: &str, route: &str) -> Vec<(f64, f64)> {
 }
 
 /// Times `samples` sequential page requests (after 50 warm-up ones).
-pub async fn time_page(gateway: &str, user: &str, pass: &str, samples: usize) -> anyhow::Result<PageReport> {
+/// `metrics` is the gateway's `CHAT_METRICS_ADDR`.
+pub async fn time_page(gateway: &str, metrics: &str, user: &str, pass: &str, samples: usize) -> anyhow::Result<PageReport> {
     let http = reqwest::Client::new();
     let base = format!("http://{gateway}");
     let v: serde_json::Value =
@@ -100,8 +101,8 @@ pub async fn time_page(gateway: &str, user: &str, pass: &str, samples: usize) ->
         items = v["items"].as_array().map(|a| a.len()).unwrap_or(0);
     }
     let metrics = |http: reqwest::Client| {
-        let base = base.clone();
-        async move { http.get(format!("{base}/metrics")).send().await?.text().await }
+        let url = format!("http://{metrics}/metrics");
+        async move { http.get(url).send().await?.text().await }
     };
     let before = buckets(&metrics(http.clone()).await?, "/api/conversations");
     let mut times = Vec::with_capacity(samples);

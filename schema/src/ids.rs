@@ -2,10 +2,13 @@
 
 use crate::limits::MAX_ID_LEN;
 
-/// A conversation or customer id: 1..=64 of `[A-Za-z0-9_.-]`. Conversation ids
-/// equal the customer's id (one conversation per customer).
+/// A conversation or customer id: 1..=64 of `[A-Za-z0-9_.-]`, not `.` or
+/// `..` (path steps once the id is a URL or file path segment). Conversation
+/// ids equal the customer's id (one conversation per customer).
 pub fn valid_id(s: &str) -> bool {
     !s.is_empty()
+        && s != "."
+        && s != ".."
         && s.len() <= MAX_ID_LEN
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
@@ -36,6 +39,10 @@ mod tests {
         assert!(!valid_id("a b"));
         assert!(!valid_id("{c:x}"));
         assert!(!valid_id(&"a".repeat(65)));
+        assert!(!valid_id("."));
+        assert!(!valid_id(".."));
+        assert!(valid_id("..."));
+        assert!(valid_id("a.b"));
         assert!(valid_client_id("0f8fad5b-d9cb-469f-a165-70867728950e"));
         assert!(!valid_client_id("0f8fad5b-d9cb-469f-a165-70867728950"));
         assert!(!valid_client_id("0f8fad5bxd9cb-469f-a165-70867728950e"));

@@ -169,6 +169,34 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         "CREATE INDEX IF NOT EXISTS orders_customer ON orders (customer_id, status_ts)",
     ],
 ),
+(
+    4,
+    &[
+        // Idempotency keys per agent (issue 20): one agent's key can neither
+        // replay nor block another's action. Keys already used are carried
+        // over under the agent their ledger entry names ('' when it names
+        // none: a no-op reset, or an action without an actor).
+        "CREATE TABLE IF NOT EXISTS loyalty_agent_requests (
+            agent_id TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            customer_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            outcome_json TEXT NOT NULL DEFAULT '',
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (agent_id, idempotency_key)
+        )",
+        // The fingerprint now starts with the agent's id and a newline (a
+        // literal newline inside the quotes: both backends accept it).
+        "INSERT INTO loyalty_agent_requests (agent_id, idempotency_key, customer_id, fingerprint, outcome_json, created_at)
+         SELECT o.agent_id, o.idempotency_key, o.customer_id, o.agent_id || '\n' || o.fingerprint, o.outcome_json, o.created_at
+         FROM (SELECT COALESCE((SELECT l.by_id FROM loyalty_ledger l
+                                WHERE l.idempotency_key = r.idempotency_key AND l.customer_id = r.customer_id LIMIT 1), '') AS agent_id,
+                      r.idempotency_key, r.customer_id, r.fingerprint, r.outcome_json, r.created_at
+               FROM loyalty_requests r) o
+         WHERE true
+         ON CONFLICT (agent_id, idempotency_key) DO NOTHING",
+    ],
+),
 // Numbered 20 (issue 20), not 4: other branches may append their own next
 // numbers; versions only need to be distinct, and they apply in list order.
 (

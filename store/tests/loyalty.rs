@@ -33,6 +33,7 @@ macro_rules! both {
 
 both!(
     award_is_idempotent,
+    idempotency_keys_are_per_agent,
     concurrent_awards_sum_exactly,
     reset_corrects_and_zero_reset_is_noop,
     invalid_commands_change_nothing,
@@ -96,6 +97,27 @@ async fn award_is_idempotent(store: &Store) {
     assert_eq!(l.balance("c2").await.unwrap().balance, 0);
     let b = l.balance("c1").await.unwrap();
     assert_eq!((b.balance, b.version), (50, 1));
+}
+
+/// Issue 20: keys are scoped per agent. Another agent's action under the
+/// same key is executed (not replayed, not refused); each agent's repeat
+/// still replays its own outcome.
+async fn idempotency_keys_are_per_agent(store: &Store) {
+    let l = store.loyalty();
+    let ann = l.apply(&award("c9", "same-key", 10)).await.unwrap();
+    let mut bob_cmd = award("c9", "same-key", 10);
+    bob_cmd.by = Some(agent("bob"));
+    let bob = l.apply(&bob_cmd).await.unwrap();
+    assert!(!bob.replayed, "bob's action was answered with ann's outcome");
+    assert_eq!(bob.balance, 20);
+    assert_eq!(bob.transaction.as_ref().unwrap().by.as_ref().unwrap().username, "bob");
+    let ann_again = l.apply(&award("c9", "same-key", 10)).await.unwrap();
+    assert!(ann_again.replayed);
+    assert_eq!(ann_again.transaction, ann.transaction);
+    // A different request under bob's key is still refused for bob alone.
+    bob_cmd.action = PointsAction::Award { amount: 11, reason: Some("goodwill".into()) };
+    assert!(matches!(l.apply(&bob_cmd).await, Err(LoyaltyError::Conflict(_))));
+    assert_eq!(ledger_sum(&l, "c9").await, (20, 2));
 }
 
 async fn concurrent_awards_sum_exactly(store: &Store) {

@@ -10,6 +10,9 @@ pub struct Proc {
     pub child: Child,
     /// The address from the ready line (`host:port`).
     pub addr: String,
+    /// Where it serves `/metrics` (its `... metrics on http://` line before
+    /// the ready line; empty when it printed none).
+    pub metrics: String,
     /// stderr (the tracing log) of the process.
     pub log: PathBuf,
 }
@@ -81,10 +84,14 @@ pub fn spawn(cmd: &mut Command, log: PathBuf, marker: &str) -> Proc {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut addr = String::new();
+    let mut metrics = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         match lines.next() {
             Some(Ok(line)) => {
+                if let Some(i) = line.find("metrics on http://") {
+                    metrics = line[i + "metrics on http://".len()..].trim().to_string();
+                }
                 if let Some(i) = line.find(marker) {
                     addr = line[i + marker.len()..].trim().to_string();
                     break;
@@ -100,5 +107,5 @@ pub fn spawn(cmd: &mut Command, log: PathBuf, marker: &str) -> Proc {
     }
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Proc { child, addr, log }
+    Proc { child, addr, metrics, log }
 }

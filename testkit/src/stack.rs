@@ -27,7 +27,17 @@ pub const TEST_ENV: &[(&str, &str)] = &[
 /// What load is measured under (the load tool's tests, the dashboards'
 /// traffic): dev mode, no demo customers, a per-socket send rate high enough
 /// not to be what limits, the product's own claim timers.
-pub const LOAD_ENV: &[(&str, &str)] = &[("CHAT_DEV", "1"), ("CHAT_DEMO_DATA", "0"), ("CHAT_SEND_RATE", "10000"), ("RUST_LOG", "warn")];
+/// Every simulated client comes from a few loopback addresses and the
+/// agents share one demo login, so the per-address HTTP cap and the
+/// per-agent socket cap are lifted.
+pub const LOAD_ENV: &[(&str, &str)] = &[
+    ("CHAT_DEV", "1"),
+    ("CHAT_DEMO_DATA", "0"),
+    ("CHAT_SEND_RATE", "10000"),
+    ("CHAT_MAX_HTTP_CONNECTIONS_PER_IP", "100000"),
+    ("CHAT_MAX_SOCKETS_PER_AGENT", "100000"),
+    ("RUST_LOG", "warn"),
+];
 
 pub struct Stack {
     pub prefix: String,
@@ -145,7 +155,7 @@ impl Stack {
             None => Command::new(gateway),
         };
         self.common_env(&mut cmd);
-        cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", self.node_id(n));
+        cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_METRICS_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", self.node_id(n));
         for (k, v) in &self.gw_env {
             cmd.env(k, v);
         }
@@ -311,7 +321,7 @@ impl Stack {
     pub fn describe(&self) -> Value {
         let procs = |ps: &[Proc]| -> Vec<Value> {
             ps.iter()
-                .map(|p| json!({"addr": p.addr, "url": format!("http://{}", p.addr), "pid": p.pid(), "log": p.log}))
+                .map(|p| json!({"addr": p.addr, "url": format!("http://{}", p.addr), "metrics": p.metrics, "pid": p.pid(), "log": p.log}))
                 .collect()
         };
         json!({

@@ -1,11 +1,13 @@
 //! HTTP: the one route table ([`route`]) and one module per resource:
 //! agent sessions and tickets ([`auth`]), the chat list, history and
 //! profiles ([`conversations`]), the customer panel and points actions
-//! ([`loyalty`]), order events ([`orders`]), health, readiness and metrics
-//! ([`health`]) and the console ([`console`]); request extractors in
-//! [`extract`]. Errors are `{"error":{"code","message"}}`.
+//! ([`loyalty`]), order events ([`orders`]), health and readiness
+//! ([`health`]; `/metrics` has its own listener, `server.rs`) and the console ([`console`]); request extractors in
+//! [`extract`], the client's address behind trusted proxies in
+//! [`client_ip`]. Errors are `{"error":{"code","message"}}`.
 
 pub mod auth;
+pub mod client_ip;
 pub mod console;
 pub mod conversations;
 pub mod extract;
@@ -34,15 +36,52 @@ pub async fn route(state: AppState, req: Request<Incoming>) -> Response<Body> {
         (_, "/ws-echo") if state.cfg.test_echo => ("/ws-echo", upgrade::echo_upgrade(&state, req)),
         (&Method::GET, "/healthz") => ("/healthz", text(StatusCode::OK, "ok")),
         (&Method::GET, "/readyz") => ("/readyz", health::readyz(&state).await),
-        (&Method::GET, "/metrics") => ("/metrics", text(StatusCode::OK, &state.metrics.render())),
+        // Not on the public port (`CHAT_METRICS_ADDR`); an explicit 404, not the console page.
+        (_, "/metrics") => ("other", error_reply(ErrorCode::NotFound, "not found")),
         (_, p) if p.starts_with("/api/") => api(&state, req).await,
         (&Method::GET | &Method::HEAD, _) => ("static", console::static_file(&state, &path).await),
         _ => ("other", error_reply(ErrorCode::NotFound, "not found")),
     };
+    let mut res = res;
+    security_headers(&state, &path, &mut res);
     let status = res.status().as_u16().to_string();
     metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => status).increment(1);
     metrics::histogram!(crate::metrics::HTTP_SECONDS, "route" => route).record(started.elapsed().as_secs_f64());
     res
+}
+
+/// The console's Content-Security-Policy: scripts and styles only from
+/// the gateway's own files (the Vite build emits no inline script or
+/// style), sockets and API calls to the same origin; images also from
+/// https (customer avatars are URLs of the business).
+const CSP_BASE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: https:; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'";
+
+/// Headers on every reply: no MIME sniffing, no referrer; on pages, the
+/// CSP. The console may be framed only by its own origin; the widget by
+/// `CHAT_FRAME_ANCESTORS` (the CRM that embeds it).
+fn security_headers(state: &AppState, path: &str, res: &mut Response<Body>) {
+    use hyper::header::{HeaderValue, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+    let h = res.headers_mut();
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    let html = h.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
+    if !html {
+        // JSON, assets: nothing to run, nothing to frame.
+        h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+        return;
+    }
+    let widget = matches!(path, "/widget" | "/widget/" | "/widget.html");
+    let ancestors = if widget { state.cfg.frame_ancestors.trim() } else { "'self'" };
+    if let Ok(v) = HeaderValue::from_str(&format!("{CSP_BASE}; frame-ancestors {ancestors}")) {
+        h.insert(CONTENT_SECURITY_POLICY, v);
+    }
+    // X-Frame-Options cannot name other origins; browsers that know
+    // frame-ancestors ignore it, older ones get SAMEORIGIN unless the widget
+    // is meant to be framed elsewhere.
+    if ancestors == "'self'" {
+        h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {

@@ -50,7 +50,7 @@ impl PointsRequestBody {
             PointsAction::Spend { .. } => "spend",
         };
         PointsRequestBody {
-            idempotency_key: cmd.idempotency_key.clone(),
+            idempotency_key: super::scoped_key(cmd),
             kind: kind.to_string(),
             amount: cmd.action.amount(),
             reason: cmd.action.reason().map(str::to_string),
@@ -98,6 +98,24 @@ struct ErrorDetail {
     message: String,
 }
 
+/// Percent-encodes one path segment: everything but RFC 3986's unreserved
+/// characters; `.` and `..` (which a server resolves as a path step) are
+/// encoded whole.
+pub fn path_segment(s: &str) -> String {
+    if s == "." || s == ".." {
+        return s.replace('.', "%2E");
+    }
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn unavailable(e: impl std::fmt::Display) -> LoyaltyError {
     LoyaltyError::Unavailable(e.to_string())
 }
@@ -117,9 +135,10 @@ impl HttpLoyalty {
     }
 
     fn url(&self, customer: &str, rest: &str) -> String {
-        // Customer ids are `[A-Za-z0-9_.-]` (checked at every entry point), so
-        // they need no escaping in a path.
-        format!("{}/customers/{customer}{rest}", self.base)
+        // Customer ids are checked at every entry point (`[A-Za-z0-9_.-]`, not
+        // `.` or `..`); the segment is escaped anyway, so an id can never
+        // reach another path of the service.
+        format!("{}/customers/{}{rest}", self.base, path_segment(customer))
     }
 
     fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -231,7 +250,7 @@ impl LoyaltyStore for HttpLoyalty {
 
     fn put_voucher<'a>(&'a self, customer: &'a str, voucher: &'a Voucher) -> LoyaltyFuture<'a, ()> {
         Box::pin(async move {
-            let url = self.url(customer, &format!("/vouchers/{}", voucher.id));
+            let url = self.url(customer, &format!("/vouchers/{}", path_segment(&voucher.id)));
             let _: Option<serde_json::Value> = self.call(self.client.put(url).json(voucher), false).await?;
             Ok(())
         })
@@ -251,5 +270,19 @@ impl LoyaltyStore for HttpLoyalty {
 
     fn order<'a>(&'a self, order_id: &'a str) -> LoyaltyFuture<'a, Option<Order>> {
         self.local.order(order_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_segment;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("cus_1.a-b~"), "cus_1.a-b~");
+        assert_eq!(path_segment(".."), "%2E%2E");
+        assert_eq!(path_segment("."), "%2E");
+        assert_eq!(path_segment("a/../b?x#y"), "a%2F..%2Fb%3Fx%23y");
+        assert_eq!(path_segment("é"), "%C3%A9");
     }
 }

@@ -172,11 +172,25 @@ pub fn validate_command(cmd: &PointsCommand) -> LoyaltyResult<()> {
     Ok(())
 }
 
-/// What a command asks for, to tell a repeat of an idempotency key from a
-/// different request under the same key.
+/// Whose idempotency keys a command's key is among: the agent's id (`""`
+/// for an action without an actor). Keys are scoped per agent, so one
+/// agent's key can neither replay nor block another agent's action.
+pub fn key_owner(cmd: &PointsCommand) -> &str {
+    cmd.by.as_ref().map(|a| a.id.as_str()).unwrap_or("")
+}
+
+/// The key as an external service sees it: `<agent id>/<key>` (one flat
+/// key space there, scoped per agent like the SQL store's).
+pub fn scoped_key(cmd: &PointsCommand) -> String {
+    format!("{}/{}", key_owner(cmd), cmd.idempotency_key)
+}
+
+/// What a command asks for (and who asks), to tell a repeat of an
+/// idempotency key from a different request under the same key.
 pub fn fingerprint(cmd: &PointsCommand) -> String {
     format!(
-        "{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{}",
+        key_owner(cmd),
         cmd.customer,
         cmd.action.kind().as_str(),
         cmd.action.amount().map(|a| a.to_string()).unwrap_or_default(),

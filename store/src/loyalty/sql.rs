@@ -16,7 +16,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{
-    fingerprint, validate_command, CardState, LedgerPage, LoyaltyError, LoyaltyFuture, LoyaltyResult, LoyaltyStore,
+    fingerprint, key_owner, validate_command, CardState, LedgerPage, LoyaltyError, LoyaltyFuture, LoyaltyResult, LoyaltyStore,
     OrderOutcome,
 };
 use crate::persist::to_i64;
@@ -143,20 +143,22 @@ impl SqlLoyalty {
         let fp = fingerprint(cmd);
         let mut tx = self.begin().await?;
         let claimed = sqlx::query(
-            "INSERT INTO loyalty_requests (idempotency_key, customer_id, fingerprint, outcome_json, created_at)
-             VALUES ($1, $2, $3, '', $4) ON CONFLICT (idempotency_key) DO NOTHING",
+            "INSERT INTO loyalty_agent_requests (agent_id, idempotency_key, customer_id, fingerprint, outcome_json, created_at)
+             VALUES ($5, $1, $2, $3, '', $4) ON CONFLICT (agent_id, idempotency_key) DO NOTHING",
         )
         .bind(&cmd.idempotency_key)
         .bind(&cmd.customer)
         .bind(&fp)
         .bind(schema::now_ms())
+        .bind(key_owner(cmd))
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if claimed == 0 {
             // Executed before (and committed: on PostgreSQL the insert above
             // waited for a concurrent first execution to finish).
-            let row = sqlx::query("SELECT fingerprint, outcome_json FROM loyalty_requests WHERE idempotency_key = $1")
+            let row = sqlx::query("SELECT fingerprint, outcome_json FROM loyalty_agent_requests WHERE agent_id = $1 AND idempotency_key = $2")
+                .bind(key_owner(cmd))
                 .bind(&cmd.idempotency_key)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -246,8 +248,9 @@ impl SqlLoyalty {
                 replayed: false,
             }
         };
-        sqlx::query("UPDATE loyalty_requests SET outcome_json = $1 WHERE idempotency_key = $2")
+        sqlx::query("UPDATE loyalty_agent_requests SET outcome_json = $1 WHERE agent_id = $2 AND idempotency_key = $3")
             .bind(json(&outcome)?)
+            .bind(key_owner(cmd))
             .bind(&cmd.idempotency_key)
             .execute(&mut *tx)
             .await?;
