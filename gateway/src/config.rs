@@ -135,9 +135,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_SOCKETS_PER_AGENT", default_value_t = 20)]
     pub max_sockets_per_agent: usize,
     /// Messages (send/edit/delete/react) per second one identity may send
-    /// across all its sockets on this node; bursts of twice that.
-    #[arg(long, env = "CHAT_SEND_RATE_PER_IDENTITY", default_value_t = 20)]
-    pub send_rate_per_identity: u32,
+    /// across all its sockets on this node; bursts of twice that. Unset:
+    /// `CHAT_SEND_RATE` (all its sockets together send as fast as one may).
+    #[arg(long, env = "CHAT_SEND_RATE_PER_IDENTITY")]
+    pub send_rate_per_identity: Option<u32>,
 }
 
 impl Config {

@@ -1,5 +1,5 @@
 //! Revoked agent sessions: the control channel on which a node announces a
-//! revoked session (logout, expiry found, an agent disabled) by the hash of
+//! revoked session (logout) by the hash of
 //! its token. Every node subscribes
 //! (`node/revoke.rs`) and closes the sockets opened with that session
 //! ([`super::close::REVOKED`]).

@@ -81,7 +81,7 @@ async fn ws_authorize_and_upgrade(state: &AppState, mut req: Request<Incoming>, 
         schema::frames::UserKind::Customer => (state.cfg.max_sockets_per_customer, "customer"),
         schema::frames::UserKind::Agent => (state.cfg.max_sockets_per_agent, "agent"),
     };
-    let Some(slot) = state.registry.identities.admit(format!("{who}:{}", ident.id), max, state.cfg.send_rate_per_identity) else {
+    let Some(slot) = state.registry.identities.admit(format!("{who}:{}", ident.id), max, state.cfg.send_rate_per_identity.unwrap_or(state.cfg.send_rate)) else {
         return error_reply(ErrorCode::RateLimited, &format!("too many open sockets for this {who} on this node (at most {max}): close one"));
     };
     if ident.kind == schema::frames::UserKind::Customer {
