@@ -59,7 +59,7 @@ pub fn verify_customer_token(secret: &[u8], token: &str, now_secs: u64, max_secs
     if !schema::ids::valid_id(&id) || !schema::ids::valid_username(&username) {
         return Err(bad());
     }
-    Ok(Identity { kind: UserKind::Customer, id, username, display_name: None })
+    Ok(Identity { kind: UserKind::Customer, id, username, display_name: None, session: None })
 }
 
 pub fn now_secs() -> u64 {
@@ -74,6 +74,7 @@ pub async fn create_session(state: &AppState, agent: &store::Agent) -> Result<St
         id: agent.id.clone(),
         username: agent.username.clone(),
         display_name: Some(agent.display_name.clone()),
+        session: None,
     };
     let mut conn = state.redis();
     let _: () = conn
@@ -85,6 +86,7 @@ pub async fn create_session(state: &AppState, agent: &store::Agent) -> Result<St
 pub async fn revoke_session(state: &AppState, token: &str) -> Result<(), GatewayError> {
     let mut conn = state.redis();
     let _: () = conn.del(state.keys.session(&token_hash(token))).await?;
+    crate::hub::revoke::announce(&mut conn, state.keys.prefix(), &token_hash(token)).await;
     Ok(())
 }
 
@@ -101,7 +103,8 @@ pub async fn identify(state: &AppState, token: &str) -> Result<Identity, Gateway
     let mut conn = state.redis();
     let v: Option<String> = conn.get(state.keys.session(&token_hash(token))).await?;
     let v = v.ok_or_else(|| GatewayError::unauthorized("session expired or logged out; log in again"))?;
-    serde_json::from_str(&v).map_err(|_| GatewayError::unauthorized("invalid session"))
+    let ident: Identity = serde_json::from_str(&v).map_err(|_| GatewayError::unauthorized("invalid session"))?;
+    Ok(Identity { session: Some(token_hash(token)), ..ident })
 }
 
 /// The bearer token of a request, if any.

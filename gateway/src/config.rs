@@ -177,6 +177,23 @@ pub struct Config {
     /// Where `/metrics` is served (not on the public port; port 0 picks one).
     #[arg(long, env = "CHAT_METRICS_ADDR", default_value = "127.0.0.1:9092")]
     pub metrics_addr: SocketAddr,
+    // ---- socket limits (issue 20)
+    /// Longest a socket's write or flush may wait for the client to read
+    /// (ms); past it the socket is dropped (a client that stopped reading
+    /// holds no memory beyond this).
+    #[arg(long, env = "CHAT_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+    /// Open sockets one customer may hold on this node (further upgrades get 429).
+    #[arg(long, env = "CHAT_MAX_SOCKETS_PER_CUSTOMER", default_value_t = 10)]
+    pub max_sockets_per_customer: usize,
+    /// Open sockets one agent may hold on this node (further upgrades get 429).
+    #[arg(long, env = "CHAT_MAX_SOCKETS_PER_AGENT", default_value_t = 20)]
+    pub max_sockets_per_agent: usize,
+    /// Messages (send/edit/delete/react) per second one identity may send
+    /// across all its sockets on this node; bursts of twice that. Unset:
+    /// `CHAT_SEND_RATE` (all its sockets together send as fast as one may).
+    #[arg(long, env = "CHAT_SEND_RATE_PER_IDENTITY")]
+    pub send_rate_per_identity: Option<u32>,
 }
 
 impl Config {

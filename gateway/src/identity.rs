@@ -12,6 +12,11 @@ pub struct Identity {
     pub username: String,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// An agent's session (hash of its token), carried into ws tickets so
+    /// that a socket can be closed when the session is revoked. Not stored
+    /// in the session itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl Identity {

@@ -34,7 +34,7 @@ pub async fn seed(state: &AppState) -> Result<(), GatewayError> {
     }
     let staff = UserRef { kind: UserKind::Agent, id: agent.id.clone(), username: agent.username.clone() };
     for (name, lines) in CUSTOMERS {
-        let ident = Identity { kind: UserKind::Customer, id: name.to_string(), username: name.to_string(), display_name: None };
+        let ident = Identity { kind: UserKind::Customer, id: name.to_string(), username: name.to_string(), display_name: None, session: None };
         ensure_customer_profile(state, &ident).await?;
         for (i, (from_staff, text)) in lines.iter().enumerate() {
             let (kind, author) = if *from_staff { (MessageKind::Staff, staff.clone()) } else { (MessageKind::Customer, ident.user_ref()) };

@@ -9,6 +9,9 @@ pub const POLICY: u16 = 1008;
 pub const TOO_BIG: u16 = 1009;
 /// Application close code: the client did not read fast enough.
 pub const SLOW_CONSUMER: u16 = 4008;
+/// Application close code: the agent session the socket was opened with
+/// was revoked (logout, expiry): log in again.
+pub const REVOKED: u16 = 4001;
 
 /// The reason sent with a close code.
 pub fn reason(code: u16) -> &'static str {
@@ -17,6 +20,7 @@ pub fn reason(code: u16) -> &'static str {
         POLICY => "policy violation",
         TOO_BIG => "message too big",
         SLOW_CONSUMER => "slow consumer: reconnect and resume",
+        REVOKED => "session revoked",
         _ => "",
     }
 }

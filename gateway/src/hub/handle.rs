@@ -44,6 +44,9 @@ pub struct ConnHandle {
     pub kill: CancellationToken,
     /// Close code the write task sends when the socket ends.
     pub close_code: Arc<AtomicU16>,
+    /// The agent session the socket was opened with (its token hash), so
+    /// that revoking the session closes it.
+    pub session: Option<Arc<str>>,
 }
 
 impl ConnHandle {

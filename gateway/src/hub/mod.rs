@@ -1,12 +1,15 @@
 //! The local hub: which sockets this node holds ([`Registry`]: agents,
 //! customers by conversation, watchers by conversation, admission caps),
 //! the handle through which anything reaches a socket ([`ConnHandle`],
-//! [`Out`]), the close codes ([`close`]) and the count of this node's
-//! channel subscriptions ([`subs`]).
+//! [`Out`]), the close codes ([`close`]), per-identity socket caps and send
+//! budgets ([`limits`]), the revocation channel ([`revoke`]) and the count
+//! of this node's channel subscriptions ([`subs`]).
 
 pub mod close;
 mod handle;
+pub mod limits;
 mod registry;
+pub mod revoke;
 pub mod subs;
 
 pub use handle::{ConnHandle, Out, NO_FLOOR};

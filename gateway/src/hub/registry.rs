@@ -20,6 +20,8 @@ pub struct Registry {
     customers: DashMap<String, Vec<ConnHandle>>,
     /// Agent sockets by the conversations they watch.
     watchers: DashMap<String, Vec<ConnHandle>>,
+    /// Sockets and the shared send budget per identity (admission caps).
+    pub identities: super::limits::Identities,
 }
 
 impl Registry {

@@ -62,6 +62,9 @@ pub async fn join(state: &AppState) {
 /// Joins (sockets are refused until then: `fenced` starts true), then beats
 /// every `node_beat_ms` and reaps nodes that stopped, until shutdown.
 pub async fn run(state: AppState) {
+    // Started here, with the node's other background duty, so that the
+    // server's start-up list stays as it is.
+    tokio::spawn(super::revoke::run(state.clone()));
     join(&state).await;
     state.fenced.store(false, Ordering::SeqCst);
     let every = Duration::from_millis(state.cfg.node_beat_ms.max(50));

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use schema::frames::{parse_client_frame, ClientFrame, ErrorCode, FrameError, ServerFrame};
 use schema::limits::MAX_FRAME_BYTES;
@@ -22,6 +22,7 @@ use super::wbuf::LazyBufWriter;
 use super::writer::write_loop;
 use super::Reader;
 use crate::cmd::{self, reply, reply_err, Ctx, Session};
+use crate::hub::limits::{Bucket, Slot};
 use crate::hub::{close, ConnHandle, Out};
 use crate::identity::Identity;
 use crate::node::presence;
@@ -29,34 +30,11 @@ use crate::state::AppState;
 
 /// Rate-limited frames tolerated in a row before the socket is closed.
 const MAX_STRIKES: u32 = 200;
-
-/// Token bucket.
-struct Bucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(rate: f64, burst: f64) -> Self {
-        Self { tokens: burst, rate, burst, last: Instant::now() }
-    }
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
+/// How long a closing socket's writer may take to finish (its close frame).
+const WRITER_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves an upgraded socket until it closes.
-pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, ident: Identity) {
+pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, ident: Identity, slot: Slot) {
     let span = tracing::info_span!("ws", user = %ident.id, kind = ?ident.kind);
     async move {
         let mut ws = match fut.await {
@@ -78,7 +56,13 @@ pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, id
         let (tx, rx) = mpsc::channel(state.cfg.outbound_queue);
         let kill = CancellationToken::new();
         let close_code = Arc::new(AtomicU16::new(close::NORMAL));
-        let handle = ConnHandle { id: state.registry.next_id(), tx, kill: kill.clone(), close_code: close_code.clone() };
+        let handle = ConnHandle {
+            id: state.registry.next_id(),
+            tx,
+            kill: kill.clone(),
+            close_code: close_code.clone(),
+            session: ident.session.as_deref().map(Arc::from),
+        };
         // The rare, large futures (Redis calls) are boxed so that the task of
         // every idle socket stays small: a task is as large as the largest
         // future it may await.
@@ -91,18 +75,23 @@ pub async fn serve(state: AppState, fut: fastwebsockets::upgrade::UpgradeFut, id
             node: Some(state.node.clone()),
         };
         handle.push(Out::Frame(hello.to_json().into()));
-        let writer = tokio::spawn(write_loop(state.clone(), rx, wr, kill.clone(), close_code.clone()));
+        let mut writer = tokio::spawn(write_loop(state.clone(), rx, wr, kill.clone(), close_code.clone()));
         let mut session = Session::default();
-        read_loop(&state, rd, &ident, &handle, &mut session).await;
+        read_loop(&state, rd, &ident, &handle, &mut session, &slot).await;
         kill.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        // The writer sees `kill` between writes; one blocked on a client
+        // that stopped reading would never see it (and would keep its
+        // frames): past the grace it is aborted, its memory freed.
+        if tokio::time::timeout(WRITER_GRACE, &mut writer).await.is_err() {
+            writer.abort();
+        }
         Box::pin(presence::unregister(&state, &ident, &handle, &session.watched, subscribed)).await;
     }
     .instrument(span)
     .await
 }
 
-async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandle, session: &mut Session) {
+async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandle, session: &mut Session, slot: &Slot) {
     let idle = Duration::from_secs(state.cfg.idle_timeout_secs.max(1));
     let rate = state.cfg.send_rate.max(1) as f64;
     let mut writes = Bucket::new(rate, rate * 2.0);
@@ -161,7 +150,8 @@ async fn read_loop(state: &AppState, rd: Reader, ident: &Identity, h: &ConnHandl
             }
         }
         let is_write = matches!(cf, ClientFrame::Send { .. } | ClientFrame::Edit { .. } | ClientFrame::Delete { .. } | ClientFrame::React { .. });
-        if is_write && !writes.take() {
+        // Per socket, then per identity (all its sockets on this node).
+        if is_write && !(writes.take() && slot.take_send()) {
             strikes += 1;
             if strikes > MAX_STRIKES {
                 h.close_code.store(close::POLICY, Ordering::Relaxed);

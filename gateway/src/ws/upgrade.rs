@@ -35,7 +35,7 @@ pub fn origin_allowed(cfg: &Config, origin: Option<&str>, host: Option<&str>) ->
 }
 
 /// `GET /ws`: admission (origin, shutdown, fence, per-address and node caps),
-/// then who is calling, then the upgrade.
+/// then who is calling and its per-identity cap, then the upgrade.
 pub async fn ws_upgrade(state: &AppState, req: Request<Incoming>) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return error_reply(ErrorCode::Invalid, "expected a WebSocket upgrade request");
@@ -75,6 +75,15 @@ async fn ws_authorize_and_upgrade(state: &AppState, mut req: Request<Incoming>, 
         Ok(i) => i,
         Err(e) => return error_response(&e),
     };
+    // Refused before the upgrade: one token's sockets multiply its sends and
+    // its share of the node. The slot is given back when the socket ends.
+    let (max, who) = match ident.kind {
+        schema::frames::UserKind::Customer => (state.cfg.max_sockets_per_customer, "customer"),
+        schema::frames::UserKind::Agent => (state.cfg.max_sockets_per_agent, "agent"),
+    };
+    let Some(slot) = state.registry.identities.admit(format!("{who}:{}", ident.id), max, state.cfg.send_rate_per_identity.unwrap_or(state.cfg.send_rate)) else {
+        return error_reply(ErrorCode::RateLimited, &format!("too many open sockets for this {who} on this node (at most {max}): close one"));
+    };
     if ident.kind == schema::frames::UserKind::Customer {
         if let Err(e) = crate::domain::conversations::ensure_customer_profile(state, &ident).await {
             return error_response(&e);
@@ -84,7 +93,7 @@ async fn ws_authorize_and_upgrade(state: &AppState, mut req: Request<Incoming>, 
         Ok((resp, fut)) => {
             let state = state.clone();
             tokio::spawn(async move {
-                super::socket::serve(state.clone(), fut, ident).await;
+                super::socket::serve(state.clone(), fut, ident, slot).await;
                 state.registry.release_ip(ip);
             });
             let (parts, _) = resp.into_parts();

@@ -3,6 +3,11 @@
 //! (at most [`HOLD_MS`]) or a watch's replay, answers resumes from the replay
 //! stream, and writes every positioned event once and in order, filling a
 //! gap from the replay stream first.
+//!
+//! Every write and flush has a deadline (`CHAT_WRITE_TIMEOUT_MS`): a client
+//! that stops reading ends its socket instead of holding a task and its
+//! frames forever; and a replay is read and written a page at a time, so
+//! what a stalled socket holds is one page, whatever it asked to resume.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -25,6 +30,9 @@ use crate::state::AppState;
 pub const HOLD_MS: u64 = 1000;
 /// Interval of server pings (keeps idle detection honest on both sides).
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// Replay entries read from Redis and written per step: the most a resume
+/// holds in memory at once (16 frames of at most ~20 KiB).
+const REPLAY_PAGE: usize = 16;
 /// The writer's replay source: the conversation's replay stream in Redis.
 struct RedisReplay<'a>(&'a AppState);
 
@@ -51,9 +59,17 @@ struct WriteState {
     watch_held: HashMap<Arc<str>, Vec<Held>>,
     /// A close frame went out: nothing more may follow it.
     closed: bool,
+    /// Deadline of one write or flush.
+    write_timeout: Duration,
+}
+
+/// A write or flush that did not complete within its deadline.
+fn timed_out() -> WebSocketError {
+    WebSocketError::IoError(std::io::Error::new(std::io::ErrorKind::TimedOut, "write deadline passed: client not reading"))
 }
 
 pub async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer, kill: CancellationToken, close_code: Arc<AtomicU16>) {
+    let write_timeout = Duration::from_millis(state.cfg.write_timeout_ms.max(1));
     let mut w = WriteState {
         state,
         ws,
@@ -61,6 +77,7 @@ pub async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer
         held: Some(Vec::new()),
         watch_held: HashMap::new(),
         closed: false,
+        write_timeout,
     };
     let hold = tokio::time::sleep(Duration::from_millis(HOLD_MS));
     tokio::pin!(hold);
@@ -79,11 +96,11 @@ pub async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer
                 }
                 _ = &mut hold, if w.held.is_some() => {
                     w.release().await?;
-                    w.ws.flush().await?;
+                    w.flush().await?;
                 }
                 _ = ping.tick() => {
-                    w.ws.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b""))).await?;
-                    w.ws.flush().await?;
+                    w.put(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b""))).await?;
+                    w.flush().await?;
                 }
                 item = rx.recv() => {
                     let Some(out) = item else { return Ok(()) };
@@ -104,7 +121,7 @@ pub async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer
                         n += 1;
                     }
                     metrics::gauge!(crate::metrics::QUEUE_DEPTH).set(rx.len() as f64);
-                    w.ws.flush().await?;
+                    w.flush().await?;
                 }
             }
         }
@@ -123,9 +140,19 @@ pub async fn write_loop(state: AppState, mut rx: mpsc::Receiver<Out>, ws: Writer
 }
 
 impl WriteState {
+    /// Writes one frame within the write deadline.
+    async fn put(&mut self, f: Frame<'_>) -> Result<(), WebSocketError> {
+        tokio::time::timeout(self.write_timeout, self.ws.write_frame(f)).await.map_err(|_| timed_out())?
+    }
+
+    /// Flushes within the write deadline.
+    async fn flush(&mut self) -> Result<(), WebSocketError> {
+        tokio::time::timeout(self.write_timeout, self.ws.flush()).await.map_err(|_| timed_out())?
+    }
+
     async fn text(&mut self, s: &str) -> Result<(), WebSocketError> {
         metrics::counter!(crate::metrics::FRAMES_OUT, "type" => crate::metrics::frame_type(s)).increment(1);
-        self.ws.write_frame(Frame::text(Payload::Borrowed(s.as_bytes()))).await
+        self.put(Frame::text(Payload::Borrowed(s.as_bytes()))).await
     }
 
     /// Returns false when the socket must close.
@@ -157,16 +184,16 @@ impl WriteState {
             Out::Resume(positions, epoch) => Box::pin(self.resume_all(positions, epoch)).await?,
             Out::Open => self.release().await?,
             Out::Pong(p) => {
-                self.ws.write_frame(Frame::pong(Payload::Owned(p))).await?;
+                self.put(Frame::pong(Payload::Owned(p))).await?;
             }
             Out::Echo(text, data) => {
                 let op = if text { OpCode::Text } else { OpCode::Binary };
-                self.ws.write_frame(Frame::new(true, op, None, Payload::Owned(data))).await?;
+                self.put(Frame::new(true, op, None, Payload::Owned(data))).await?;
             }
             Out::CloseRaw(p) => {
                 self.closed = true;
-                self.ws.write_frame(Frame::close_raw(Payload::Owned(p))).await?;
-                self.ws.flush().await?;
+                self.put(Frame::close_raw(Payload::Owned(p))).await?;
+                self.flush().await?;
                 return Ok(false);
             }
         }
@@ -224,26 +251,25 @@ impl WriteState {
         Ok(())
     }
 
-    /// Replays a conversation after `from` (the last position the client holds).
+    /// Replays a conversation after `from` (the last position the client
+    /// holds), a page at a time: a client that stops reading holds one page
+    /// until the write deadline ends it, not the whole replay.
     async fn resume(&mut self, conv: String, from: u64, stale: bool) -> Result<(), WebSocketError> {
         let mut conn = self.state.redis();
         let key = self.state.keys.replay(&conv);
-        let entries = crate::broker::replay::range(&mut conn, &key, from + 1, None, MAX_REPLAY + 1).await;
+        let first = crate::broker::replay::range(&mut conn, &key, from + 1, None, REPLAY_PAGE).await;
         let current: Result<Option<u64>, _> = conn.hget(self.state.keys.state(&conv), "n").await;
-        let (entries, current) = match (entries, current) {
+        let (mut page, current) = match (first, current) {
             (Ok(e), Ok(c)) => (e, c.unwrap_or(0)),
-            _ => {
-                let f = ServerFrame::error(None, FrameError::new(ErrorCode::Unavailable, "resume failed: retry"));
-                return self.text(&f.to_json()).await;
-            }
+            _ => return self.resume_failed().await,
         };
-        let complete = if stale || from > current {
+        let mut complete = if stale || from > current {
             // The client holds positions this Redis never issued (it lost its state).
             false
-        } else if entries.len() > MAX_REPLAY {
+        } else if current - from > MAX_REPLAY as u64 {
             false
         } else {
-            match entries.first() {
+            match page.first() {
                 Some((p, _)) => *p == from + 1,
                 None => current <= from,
             }
@@ -251,16 +277,41 @@ impl WriteState {
         let conv_arc: Arc<str> = Arc::from(conv.as_str());
         let mut to = from;
         if complete {
-            for (p, f) in &entries {
-                self.text(f).await?;
-                to = *p;
+            let mut replayed = 0u64;
+            // Positions are gapless: the replay ends at `current` (later ones
+            // come live), or early where the stream was trimmed meanwhile.
+            loop {
+                for (p, f) in &page {
+                    if *p != to + 1 {
+                        complete = false;
+                        break;
+                    }
+                    self.text(f).await?;
+                    to = *p;
+                    replayed += 1;
+                }
+                if !complete || to >= current || page.len() < REPLAY_PAGE {
+                    break;
+                }
+                page = match crate::broker::replay::range(&mut conn, &key, to + 1, Some(current), REPLAY_PAGE).await {
+                    Ok(p) => p,
+                    Err(_) => return self.resume_failed().await,
+                };
             }
-            metrics::counter!(crate::metrics::REPLAYED).increment(entries.len() as u64);
+            metrics::counter!(crate::metrics::REPLAYED).increment(replayed);
+            if !complete {
+                to = current;
+            }
         } else {
             to = current;
         }
         self.order.resumed(conv_arc, to);
         let f = ServerFrame::Replay { conversation: conv, from_seq: from + 1, complete, to_seq: Some(to) };
+        self.text(&f.to_json()).await
+    }
+
+    async fn resume_failed(&mut self) -> Result<(), WebSocketError> {
+        let f = ServerFrame::error(None, FrameError::new(ErrorCode::Unavailable, "resume failed: retry"));
         self.text(&f.to_json()).await
     }
 }
