@@ -179,6 +179,9 @@ enum Cmd {
         /// Skip seeding (rows are already there).
         #[arg(long)]
         no_seed: bool,
+        /// Only seed the rows (no timing; the browser test of the chat list seeds through this).
+        #[arg(long)]
+        seed_only: bool,
         #[arg(long, default_value = "demo")]
         agent_user: String,
         #[arg(long, default_value = "demo")]
@@ -306,10 +309,13 @@ async fn main() -> anyhow::Result<()> {
             };
             scenario::idle_child(&stack, &prefix, src_ip).await?;
         }
-        Cmd::Chatlist { redis_url, key_prefix, count, gateway, gateway_metrics, samples, no_seed, agent_user, agent_pass, json } => {
+        Cmd::Chatlist { redis_url, key_prefix, count, gateway, gateway_metrics, samples, no_seed, seed_only, agent_user, agent_pass, json } => {
             if !no_seed {
                 let s = loadtest::seed::seed_rows(&redis_url, &key_prefix, count).await?;
                 eprintln!("seeded {count} conversations in {s:.1}s");
+            }
+            if seed_only {
+                return Ok(());
             }
             let r = loadtest::seed::time_page(&gateway, &gateway_metrics, &agent_user, &agent_pass, samples).await?;
             eprintln!(

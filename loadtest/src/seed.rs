@@ -25,7 +25,9 @@ pub async fn seed_rows(redis_url: &str, prefix: &str, count: usize) -> anyhow::R
             let id = format!("seed{j:06}");
             let name = format!("customer_{j:06}");
             let ts = base_ts + j as i64 * 1000;
-            let unread = if j % 10 == 0 { 1 } else { 0 };
+            // Every tenth has unread messages, some of them more than 99
+            // (the console's badge caps at "99+").
+            let unread = if j % 10 == 0 { (j % 250) as u64 + 1 } else { 0 };
             let row = ConversationRow {
                 id: id.clone(),
                 customer: CustomerRef { id: id.clone(), username: name.clone(), avatar_url: None },

@@ -17,7 +17,7 @@ export const webDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const artifacts = join(webDir, 'e2e', 'artifacts');
 mkdirSync(artifacts, { recursive: true });
 
-const binDir = resolve(webDir, process.env.CHAT_BIN_DIR ?? '../target/release');
+export const binDir = resolve(webDir, process.env.CHAT_BIN_DIR ?? '../target/release');
 
 /** Resolves with the first stdout line of `child` (the stack's JSON). */
 function firstLine(child, timeoutMs, stderr) {

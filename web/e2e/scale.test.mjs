@@ -2,42 +2,30 @@
 // screenful of rows is ever in the DOM, scrolling pulls cursor pages, search is
 // instant, and live updates still land at the top.
 //
-// The rows are written straight into this run's Redis keys (the layout of
-// schema/src/keys.rs, as the worker writes it) through `redis-cli --pipe`: posting
-// 100,000 conversations through the gateway would take minutes on this machine.
+// The rows are written straight into this run's Redis keys by the load tool's
+// seeder (`loadtest chatlist --seed-only`, which writes them with the one row
+// codec, schema::chatlist): posting 100,000 conversations through the gateway
+// would take minutes on this machine. Seeded conversation j is `seed<j>`
+// with username `customer_<j>` (6 digits), newer with j; every tenth has
+// j % 250 + 1 unread.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { launchBrowser, message, newAgent, newCustomer, send, startStack, uniqueName } from './harness.mjs';
+import { join } from 'node:path';
+import { binDir, launchBrowser, message, newAgent, newCustomer, send, startStack, uniqueName } from './harness.mjs';
 import { assertClean, textOf, until } from './util.mjs';
 
 const N = Number(process.env.E2E_SCALE_ROWS ?? 100_000);
 let stack;
 let browser;
 
-function resp(...args) {
-  let out = `*${args.length}\r\n`;
-  for (const a of args) out += `$${Buffer.byteLength(a)}\r\n${a}\r\n`;
-  return out;
-}
-
 function seedRows(prefix, n) {
-  const now = Date.now() - 3600_000; // older than anything the demo seed writes
-  const chunks = [];
-  for (let i = 0; i < n; i++) {
-    const id = `perf-${String(i).padStart(6, '0')}`;
-    const ts = now - i * 1000;
-    const unread = i % 7 === 0 ? (i % 250) + 1 : 0;
-    chunks.push(
-      resp('HSET', `${prefix}{c:${id}}:row`, 'customer_id', id, 'username', id, 'avatar_url', '', 'preview', `Synthetic message ${i}`, 'last_ts', String(ts), 'last_seq', '1', 'unread', String(unread)),
-      resp('ZADD', `${prefix}chats:all`, String(ts), id),
-      resp('ZADD', `${prefix}chats:names`, '0', `${id}\0${id}`),
-    );
-    if (unread) chunks.push(resp('ZADD', `${prefix}chats:unread`, String(ts), id));
-  }
-  const r = spawnSync('redis-cli', ['--pipe'], { input: chunks.join(''), maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`redis-cli --pipe failed: ${r.stderr}`);
+  const r = spawnSync(join(binDir, 'loadtest'), [
+    'chatlist', '--seed-only', '--redis-url', process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    '--key-prefix', prefix, '--count', String(n), '--gateway', 'unused',
+  ], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`loadtest chatlist --seed-only failed: ${r.stderr}`);
 }
 
 before(async () => {
@@ -72,7 +60,7 @@ describe(`chat list with ${N.toLocaleString('en')} conversations`, () => {
     const loaded = await list.evaluate((el) => Math.round(el.scrollHeight / 72));
     assert.ok(loaded > 300, `several pages were loaded (${loaded} rows)`);
     const deep = await agent.page.locator('.chat-row').last().getAttribute('data-username');
-    assert.match(deep, /^perf-\d+$/);
+    assert.match(deep, /^customer_\d+$/);
 
     // Long lists scroll smoothly: a frame budget check while scrolling by wheel.
     const frameMs = await list.evaluate(async (el) => {
@@ -93,15 +81,15 @@ describe(`chat list with ${N.toLocaleString('en')} conversations`, () => {
 
     // Search by username prefix.
     const t0 = Date.now();
-    await agent.page.getByLabel('Search by username').fill('perf-09999');
+    await agent.page.getByLabel('Search by username').fill('customer_09999');
     await until(async () => {
       const names = await agent.page.locator('.chat-row').evaluateAll((els) => els.map((e) => e.getAttribute('data-username')));
-      return names.length >= 1 && names.every((n) => n.startsWith('perf-09999'));
+      return names.length >= 1 && names.every((n) => n.startsWith('customer_09999'));
     }, { what: 'search results' });
     const searchMs = Date.now() - t0;
-    // perf-000245 has 246 unread messages: the badge caps at "99+".
-    await agent.page.getByLabel('Search by username').fill('perf-000245');
-    await until(async () => (await textOf(agent.page.locator('.chat-row[data-username="perf-000245"] [data-testid="unread-badge"]'))) === '99+', {
+    // customer_000240 has 241 unread messages: the badge caps at "99+".
+    await agent.page.getByLabel('Search by username').fill('customer_000240');
+    await until(async () => (await textOf(agent.page.locator('.chat-row[data-username="customer_000240"] [data-testid="unread-badge"]'))) === '99+', {
       what: '99+ badge',
     });
     await agent.page.getByLabel('Search by username').fill('');
