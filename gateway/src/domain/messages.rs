@@ -44,6 +44,13 @@ pub struct NewMessage<'a> {
     pub order_json: Option<String>,
 }
 
+impl<'a> NewMessage<'a> {
+    /// A system message (no author, no reply, no order card).
+    pub fn system(conv: &'a str, text: &'a str, client_id: &'a str) -> Self {
+        NewMessage { conv, kind: MessageKind::System, author: None, text, reply_to: None, client_id, order_json: None }
+    }
+}
+
 /// A message's meta value as Redis has it: the override hash (edits,
 /// deletes, values restored from SQL), else the message's own replay entry
 /// (field `m`, kept there by the send script).

@@ -102,19 +102,7 @@ async fn apply_locked(state: &AppState, ev: &OrderEvent) -> Result<OrderOutcome>
         let text = format!("Order #{} is now {}", order.id, order.status.as_str());
         let client_id =
             stable_uuid(&format!("order-status:{}:{}:{}", order.id, order.status.as_str(), order.updated_at));
-        post_message(
-            state,
-            NewMessage {
-                conv: &conv,
-                kind: MessageKind::System,
-                author: None,
-                text: &text,
-                reply_to: None,
-                client_id: &client_id,
-                order_json: None,
-            },
-        )
-        .await?;
+        post_message(state, NewMessage::system(&conv, &text, &client_id)).await?;
     }
     let shown = CardState { seq, status: Some(order.status), ts: order.updated_at };
     state.loyalty.mark_order_card(&order.id, shown).await?;

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use schema::envelope::{self, LoyaltyReply, LoyaltyRequest};
-use schema::frames::{ErrorCode, MessageKind, ServerFrame};
+use schema::frames::{ErrorCode, ServerFrame};
 use schema::keys::FIELD;
 use schema::loyalty::{Actor, Balance, PointsAction, PointsOutcome};
 use store::loyalty::{HttpConfig, LoyaltyError, SharedLoyalty};
@@ -176,19 +176,7 @@ async fn announce(
     let stale = outcome.replayed && schema::now_ms() - tx.ts > half_ttl_ms;
     if !stale {
         let client_id = stable_uuid(&format!("points:{customer}:{key}"));
-        post_message(
-            state,
-            NewMessage {
-                conv: customer,
-                kind: MessageKind::System,
-                author: None,
-                text: &text,
-                reply_to: None,
-                client_id: &client_id,
-                order_json: None,
-            },
-        )
-        .await?;
+        post_message(state, NewMessage::system(customer, &text, &client_id)).await?;
     }
     // A repeat's outcome may be older than later actions: relay the current balance.
     let now = if outcome.replayed {
