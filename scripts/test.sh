@@ -16,8 +16,9 @@ command -v chromium >/dev/null 2>&1 || apt_install chromium
 ulimit -n 20000 2>/dev/null || true
 
 echo "== build"
-cargo build --workspace --bins --tests --quiet
+# The console first: the gateway embeds web/dist when it is compiled.
 scripts/web-build.sh
+cargo build --workspace --bins --tests --quiet
 
 echo "== rust tests"
 cargo test --workspace --no-fail-fast --quiet -- --test-threads=4
