@@ -125,7 +125,9 @@ fn free_port() -> u16 {
 fn redis_server(port: u16, extra: &[&str]) -> Child {
     // `--dir`: a replica's full sync still writes an RDB file there.
     let dir = std::env::temp_dir().to_string_lossy().to_string();
-    let mut args = vec!["--port".to_string(), port.to_string(), "--save".into(), "".into(), "--appendonly".into(), "no".into(), "--bind".into(), "127.0.0.1".into(), "--dir".into(), dir, "--dbfilename".into(), format!("dump-{port}.rdb")];
+    let mut args = vec!["--port".to_string(), port.to_string(), "--save".into(), "".into(), "--appendonly".into(), "no".into(), "--bind".into(), "127.0.0.1".into(), "--dir".into(), dir, "--dbfilename".into(), format!("dump-{port}.rdb"),
+        // A full sync starts at once (Redis waits 5 s for more replicas by default).
+        "--repl-diskless-sync-delay".into(), "0".into()];
     args.extend(extra.iter().map(|s| s.to_string()));
     let c = Command::new("redis-server").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("redis-server on PATH");
     for _ in 0..100 {
@@ -151,7 +153,7 @@ impl Pair {
         let (pport, rport) = (free_port(), free_port());
         let primary = redis_server(pport, &[]);
         let replica = redis_server(rport, &["--replicaof", "127.0.0.1", &pport.to_string()]);
-        for _ in 0..100 {
+        for _ in 0..400 {
             let info: String = redis::Client::open(format!("redis://127.0.0.1:{rport}"))
                 .and_then(|c| c.get_connection())
                 .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
@@ -179,7 +181,7 @@ impl Pair {
         std::mem::swap(&mut self.primary, &mut c);
         let _ = c.kill();
         let _ = c.wait();
-        for _ in 0..100 {
+        for _ in 0..400 {
             let info: String = redis::Client::open(Pair::url(port))
                 .and_then(|c| c.get_connection())
                 .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
