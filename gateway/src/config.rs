@@ -69,6 +69,14 @@ pub struct Config {
     /// again at once (0 = never wait).
     #[arg(long, env = "CHAT_INBOX_LINGER_US", default_value_t = 1000)]
     pub inbox_linger_us: u64,
+    /// Chat-list rows go to agent sockets at most once per this many ms
+    /// (the latest row of a conversation wins in between; a row after a
+    /// quiet spell goes at once). 0: every row at once, uncoalesced.
+    #[arg(long, env = "CHAT_ROW_FLUSH_MS", default_value_t = 100)]
+    pub row_flush_ms: u64,
+    /// At most this many chat-list rows per flush (the others wait for the next).
+    #[arg(long, env = "CHAT_ROWS_PER_FLUSH", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rows_per_flush: u64,
 
     /// Frames queued per socket before the socket counts as a slow consumer and is closed.
     /// 4,096 frames of a few hundred bytes is about Centrifugo's default of 1 MiB
@@ -202,6 +210,20 @@ impl Config {
         self.ack_durability == "replica"
     }
 
+    /// Settings that are wrong together. A replica wait at or past the Redis
+    /// response timeout would time the send's pipeline out on the client
+    /// while Redis still runs it: the sender could not tell "refused" from
+    /// "numbered and unconfirmed".
+    pub fn check(&self) -> Result<(), String> {
+        if self.replica_acks() && self.ack_wait_ms >= self.redis_timeout_ms {
+            return Err(format!(
+                "CHAT_ACK_WAIT_MS ({}) must be below CHAT_REDIS_TIMEOUT_MS ({})",
+                self.ack_wait_ms, self.redis_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses only from the given environment-like pairs (tests never touch the process env).
     pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
@@ -219,4 +241,18 @@ pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
         return Ok(n.trunc());
     }
     s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from).map_err(|_| format!("not a CIDR or an IP address: {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn a_replica_wait_past_the_redis_timeout_is_refused() {
+        let cfg = |extra: &[&str]| Config::from_args(["gateway"].iter().chain(extra).copied()).unwrap();
+        assert!(cfg(&["--ack-durability", "replica", "--ack-wait-ms", "2000"]).check().unwrap_err().contains("CHAT_ACK_WAIT_MS"));
+        assert!(cfg(&["--ack-durability", "replica", "--ack-wait-ms", "1000"]).check().is_ok());
+        // Memory acks never wait: any value is fine.
+        assert!(cfg(&["--ack-wait-ms", "5000"]).check().is_ok());
+    }
 }

@@ -28,6 +28,9 @@ async fn serve() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let mut cfg = gateway::Config::parse();
+    if let Err(why) = cfg.check() {
+        anyhow::bail!("configuration: {why}");
+    }
     // Every socket is a file: refuse sockets past the open-file limit with a
     // clear "node is full" (503) instead of leaving them unaccepted in the
     // listen backlog. The rest is kept for Redis, SQL and HTTP calls.
