@@ -17,6 +17,10 @@ pub const HTTP_SECONDS: &str = "http_request_duration_seconds";
 pub const INBOX_BATCH: &str = "gateway_inbox_batch_size";
 pub const REPLAYED: &str = "gateway_replayed_events_total";
 pub const GAP_FILLS: &str = "gateway_gap_fills_total";
+/// Chat-list rows handed to agent sockets (one per row per flush, not per socket).
+pub const ROWS_FLUSHED: &str = "gateway_chatlist_rows_flushed_total";
+/// Chat-list rows replaced by a newer row of their conversation before a flush.
+pub const ROWS_COALESCED: &str = "gateway_chatlist_rows_coalesced_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,

@@ -81,6 +81,7 @@ pub async fn run(
         customer_secret: secret,
         loyalty,
         staff_delivered: Default::default(),
+        rows: Default::default(),
         subs,
         // Until the node has joined (cleaned up what a node with its id left).
         fenced: std::sync::atomic::AtomicBool::new(true),
@@ -90,6 +91,7 @@ pub async fn run(
     tracing::info!(node = %state.node, "gateway node started");
     tokio::spawn(crate::node::liveness::run(state.clone()));
     tokio::spawn(crate::node::delivery::relay_loops(state.clone()));
+    tokio::spawn(crate::node::delivery::flush_rows(state.clone()));
     tokio::spawn(crate::node::subs::run(state.clone(), sub_ops));
     if state.cfg.dev {
         let s = state.clone();

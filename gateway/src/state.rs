@@ -39,6 +39,8 @@ pub struct State {
     pub fenced: std::sync::atomic::AtomicBool,
     /// This node's subscriptions to conversation channels.
     pub subs: crate::hub::subs::Subs,
+    /// Chat-list rows waiting for this node's agent sockets (coalesced).
+    pub rows: crate::hub::rows::RowBoard,
     /// False in dev mode until the demo data is seeded (the demo agent's
     /// login works): `/readyz` waits for it.
     pub seeded: std::sync::atomic::AtomicBool,

@@ -550,6 +550,10 @@ impl ServerFrame {
     pub fn error(rid: Option<String>, e: FrameError) -> Self {
         ServerFrame::Error { rid, code: e.code, message: e.message }
     }
+    /// How every [`ServerFrame::Conversation`] (a chat-list row) starts as
+    /// JSON: relays tell rows from other frames by it without parsing.
+    pub const CONVERSATION_PREFIX: &'static str = r#"{"type":"conversation","#;
+
     pub fn to_json(&self) -> String {
         // Serialising these types cannot fail: no maps with non-string keys, no floats.
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\",\"code\":\"unavailable\",\"message\":\"encoding\"}"))
@@ -565,6 +569,13 @@ mod tests {
 
     fn parse(s: &str) -> Result<ClientFrame, FrameError> {
         parse_client_frame(s.as_bytes()).map(|(_, f)| f).map_err(|(_, e)| e)
+    }
+
+    #[test]
+    fn chat_list_rows_start_with_their_prefix() {
+        let row = ConversationRow { id: "c1".into(), customer: CustomerRef { id: "c1".into(), username: "u".into(), avatar_url: None }, preview: "p".into(), last_ts: 1, unread: 2, last_seq: 3 };
+        assert!(ServerFrame::Conversation(row).to_json().starts_with(ServerFrame::CONVERSATION_PREFIX));
+        assert!(!ServerFrame::Pong.to_json().starts_with(ServerFrame::CONVERSATION_PREFIX));
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub const NO_FLOOR: u64 = u64::MAX;
 pub enum Out {
     /// A frame outside any conversation's event sequence (ack, error, typing, receipt...).
     Frame(Arc<str>),
+    /// Several such frames, in order, shared by every socket they go to
+    /// (a flush of chat-list rows: one queue item per socket, not one per row).
+    Frames(Arc<[Arc<str>]>),
     /// A positioned event of a conversation: subject to dedupe and gap filling.
     /// `floor`: the highest position of the conversation this node had relayed
     /// from the same stream before this event ([`NO_FLOOR`]: unknown).

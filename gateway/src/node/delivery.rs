@@ -30,7 +30,14 @@ pub fn deliver(state: &AppState, relay: Relay, received: Instant, floor: u64, al
         _ => Out::Frame(frame.clone()),
     };
     if matches!(relay.audience, Audience::Staff | Audience::Both) {
-        if all_staff {
+        if all_staff && state.cfg.row_flush_ms > 0 && frame.starts_with(schema::frames::ServerFrame::CONVERSATION_PREFIX) {
+            // A chat-list row: state, the latest wins (`flush_rows`).
+            if let Some(c) = &conv {
+                if state.rows.put(c, frame.clone()) {
+                    metrics::counter!(crate::metrics::ROWS_COALESCED).increment(1);
+                }
+            }
+        } else if all_staff {
             state.registry.for_agents(|h| {
                 h.push(make());
             });
@@ -48,6 +55,35 @@ pub fn deliver(state: &AppState, relay: Relay, received: Instant, floor: u64, al
         }
     }
     metrics::histogram!(crate::metrics::RELAY_SECONDS).record(received.elapsed().as_secs_f64());
+}
+
+/// Sends the chat-list rows waiting in the node's board ([`crate::hub::rows`])
+/// to every agent socket, one shared queue item per socket per flush, at most
+/// once per `CHAT_ROW_FLUSH_MS`, until shutdown.
+pub async fn flush_rows(state: AppState) {
+    let every = Duration::from_millis(state.cfg.row_flush_ms.max(1));
+    let max = state.cfg.rows_per_flush as usize;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = state.rows.wait() => {}
+            _ = shutdown.changed() => return,
+        }
+        // Flush what waits, then again after the interval while rows keep
+        // coming: the first row after a quiet spell waits for nothing.
+        loop {
+            let rows = state.rows.take(max);
+            if rows.is_empty() {
+                break;
+            }
+            metrics::counter!(crate::metrics::ROWS_FLUSHED).increment(rows.len() as u64);
+            let rows: Arc<[Arc<str>]> = rows.into();
+            state.registry.for_agents(|h| {
+                h.push(Out::Frames(rows.clone()));
+            });
+            tokio::time::sleep(every).await;
+        }
+    }
 }
 
 /// Reads the staff stream (chat-list rows, presence and points, for every

@@ -159,6 +159,14 @@ impl WriteState {
     async fn process(&mut self, out: Out) -> Result<bool, WebSocketError> {
         match out {
             Out::Frame(f) => self.text(&f).await?,
+            Out::Frames(fs) => {
+                if let Some(first) = fs.first() {
+                    metrics::counter!(crate::metrics::FRAMES_OUT, "type" => crate::metrics::frame_type(first)).increment(fs.len() as u64);
+                }
+                for f in fs.iter() {
+                    self.put(Frame::text(Payload::Borrowed(f.as_bytes()))).await?;
+                }
+            }
             Out::Event { conv, pos, frame, floor } => {
                 if let Some(held) = self.held.as_mut() {
                     held.push(Out::Event { conv, pos, frame, floor });
