@@ -108,6 +108,63 @@ async fn edits_and_deletes_are_audited_postgres() {
     edits_are_audited(Db::Postgres).await;
 }
 
+// ------------------------------------------- issue 17, item 5: late retries
+
+/// A retry later than Redis's dedupe window (the conversation's recent
+/// `CHAT_REPLAY_LEN` messages) gets a fresh position from Redis; the record
+/// still holds the message once (`messages_client_once`), the original.
+async fn late_retry_is_stored_once(db: Db) {
+    let s = Stack::start(1, 1, db).await;
+    let tok = s.agent_token().await;
+    let (cust_tok, conv) = s.customer("lately").await;
+    let mut cust = s.ws(0, &cust_tok).await;
+    let cid = uuid();
+    let send = |rid: &str, text: &str| json!({"type":"send","rid":rid,"conversation":conv,"client_id":cid,"text":text});
+    cust.send(send("r1", "the original")).await;
+    let first = cust.reply("r1").await["seq"].as_u64().unwrap();
+    for i in 0..3 {
+        cust.say(&conv, &format!("later {i}")).await;
+    }
+    s.history_until(&conv, &tok, |h| h.len() == 4).await;
+    // The window moved past it: Redis no longer remembers the client_id.
+    let mut r = s.redis().get_multiplexed_async_connection().await.unwrap();
+    let st = format!("{}{{c:{conv}}}:st", s.prefix);
+    let fields: Vec<String> = redis::cmd("HKEYS").arg(&st).query_async(&mut r).await.unwrap();
+    let dedupe: Vec<&String> = fields.iter().filter(|f| f.ends_with(cid.as_str())).collect();
+    assert_eq!(dedupe.len(), 1, "one dedupe field for the client_id: {fields:?}");
+    let _: i64 = redis::cmd("HDEL").arg(&st).arg(dedupe[0]).query_async(&mut r).await.unwrap();
+
+    cust.send(send("r2", "the original")).await;
+    let late = cust.reply("r2").await;
+    assert_eq!(late["type"], "ack", "{late}");
+    let late_seq = late["seq"].as_u64().unwrap();
+    assert_ne!(late_seq, first, "Redis forgot it: a fresh position");
+    let after = cust.say(&conv, "after the late retry").await["seq"].as_u64().unwrap();
+
+    let h = s.history_until(&conv, &tok, |h| h.iter().any(|m| m["seq"] == after)).await;
+    let copies: Vec<&Value> = h.iter().filter(|m| m["client_id"] == cid.as_str()).collect();
+    assert_eq!(copies.len(), 1, "stored twice: {copies:#?}");
+    assert_eq!(copies[0]["seq"], first);
+    assert_eq!(copies[0]["text"], "the original");
+    assert!(h.iter().all(|m| m["seq"] != late_seq), "the late copy is in the record");
+    assert_eq!(h.len(), 5, "{h:#?}");
+    // Counted, and not a dead letter.
+    let m = s.http.get(format!("http://{}/metrics", s.workers[0].addr)).send().await.unwrap().text().await.unwrap();
+    assert!(m.lines().any(|l| l.starts_with("worker_late_duplicates_total") && l.ends_with(" 1")), "{m}");
+    let letters: i64 = redis::cmd("XLEN").arg(format!("{}deadletter", s.prefix)).query_async(&mut r).await.unwrap();
+    assert_eq!(letters, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_later_than_the_dedupe_window_is_stored_once_sqlite() {
+    late_retry_is_stored_once(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_later_than_the_dedupe_window_is_stored_once_postgres() {
+    late_retry_is_stored_once(Db::Postgres).await;
+}
+
 // ---------------------------------------------------------------- findings 12 and 13
 
 /// A primary and its replica, `redis-server` processes of this test on free

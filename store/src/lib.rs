@@ -53,12 +53,18 @@ impl StoreError {
             StoreError::Invalid(_) => true,
             StoreError::Db(sqlx::Error::Database(e)) => {
                 let code = e.code().unwrap_or_default();
+                // A PostgreSQL SQLSTATE is always five characters, often all
+                // digits ("23505"): tell it from SQLite's numbers by length
+                // (SQLite's extended result codes have at most four digits).
+                if code.len() == 5 {
+                    // Data exception, integrity violation.
+                    return code.starts_with("22") || code.starts_with("23");
+                }
                 match code.parse::<i64>() {
                     // SQLite (extended) result code; the primary is the low byte:
                     // TOOBIG, CONSTRAINT, MISMATCH, RANGE.
                     Ok(n) => matches!(n & 0xff, 18 | 19 | 20 | 25),
-                    // PostgreSQL SQLSTATE: data exception, integrity violation.
-                    Err(_) => code.starts_with("22") || code.starts_with("23"),
+                    Err(_) => false,
                 }
             }
             _ => false,
@@ -450,6 +456,12 @@ impl Store {
     /// record holds with a different message (a counter that went back after
     /// a Redis failover). Call after persisting them: a message persisted
     /// now, or redelivered, is not one.
+    /// The seq of the record's copy of a message retried after Redis's
+    /// dedupe window (see `persist::stored_copy`); `None` for anything else.
+    pub async fn stored_copy(&self, event: &LogEvent) -> Result<Option<u64>> {
+        persist::stored_copy(&self.pool, event).await
+    }
+
     pub async fn seq_conflicts(&self, events: &[LogEvent]) -> Result<Vec<usize>> {
         persist::seq_conflicts(&self.pool, self.backend, events).await
     }

@@ -219,6 +219,25 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         )",
         "CREATE INDEX IF NOT EXISTS message_edits_message ON message_edits (conversation_id, seq, pos)",
     ],
+),
+(
+    50,
+    &[
+        // A sender's client_id is stored once per conversation (issue 17,
+        // item 5): Redis dedupes retries within the conversation's recent
+        // window; a retry later than that gets a fresh position from Redis,
+        // and this index keeps the record from holding a second copy (the
+        // worker then drops the copy: `worker_late_duplicates_total`).
+        // Copies already stored are removed first, keeping the earliest.
+        // System posts (no author id) are not covered: their ids are the
+        // server's own.
+        "DELETE FROM messages WHERE stub = 0 AND client_id IS NOT NULL AND author_id IS NOT NULL AND EXISTS (
+            SELECT 1 FROM messages o WHERE o.conversation_id = messages.conversation_id AND o.stub = 0
+              AND o.author_kind = messages.author_kind AND o.author_id = messages.author_id
+              AND o.client_id = messages.client_id AND o.seq < messages.seq)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS messages_client_once ON messages (conversation_id, author_kind, author_id, client_id)
+         WHERE client_id IS NOT NULL AND author_id IS NOT NULL AND stub = 0",
+    ],
 )];
 
 /// Arbitrary constant naming this schema's advisory lock on PostgreSQL.

@@ -666,6 +666,34 @@ pub(crate) async fn seq_conflicts(pool: &sqlx::AnyPool, backend: Backend, events
     Ok(wanted.into_iter().filter(|(_, key, print)| stored.get(key).is_some_and(|s| s != print)).map(|(i, _, _)| i).collect())
 }
 
+/// For a [`LogEvent::Message`] with an author and a `client_id`: the seq at
+/// which the record already holds that sender's message with that
+/// `client_id`, when it is another seq (a retry later than Redis's dedupe
+/// window, which `messages_client_once` keeps from being stored twice).
+pub(crate) async fn stored_copy(pool: &sqlx::AnyPool, event: &LogEvent) -> Result<Option<u64>> {
+    let LogEvent::Message { conversation, seq, author: Some(author), client_id: Some(client_id), .. } = event else {
+        return Ok(None);
+    };
+    let row = sqlx::query(
+        "SELECT seq FROM messages WHERE conversation_id = $1 AND author_kind = $2 AND author_id = $3 AND client_id = $4
+         AND stub = 0 AND seq <> $5",
+    )
+    .bind(conversation.as_str())
+    .bind(user_kind_str(author.kind))
+    .bind(clean(&author.id))
+    .bind(clean(client_id))
+    .bind(to_i64(*seq))
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        Some(r) => {
+            use sqlx::Row;
+            Some(r.try_get::<i64, _>("seq")?.max(0) as u64)
+        }
+        None => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

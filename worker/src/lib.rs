@@ -348,6 +348,18 @@ impl LogStep {
                             }
                         }
                         Err(e) if e.is_data_error() => {
+                            // A sender's retry later than Redis's dedupe
+                            // window: the record has the message; no copy.
+                            match self.store.stored_copy(ev).await {
+                                Ok(Some(original)) => {
+                                    ::metrics::counter!(metrics::LATE_DUPLICATES).increment(1);
+                                    tracing::info!(conversation = ev.conversation(), original, seq = seq_of(ev),
+                                        "late retry of a stored message: not stored twice");
+                                    continue;
+                                }
+                                Ok(None) => {}
+                                Err(e) => tracing::warn!(error = %e, "could not look for a stored copy"),
+                            }
                             tracing::warn!(error = %e, kind = event_kind(ev), "event refused by the database");
                             bad.push((i, e.to_string()));
                         }

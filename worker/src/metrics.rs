@@ -30,6 +30,9 @@ pub const POISON_TOTAL: &str = "worker_poison_total";
 pub const DEAD_LETTERS_TOTAL: &str = "worker_dead_letters_total";
 /// Conversation counters found behind the record (after a `seq_conflict`) and raised.
 pub const COUNTERS_RAISED: &str = "worker_counters_raised_total";
+/// Messages not stored because the record already held the same sender's
+/// message with the same `client_id` (a retry later than Redis's dedupe window).
+pub const LATE_DUPLICATES: &str = "worker_late_duplicates_total";
 /// Entries taken over from idle consumers with `XAUTOCLAIM`.
 pub const CLAIMED_TOTAL: &str = "worker_claimed_total";
 /// Entries delivered to the group and not yet acknowledged, all shards (gauge).
@@ -97,6 +100,7 @@ fn describe() {
     metrics::describe_counter!(EVENTS_TOTAL, "Events persisted, by kind");
     metrics::describe_counter!(POISON_TOTAL, "Stream entries that cannot be decoded or stored (dead-lettered)");
     metrics::describe_counter!(DEAD_LETTERS_TOTAL, "Stream entries moved to the dead-letter stream, by reason");
+    metrics::describe_counter!(LATE_DUPLICATES, "Messages not stored twice: a sender's retry after Redis's dedupe window found the record's copy");
     metrics::describe_counter!(COUNTERS_RAISED, "Conversation counters raised to the record's last position after a seq_conflict");
     metrics::describe_counter!(CLAIMED_TOTAL, "Log entries claimed from idle consumers");
     metrics::describe_gauge!(STREAM_PENDING, "Log entries delivered and not yet acknowledged");
