@@ -6,6 +6,8 @@
 # commandstats over the window), p50/p99; reports in artifacts/bench/relay-ab-<time>/.
 #
 #   OLD=/tmp/old-build NEW=target/release RATES="1000 3000" ROUNDS=2 scripts/bench-relay-ab.sh
+# OLD_ENV / NEW_ENV: settings for one side only ("--env WORKER_LINGER_MS=100"),
+# to A/B a setting with one build (OLD=NEW).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -19,8 +21,8 @@ LOAD="--mix relay --customers 100 --agents 2 --warmup-secs 1 --drain-secs 5"
 for round in $(seq 1 "${ROUNDS:-1}"); do
   for r in ${RATES:-1000 3000}; do
     for who in old new; do
-      if [ "$who" = old ]; then BIN_DIR=${OLD:?OLD=build dir}; else BIN_DIR=${NEW:-target/release}; fi
-      export BIN_DIR
+      if [ "$who" = old ]; then BIN_DIR=${OLD:?OLD=build dir}; STACK_ENV=${OLD_ENV:-}; else BIN_DIR=${NEW:-target/release}; STACK_ENV=${NEW_ENV:-}; fi
+      export BIN_DIR STACK_ENV
       start_ours 2
       $LT run $OURS_ARGS $ADDRS $LOAD --rate 500 --duration-secs 3 > /dev/null 2>&1 || true
       $LT run $OURS_ARGS $ADDRS $PIDARGS $LOAD --rate "$r" --duration-secs "${DUR:-12}" --json "$OUT/$who-$r-$round.json" > /dev/null 2>&1 || true

@@ -24,7 +24,7 @@ drop_keys() { # prefix
   redis-cli -u "$REDIS_URL" --scan --pattern "$1*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" unlink > /dev/null
 }
 
-# start_ours NODES -> sets ADDRS (--gateway flags), PIDARGS (--pid flags), PREFIX
+# start_ours NODES -> sets ADDRS (STACK_ENV: more `--env K=V` flags for the stack) (--gateway flags), PIDARGS (--pid flags), PREFIX
 # (the load comes from one address: the per-address connect rate is lifted, as
 # the peer has none; it stays on by default in production). The stack comes
 # from the test kit (`testkit stack`, the one way tests start it too), run
@@ -44,7 +44,7 @@ start_ours() {
     --bin-dir "${BIN_DIR:-target/release}" --dir "$dir" --prefix "$PREFIX" --redis-url "$REDIS_URL" \
     --env CHAT_DEMO_DATA=0 --env CHAT_SEND_RATE=100000 --env CHAT_CONNECT_RATE_PER_IP=100000 --env RUST_LOG=warn \
     --env CHAT_MAX_HTTP_CONNECTIONS_PER_IP=100000 --env CHAT_MAX_SOCKETS_PER_AGENT=100000 \
-    --gateway-env TOKIO_WORKER_THREADS="$threads" > "$dir/stack.json" 2> "$dir/stack.log" &
+    --gateway-env TOKIO_WORKER_THREADS="$threads" ${STACK_ENV:-} > "$dir/stack.json" 2> "$dir/stack.log" &
   pids+=($!)
   wait_line "$dir/stack.json" '"prefix"' > /dev/null
   local info; info=$(head -n1 "$dir/stack.json")

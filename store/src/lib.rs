@@ -74,6 +74,17 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Every SQLite connection's settings. sqlx's defaults already give
+/// busy_timeout = 5 s and foreign_keys = ON; synchronous = NORMAL is safe
+/// with WAL (a power loss may drop the last commits, never corrupt) and much
+/// faster. The worker's batches look up conversations and messages by key
+/// all over the file: a 32 MiB page cache per connection (the default is
+/// 2 MiB) and reads through a memory map (up to 256 MiB of the file) keep
+/// those lookups out of `pread` copies; statement journals stay in memory.
+/// Measured in BENCHMARKS.md (session 12, "the worker's SQLite").
+const SQLITE_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
+     PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -292,9 +303,7 @@ impl Store {
         } else {
             format!("{url}?mode=rwc")
         };
-        // sqlx's SQLite defaults already give busy_timeout = 5 s and
-        // foreign_keys = ON; synchronous = NORMAL is safe with WAL (a power
-        // loss may drop the last commits, never corrupt) and much faster.
+        // Connection settings: `SQLITE_PRAGMAS`.
         // Through the Any driver every new connection to `:memory:` opens a
         // new, empty database: an in-memory store is one connection, kept forever.
         let options = if in_memory {
@@ -306,8 +315,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000")
-                        .await?;
+                    conn.execute(SQLITE_PRAGMAS).await?;
                     Ok(())
                 })
             })
