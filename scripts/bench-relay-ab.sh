@@ -17,7 +17,7 @@ ulimit -n "$(ulimit -Hn)"
 REDIS_PID=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | sed -n 's/^process_id://p')
 . scripts/bench-stack.sh
 LT=${LT:-${NEW:-target/release}/loadtest}
-LOAD="--mix relay --customers 100 --agents 2 --warmup-secs 1 --drain-secs 5"
+LOAD=${LOAD:-"--mix relay --customers 100 --agents 2 --warmup-secs 1 --drain-secs 5"}
 for round in $(seq 1 "${ROUNDS:-1}"); do
   for r in ${RATES:-1000 3000}; do
     for who in old new; do
@@ -39,7 +39,7 @@ top = sorted(cmds.items(), key=lambda kv: -kv[1].get("calls_per_msg", 0))[:8]
 tops = ", ".join(f"{k} {v.get('calls_per_msg', 0):.2f}" for k, v in top)
 lat = d["latency"]
 print(f"{sys.argv[2]}: {d['offered_msgs_per_s']:.0f} msg/s | CPU s/1k: {cells} | sum {sum(p.values()):.3f} | "
-      f"redis cmds/msg {calls + scripts:.2f} (scripts {scripts:.2f}) [{tops}] | p50 {lat['p50_ms']:.1f} p99 {lat['p99_ms']:.1f} ms | {d['verdict']}")
+      f"rows/s to agents {d.get('rows_per_s', 0):.0f} | redis cmds/msg {calls + scripts:.2f} (scripts {scripts:.2f}) [{tops}] | p50 {lat['p50_ms']:.1f} p99 {lat['p99_ms']:.1f} ms | {d['verdict']}")
 PY
     done
   done

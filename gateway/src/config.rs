@@ -72,10 +72,10 @@ pub struct Config {
     /// Chat-list rows go to agent sockets at most once per this many ms
     /// (the latest row of a conversation wins in between; a row after a
     /// quiet spell goes at once). 0: every row at once, uncoalesced.
-    #[arg(long, env = "CHAT_ROW_FLUSH_MS", default_value_t = 100)]
+    #[arg(long, env = "CHAT_ROW_FLUSH_MS", default_value_t = 250)]
     pub row_flush_ms: u64,
     /// At most this many chat-list rows per flush (the others wait for the next).
-    #[arg(long, env = "CHAT_ROWS_PER_FLUSH", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CHAT_ROWS_PER_FLUSH", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub rows_per_flush: u64,
 
     /// Frames queued per socket before the socket counts as a slow consumer and is closed.

@@ -57,7 +57,7 @@ impl Config {
             claim_interval: Duration::from_secs(5),
             batch_size: 512,
             block: Duration::from_millis(1000),
-            linger: Duration::from_millis(20),
+            linger: Duration::from_millis(100),
             loyalty_url: None,
             loyalty_token: None,
             loyalty_timeout: Duration::from_secs(3),

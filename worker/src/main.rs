@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 512)]
     batch_size: usize,
     /// Wait after a partial batch so the next one gathers more entries (ms; 0 = none).
-    #[arg(long, env = "WORKER_LINGER_MS", default_value_t = 20)]
+    #[arg(long, env = "WORKER_LINGER_MS", default_value_t = 100)]
     linger_ms: u64,
     /// External loyalty service base URL (docs/loyalty-service.md); unset: the SQL store.
     #[arg(long, env = "CHAT_LOYALTY_URL")]
