@@ -4,7 +4,8 @@
 # `testkit` crate; the deploy/ and grafana/ checks are workspace members),
 # then the browser tests (headless Chromium against the real stack, started
 # by the `testkit` binary that --bins builds). The alert rules are checked
-# by promtool (Debian's prometheus package) first.
+# by promtool (Debian's prometheus package) first; the REST API is fuzzed
+# from its OpenAPI description (schemathesis, scripts/api-fuzz.sh).
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,9 @@ promtool test rules grafana/alerts.test.yml
 
 echo "== rust tests"
 cargo test --workspace --no-fail-fast --quiet -- --test-threads=4
+
+echo "== REST API fuzzing (schemathesis, from GET /api/openapi.json)"
+scripts/api-fuzz.sh target/debug
 
 echo "== websocket conformance (Autobahn 1-10)"
 scripts/autobahn.sh target/debug/gateway
