@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-bins=${1:-target/debug}
+root=$PWD
+bins=$(realpath "${1:-target/debug}")
 examples=${API_FUZZ_EXAMPLES:-25}
 st_bin=$(pip_tool schemathesis schemathesis==4.32.5)
 
@@ -37,9 +38,10 @@ run() {
   # $1: what, then schemathesis options.
   local what=$1; shift
   echo "-- $what"
-  if ! PYTHONPATH=scripts SCHEMATHESIS_HOOKS=api_fuzz_checks "$st_bin/schemathesis" run "$url/api/openapi.json" \
+  # From $tmp: schemathesis keeps its cache (.schemathesis/) in the working directory.
+  if ! (cd "$tmp" && PYTHONPATH="$root/scripts" SCHEMATHESIS_HOOKS=api_fuzz_checks "$st_bin/schemathesis" run "$url/api/openapi.json" \
       --checks not_a_server_error,error_is_a_json_error --max-examples "$examples" --phases examples,coverage,fuzzing \
-      --workers 1 --seed 20 --no-color --suppress-health-check all --request-timeout 10 "$@" > "$tmp/out" 2>&1; then
+      --workers 1 --seed 20 --no-color --suppress-health-check all --request-timeout 10 "$@" > "$tmp/out" 2>&1); then
     cat "$tmp/out"
     echo "api-fuzz: $what failed; gateway log: $log"
     tail -n 40 "$log"

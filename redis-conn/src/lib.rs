@@ -116,19 +116,6 @@ pub fn redacted(urls: &str) -> String {
         .join(",")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn passwords_are_masked() {
-        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redacted("redis://gateway:s3cr%40t@h:6379/0"), "redis://gateway:***@h:6379/0");
-        assert_eq!(redacted("redis://:pw@h:1, rediss://u:p@k:2"), "redis://:***@h:1,rediss://u:***@k:2");
-        assert_eq!(redacted("redis://pw@h"), "redis://***@h");
-    }
-}
-
 fn timed_out() -> RedisError {
     RedisError::from((ErrorKind::IoError, "redis request timed out"))
 }
@@ -179,5 +166,18 @@ impl ConnectionLike for RedisConn {
             Inner::Single(c) => c.get_db(),
             Inner::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redacted("redis://gateway:s3cr%40t@h:6379/0"), "redis://gateway:***@h:6379/0");
+        assert_eq!(redacted("redis://:pw@h:1, rediss://u:p@k:2"), "redis://:***@h:1,rediss://u:***@k:2");
+        assert_eq!(redacted("redis://pw@h"), "redis://***@h");
     }
 }
