@@ -53,3 +53,16 @@ ensure_toolchain() {
   command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; return 1; }
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 }
+
+pip_tool() {
+  # A PyPI tool in its own venv under .cache/ (installed once per version):
+  #   bin=$(pip_tool schemathesis schemathesis==4.32.5)   # -> the venv's bin dir
+  local name=$1 spec=$2 venv="$PWD/.cache/venv-$1"
+  if [ ! -x "$venv/bin/$name" ] || [ "$(cat "$venv/.spec" 2>/dev/null)" != "$spec" ]; then
+    python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$venv"; }
+    echo "installing $spec into $venv" >&2
+    "$venv/bin/pip" install -q "$spec" >&2
+    echo "$spec" > "$venv/.spec"
+  fi
+  echo "$venv/bin"
+}

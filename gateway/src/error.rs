@@ -82,12 +82,27 @@ pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Respon
         .unwrap_or_default()
 }
 
+/// The body of every HTTP error: `{"error":{"code","message"}}` (the
+/// OpenAPI description's `ErrorReply`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorReply {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: invalid (400), unauthorized (401), forbidden
+    /// (403), not_found (404), conflict (409), too_large (413),
+    /// rate_limited (429), unavailable (503).
+    #[schema(value_type = String, example = "invalid")]
+    pub code: &'static str,
+    /// For people; may change.
+    pub message: String,
+}
+
 pub fn error_response(e: &GatewayError) -> Response<Body> {
     let fe = e.to_frame_error();
-    json_response(
-        status_of(fe.code),
-        &serde_json::json!({"error": {"code": fe.code.as_str(), "message": fe.message}}),
-    )
+    json_response(status_of(fe.code), &ErrorReply { error: ErrorDetail { code: fe.code.as_str(), message: fe.message } })
 }
 
 /// A client error as a response (code and message).

@@ -21,6 +21,8 @@ pub const GAP_FILLS: &str = "gateway_gap_fills_total";
 pub const ROWS_FLUSHED: &str = "gateway_chatlist_rows_flushed_total";
 /// Chat-list rows replaced by a newer row of their conversation before a flush.
 pub const ROWS_COALESCED: &str = "gateway_chatlist_rows_coalesced_total";
+/// Points actions (Give Points, Reset) that no worker answered within `CHAT_POINTS_WAIT_MS`.
+pub const POINTS_TIMEOUTS: &str = "gateway_points_timeouts_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -65,6 +67,7 @@ fn register() {
     metrics::counter!(NODES_REAPED).increment(0);
     metrics::counter!(GAP_FILLS).increment(0);
     metrics::counter!(REPLAYED).increment(0);
+    metrics::counter!(POINTS_TIMEOUTS).increment(0);
     metrics::counter!(ERRORS, "code" => "unavailable").increment(0);
     metrics::gauge!(CONNECTIONS, "kind" => "agent").increment(0.0);
     metrics::gauge!(CONNECTIONS, "kind" => "customer").increment(0.0);
@@ -84,6 +87,7 @@ fn register() {
     metrics::describe_histogram!(INBOX_BATCH, "Entries per inbox read");
     metrics::describe_counter!(REPLAYED, "Events replayed on resume");
     metrics::describe_counter!(GAP_FILLS, "Gaps filled from the replay stream");
+    metrics::describe_counter!(POINTS_TIMEOUTS, "Points actions that no worker answered in time (the agent got 503 unavailable)");
 }
 
 /// The `type` of a rendered server frame (`{"type":"message",...}`), from a

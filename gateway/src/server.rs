@@ -30,12 +30,15 @@ use crate::state::{AppState, State};
 const DEV_SECRET: &str = "dev-only-customer-secret";
 
 /// Connects to Redis, retrying for a while when it is not up yet.
-async fn connect_redis(target: &RedisTarget, timeout: Duration) -> anyhow::Result<RedisConn> {
+async fn connect_redis(target: &RedisTarget, url: &str, timeout: Duration) -> anyhow::Result<RedisConn> {
     let mut delay = Duration::from_millis(200);
     let mut attempt = 0;
     loop {
         match target.connect(timeout).await {
             Ok(c) => return Ok(c),
+            Err(e) if redis_conn::is_auth_error(&e) => {
+                anyhow::bail!("Redis refused the credentials of REDIS_URL ({}): {e}", redis_conn::redacted(url))
+            }
             Err(e) if attempt < 50 => {
                 tracing::warn!(error = %e, "redis not reachable yet, retrying");
                 tokio::time::sleep(delay).await;
@@ -62,7 +65,7 @@ pub async fn run(
     };
     let metrics = crate::metrics::install();
     let redis_target = RedisTarget::new(&cfg.redis_url, cfg.redis_cluster)?;
-    let redis = connect_redis(&redis_target, Duration::from_millis(cfg.redis_timeout_ms.max(100))).await?;
+    let redis = connect_redis(&redis_target, &cfg.redis_url, Duration::from_millis(cfg.redis_timeout_ms.max(100))).await?;
     let store = store::Store::connect(&cfg.database_url).await?;
     let loyalty = crate::domain::points::open(&cfg, &store)?;
     let node = cfg.node_id.clone().unwrap_or_else(|| format!("g-{}", &crate::ids::random_token()[..10]));

@@ -79,8 +79,41 @@ impl RedisTarget {
             }
             RedisTarget::Cluster(c, _) => Inner::Cluster(c.get_async_connection().await?),
         };
-        Ok(RedisConn { inner, timeout })
+        let mut conn = RedisConn { inner, timeout };
+        // A URL without the password that the server requires connects
+        // fine and fails on the first command (NOAUTH): find out now, so
+        // that a process refuses to start instead of failing every request.
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        Ok(conn)
     }
+}
+
+/// True when Redis refused the credentials of the URL, or their user lacks
+/// a right (ACL): retrying cannot help, the configuration must change.
+pub fn is_auth_error(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+}
+
+/// `urls` (one URL or comma-separated seeds) with every password replaced
+/// by `***`, for log lines and error messages.
+pub fn redacted(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| {
+            let u = u.trim();
+            let Some(start) = u.find("://").map(|i| i + 3) else { return u.to_string() };
+            let end = u[start..].find('/').map_or(u.len(), |i| start + i);
+            match u[start..end].rfind('@') {
+                Some(at) => {
+                    let creds = &u[start..start + at];
+                    let user = creds.split_once(':').map_or(creds, |(user, _)| user);
+                    let masked = if creds.contains(':') { format!("{user}:***") } else { "***".to_string() };
+                    format!("{}{masked}{}", &u[..start], &u[start + at..])
+                }
+                None => u.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn timed_out() -> RedisError {
@@ -133,5 +166,18 @@ impl ConnectionLike for RedisConn {
             Inner::Single(c) => c.get_db(),
             Inner::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redacted("redis://gateway:s3cr%40t@h:6379/0"), "redis://gateway:***@h:6379/0");
+        assert_eq!(redacted("redis://:pw@h:1, rediss://u:p@k:2"), "redis://:***@h:1,rediss://u:***@k:2");
+        assert_eq!(redacted("redis://pw@h"), "redis://***@h");
     }
 }

@@ -424,6 +424,11 @@ async fn run_loop(cfg: Config, stop: &mut watch::Receiver<bool>) -> Result<(), W
         match Worker::connect(cfg.clone()).await {
             Ok(w) => break w,
             Err(e @ WorkerError::Config(_)) => return Err(e),
+            // Wrong or missing credentials (or an ACL user without a right
+            // the worker needs): no retry can fix that.
+            Err(WorkerError::Redis(e)) if redis_conn::is_auth_error(&e) => {
+                return Err(WorkerError::Config(format!("Redis refused the credentials of REDIS_URL ({}): {e}", redis_conn::redacted(&cfg.redis_url))))
+            }
             Err(e) => {
                 count_error("connect");
                 tracing::error!(error = %e, "cannot start, retrying");

@@ -115,6 +115,9 @@ fn describe() {
     }
     metrics::counter!(CLAIMED_TOTAL).increment(0);
     metrics::counter!(ERRORS_TOTAL, "stage" => "persist").increment(0);
+    for outcome in ["ok", "replayed", "noop", "conflict", "invalid", "not_found", "unavailable", "expired"] {
+        metrics::counter!(LOYALTY_TOTAL, "outcome" => outcome).increment(0);
+    }
 }
 
 /// Serves `GET /metrics` on `addr` (port 0 picks one); returns the bound

@@ -132,6 +132,7 @@ async fn request(
     .unwrap_or(Ok(None))?;
     let Some((_, bytes)) = popped else {
         tracing::warn!(customer, "points action: no worker answered in time");
+        metrics::counter!(crate::metrics::POINTS_TIMEOUTS).increment(1);
         return Err(unavailable(
             "the points service did not answer in time; retry with the same Idempotency-Key (it is never applied twice)",
         ));

@@ -18,6 +18,18 @@ use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
 
+/// The `{id}` of `/api/conversations/{id}...` and `/api/customers/{id}...`
+/// in the OpenAPI description (`params(IdParam)`): a customer's id, which is
+/// also its conversation's id (`schema::ids::valid_id`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct IdParam {
+    /// A customer's id, also its conversation's: 1..64 of letters, digits, `_`, `-`, `.` (not `.` or `..`).
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$", example = "alice")]
+    id: String,
+}
+
 pub fn with_status(mut r: Response<Body>, s: StatusCode) -> Response<Body> {
     *r.status_mut() = s;
     r
@@ -25,6 +37,11 @@ pub fn with_status(mut r: Response<Body>, s: StatusCode) -> Response<Body> {
 
 pub fn ok(v: serde_json::Value) -> Result<Response<Body>> {
     Ok(json_response(StatusCode::OK, &v))
+}
+
+/// 200 with a typed body (the type the handler's OpenAPI annotation names).
+pub fn ok_json(v: &impl serde::Serialize) -> Result<Response<Body>> {
+    Ok(json_response(StatusCode::OK, v))
 }
 
 /// Reads a JSON body, at most [`MAX_BODY_BYTES`].

@@ -2,12 +2,34 @@
 //! the nodes, and in dev mode the demo data is seeded).
 
 use hyper::{Response, StatusCode};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::{json_response, Body};
 use crate::state::AppState;
 
+#[derive(Serialize, ToSchema)]
+struct Ready {
+    ready: bool,
+    redis: bool,
+    store: bool,
+    /// The node has joined the others (not fenced after a stall).
+    joined: bool,
+    /// Dev mode: the demo data is in place (always true otherwise).
+    seeded: bool,
+}
+
+/// `GET /healthz`: the process answers (liveness).
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
+#[allow(dead_code)]
+pub fn healthz() {}
+
 /// `GET /readyz`: Redis and the store answer.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "Not ready (what is not)", body = Ready),
+    ))]
 pub async fn readyz(state: &AppState) -> Response<Body> {
     let mut conn = state.redis();
     let redis_ok = tokio::time::timeout(std::time::Duration::from_secs(2), redis::cmd("PING").query_async::<String>(&mut conn))
@@ -20,6 +42,6 @@ pub async fn readyz(state: &AppState) -> Response<Body> {
     let seeded = state.seeded.load(std::sync::atomic::Ordering::SeqCst);
     let ready = redis_ok && store_ok && joined && seeded;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    json_response(status, &json!({"ready": ready, "redis": redis_ok, "store": store_ok, "joined": joined, "seeded": seeded}))
+    json_response(status, &Ready { ready, redis: redis_ok, store: store_ok, joined, seeded })
 }
 

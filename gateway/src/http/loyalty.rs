@@ -5,12 +5,14 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use schema::loyalty::{OrderFilter, PointsAction, MAX_IDEMPOTENCY_KEY, MAX_REASON_CHARS, POINTS_HARD_MAX};
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{self, read_json};
+use super::extract::{self, read_json, IdParam};
 use crate::config::Config;
 use crate::domain::points;
-use crate::error::{json_response, Body, GatewayError};
+use crate::error::{json_response, Body, ErrorReply, GatewayError};
 use crate::identity::Identity;
 use crate::state::AppState;
 
@@ -40,14 +42,49 @@ async fn customer_must_exist(state: &AppState, id: &str) -> Result<()> {
     }
 }
 
+#[derive(Serialize, ToSchema)]
+struct Items {
+    /// Vouchers or orders (docs/loyalty-service.md).
+    #[schema(value_type = Vec<Object>)]
+    items: Value,
+}
+
 /// `GET /api/customers/{id}/vouchers`: the active vouchers.
+#[utoipa::path(get, path = "/api/customers/{id}/vouchers", tag = "customers", params(IdParam), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Active vouchers", body = Items),
+        (status = 400, description = "Not a valid id", body = ErrorReply),
+        (status = 401, description = "No or unknown token", body = ErrorReply),
+        (status = 403, description = "Another customer", body = ErrorReply),
+        (status = 404, description = "No such customer", body = ErrorReply),
+        (status = 503, description = "The loyalty service or the store unavailable", body = ErrorReply),
+    ))]
 pub async fn vouchers(state: &AppState, req: Request<Incoming>, id: &str) -> Result<Response<Body>> {
     panel_reader(state, &req, id).await?;
     let items = state.loyalty.vouchers(id).await?;
-    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+    Ok(json_response(StatusCode::OK, &Items { items: json!(items) }))
+}
+
+/// Query of `GET /api/customers/{id}/orders`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct OrdersQuery {
+    /// `active` (default) or `recent`.
+    #[param(pattern = "^(active|recent)$")]
+    state: Option<String>,
 }
 
 /// `GET /api/customers/{id}/orders?state=active|recent`.
+#[utoipa::path(get, path = "/api/customers/{id}/orders", tag = "customers", params(IdParam, OrdersQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Orders", body = Items),
+        (status = 400, description = "Bad id or state", body = ErrorReply),
+        (status = 401, description = "No or unknown token", body = ErrorReply),
+        (status = 403, description = "Another customer", body = ErrorReply),
+        (status = 404, description = "No such customer", body = ErrorReply),
+        (status = 503, description = "The loyalty service or the store unavailable", body = ErrorReply),
+    ))]
 pub async fn orders(state: &AppState, req: Request<Incoming>, id: &str) -> Result<Response<Body>> {
     panel_reader(state, &req, id).await?;
     let filter = match extract::query(&req).get("state").map(String::as_str) {
@@ -56,11 +93,39 @@ pub async fn orders(state: &AppState, req: Request<Incoming>, id: &str) -> Resul
         Some(_) => return Err(GatewayError::invalid("state must be `active` or `recent`")),
     };
     let items = state.loyalty.orders(id, filter, ORDERS_PAGE).await?;
-    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+    Ok(json_response(StatusCode::OK, &Items { items: json!(items) }))
+}
+
+/// Query of `GET /api/customers/{id}/transactions`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct TransactionsQuery {
+    /// `next_cursor` of the previous page.
+    cursor: Option<u64>,
+    /// Page size, 1..100 (default 20).
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TransactionsPage {
+    /// Ledger entries, newest first.
+    #[schema(value_type = Vec<Object>)]
+    items: Value,
+    next_cursor: Option<String>,
 }
 
 /// `GET /api/customers/{id}/transactions?cursor=&limit=`: the ledger,
 /// newest first; `next_cursor` pages to older entries.
+#[utoipa::path(get, path = "/api/customers/{id}/transactions", tag = "customers", params(IdParam, TransactionsQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the ledger", body = TransactionsPage),
+        (status = 400, description = "Bad id, cursor or limit", body = ErrorReply),
+        (status = 401, description = "No or unknown token", body = ErrorReply),
+        (status = 403, description = "Another customer", body = ErrorReply),
+        (status = 404, description = "No such customer", body = ErrorReply),
+        (status = 503, description = "The loyalty service or the store unavailable", body = ErrorReply),
+    ))]
 pub async fn transactions(state: &AppState, req: Request<Incoming>, id: &str) -> Result<Response<Body>> {
     panel_reader(state, &req, id).await?;
     let q = extract::query(&req);
@@ -76,7 +141,7 @@ pub async fn transactions(state: &AppState, req: Request<Incoming>, id: &str) ->
     };
     let page = state.loyalty.transactions(id, before, limit).await?;
     let next = if page.has_more { page.items.last().map(|e| e.seq.to_string()) } else { None };
-    Ok(json_response(StatusCode::OK, &json!({ "items": page.items, "next_cursor": next })))
+    Ok(json_response(StatusCode::OK, &TransactionsPage { items: json!(page.items), next_cursor: next }))
 }
 
 /// The `Idempotency-Key` header: required, 1..128 visible ASCII characters.
@@ -137,7 +202,45 @@ fn max_points(cfg: &Config) -> i64 {
     cfg.max_points.clamp(1, POINTS_HARD_MAX)
 }
 
+/// The body of Give Points (parsed by [`parse_award`], whose messages name the problem).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct AwardBody {
+    /// Whole points, 1..CHAT_MAX_POINTS.
+    #[schema(minimum = 1, example = 50)]
+    amount: i64,
+    /// Shown in the system message; at most 200 characters.
+    #[schema(max_length = 200, example = "sorry for the wait")]
+    reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PointsReply {
+    balance: i64,
+    version: u64,
+    /// The ledger entry (null for a no-op reset).
+    #[schema(value_type = Option<Object>)]
+    transaction: Value,
+    noop: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'static str>,
+}
+
 /// `POST /api/customers/{id}/points` `{"amount","reason"?}` + `Idempotency-Key`.
+#[utoipa::path(post, path = "/api/customers/{id}/points", tag = "customers", request_body = AwardBody,
+    params(IdParam,
+        ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,128}$", example = "6f1c2a9e-8d1b-4a57-9a51-3f0e2b7c1d44", description = "A fresh UUID per action; a repeat returns the first outcome (header idempotent-replayed: true)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Applied (or replayed)", body = PointsReply),
+        (status = 400, description = "Bad id, key or body", body = ErrorReply),
+        (status = 401, description = "No or unknown token", body = ErrorReply),
+        (status = 403, description = "Agents only", body = ErrorReply),
+        (status = 404, description = "No such customer", body = ErrorReply),
+        (status = 409, description = "The key was used for another action", body = ErrorReply),
+        (status = 413, description = "Body too large", body = ErrorReply),
+        (status = 503, description = "No worker answered in time, or the loyalty service is down; retry with the same key", body = ErrorReply),
+    ))]
 pub async fn give_points(state: &AppState, req: Request<Incoming>, id: &str) -> Result<Response<Body>> {
     let who = extract::agent(state, &req).await?;
     if !schema::ids::valid_id(id) {
@@ -151,6 +254,19 @@ pub async fn give_points(state: &AppState, req: Request<Incoming>, id: &str) -> 
 }
 
 /// `POST /api/customers/{id}/points/reset` + `Idempotency-Key` (the body is ignored).
+#[utoipa::path(post, path = "/api/customers/{id}/points/reset", tag = "customers",
+    params(IdParam,
+        ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,128}$", example = "6f1c2a9e-8d1b-4a57-9a51-3f0e2b7c1d44", description = "A fresh UUID per action")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Reset (or a no-op at 0, or replayed)", body = PointsReply),
+        (status = 400, description = "Bad id or key", body = ErrorReply),
+        (status = 401, description = "No or unknown token", body = ErrorReply),
+        (status = 403, description = "Agents only", body = ErrorReply),
+        (status = 404, description = "No such customer", body = ErrorReply),
+        (status = 409, description = "The key was used for another action", body = ErrorReply),
+        (status = 503, description = "No worker answered in time, or the loyalty service is down", body = ErrorReply),
+    ))]
 pub async fn reset_points(state: &AppState, req: Request<Incoming>, id: &str) -> Result<Response<Body>> {
     let who = extract::agent(state, &req).await?;
     if !schema::ids::valid_id(id) {
@@ -169,15 +285,13 @@ async fn act(
     action: PointsAction,
 ) -> Result<Response<Body>> {
     let outcome = points::act(state, who, customer, &key, action).await?;
-    let mut body = json!({
-        "balance": outcome.balance,
-        "version": outcome.version,
-        "transaction": outcome.transaction,
-        "noop": outcome.noop,
-    });
-    if outcome.noop {
-        body["message"] = json!("the balance is already 0: nothing to reset");
-    }
+    let body = PointsReply {
+        balance: outcome.balance,
+        version: outcome.version,
+        transaction: json!(outcome.transaction),
+        noop: outcome.noop,
+        message: outcome.noop.then_some("the balance is already 0: nothing to reset"),
+    };
     let mut resp = json_response(StatusCode::OK, &body);
     if outcome.replayed {
         // Same body as the first time; the header tells a repeat apart.

@@ -4,7 +4,9 @@
 //! ([`loyalty`]), order events ([`orders`]), health and readiness
 //! ([`health`]; `/metrics` has its own listener, `server.rs`) and the console ([`console`]); request extractors in
 //! [`extract`], the client's address behind trusted proxies in
-//! [`client_ip`]. Errors are `{"error":{"code","message"}}`.
+//! [`client_ip`]. Errors are `{"error":{"code","message"}}`. Every route
+//! is described in the OpenAPI document ([`openapi`], `GET
+//! /api/openapi.json`; its test fails on a route of this table that is not).
 
 pub mod auth;
 pub mod client_ip;
@@ -13,6 +15,7 @@ pub mod conversations;
 pub mod extract;
 pub mod health;
 pub mod loyalty;
+pub mod openapi;
 pub mod orders;
 
 use std::time::Instant;
@@ -98,6 +101,7 @@ async fn api(state: &AppState, req: Request<Incoming>) -> (&'static str, Respons
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
     let (route, res) = match (method.clone(), segs.as_slice()) {
+        (Method::GET, ["openapi.json"]) => ("/api/openapi.json", Ok(openapi::openapi_json())),
         (Method::POST, ["login"]) => ("/api/login", auth::login(state, req).await),
         (Method::POST, ["logout"]) => ("/api/logout", auth::logout(state, req).await),
         (Method::GET, ["me"]) => ("/api/me", auth::me(state, req).await),

@@ -5,12 +5,14 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use schema::loyalty::{OrderEvent, OrderItem, OrderStatus, MAX_ORDER_ITEMS};
+use serde::Serialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
 use super::extract::read_json;
 use crate::domain::orders::apply_event;
-use crate::error::{json_response, Body, GatewayError};
+use crate::error::{json_response, Body, ErrorReply, GatewayError};
 use crate::state::AppState;
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -107,7 +109,62 @@ pub fn parse_event(body: &Value) -> Result<OrderEvent> {
     Ok(OrderEvent { order_id, customer_id: customer_id.to_string(), status, items, total, currency, ts })
 }
 
+/// The body of an order event (parsed by [`parse_event`], whose messages name the problem).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OrderEventBody {
+    /// A string id (letters, digits, `_`, `-`, `.`; 1..64) or a whole number.
+    #[schema(value_type = String)]
+    order_id: Value,
+    /// The customer (its conversation).
+    customer_id: String,
+    #[schema(pattern = "^(placed|accepted|preparing|ready|completed|cancelled)$")]
+    status: String,
+    /// At most 50 items.
+    items: Vec<OrderItemBody>,
+    /// >= 0.
+    #[schema(minimum = 0)]
+    total: f64,
+    /// Event time, Unix milliseconds (> 0); an older event than the last applied is a duplicate.
+    #[schema(minimum = 1)]
+    ts: i64,
+    /// 1..8 characters.
+    currency: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OrderItemBody {
+    /// 1..200 characters.
+    name: String,
+    /// 1..10000 (default 1).
+    #[schema(minimum = 1, maximum = 10000)]
+    qty: Option<u32>,
+    #[schema(minimum = 0)]
+    price: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct OrderEventReply {
+    order_id: String,
+    #[schema(value_type = String)]
+    status: Value,
+    /// The event was already applied (or older than the last one).
+    duplicate: bool,
+    /// The order card's message seq in the conversation.
+    card_seq: u64,
+}
+
 /// `POST /api/orders/events` -> 202 `{"order_id","status","duplicate","card_seq"}`.
+#[utoipa::path(post, path = "/api/orders/events", tag = "orders", request_body = OrderEventBody, security(("service" = [])),
+    responses(
+        (status = 202, description = "Applied: the order card is posted or updated", body = OrderEventReply),
+        (status = 400, description = "Invalid event", body = ErrorReply),
+        (status = 401, description = "No or wrong service token", body = ErrorReply),
+        (status = 404, description = "No such customer", body = ErrorReply),
+        (status = 413, description = "Body too large", body = ErrorReply),
+        (status = 503, description = "Redis or the store unavailable", body = ErrorReply),
+    ))]
 pub async fn order_event(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>> {
     check_service_token(state, &req)?;
     let body: Value = read_json(req).await?;
@@ -115,12 +172,7 @@ pub async fn order_event(state: &AppState, req: Request<Incoming>) -> Result<Res
     let out = apply_event(state, &ev).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
-        &json!({
-            "order_id": out.order.id,
-            "status": out.order.status,
-            "duplicate": out.repeated,
-            "card_seq": out.card.seq,
-        }),
+        &OrderEventReply { order_id: out.order.id.clone(), status: json!(out.order.status), duplicate: out.repeated, card_seq: out.card.seq },
     ))
 }
 

@@ -36,6 +36,17 @@ pub fn origin_allowed(cfg: &Config, origin: Option<&str>, host: Option<&str>) ->
 
 /// `GET /ws`: admission (origin, shutdown, fence, per-address and node caps),
 /// then who is calling and its per-identity cap, then the upgrade.
+#[utoipa::path(get, path = "/ws", tag = "realtime",
+    params(("ticket" = Option<String>, Query, description = "A single-use ticket (POST /api/ws-ticket); or send Authorization: Bearer")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 101, description = "Upgraded: frames as in docs/protocol.md"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = crate::error::ErrorReply),
+        (status = 401, description = "No, unknown or used ticket or token", body = crate::error::ErrorReply),
+        (status = 403, description = "Origin not allowed", body = crate::error::ErrorReply),
+        (status = 429, description = "Too many sockets or connects from this address or identity", body = crate::error::ErrorReply),
+        (status = 503, description = "Node full, draining or rejoining: connect to another", body = crate::error::ErrorReply),
+    ))]
 pub async fn ws_upgrade(state: &AppState, req: Request<Incoming>) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return error_reply(ErrorCode::Invalid, "expected a WebSocket upgrade request");
