@@ -8,7 +8,7 @@
 //! without scripts, so an uploaded HTML or SVG file runs nothing even when
 //! a browser renders it.
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -33,9 +33,44 @@ pub async fn upload(state: &AppState, req: Request<Incoming>) -> Result<Response
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let body = BodyStream::new(req.into_body()).try_filter_map(|f| futures::future::ready(Ok(f.into_data().ok())));
+    let body = forward_then_drain(req.into_body(), state.cfg.max_upload_bytes.saturating_mul(4).max(1 << 20));
     let a = attachments::receive(state, &who, ct.as_deref(), len, body).await?;
     Ok(json_response(StatusCode::CREATED, &a))
+}
+
+/// The request body as a stream for the upload, read by a task of its own
+/// that, once the upload stops listening (refused: too large, wrong type),
+/// reads and discards the rest, up to `cap` bytes and a minute. A refusal
+/// is sent before the client has finished sending; had nobody read the
+/// rest, the connection would be reset under the client while it still
+/// sends, and it would see a broken connection instead of the 413/415.
+/// Past the cap the connection is closed anyway (bounded work per refusal).
+fn forward_then_drain(body: Incoming, cap: u64) -> impl futures::Stream<Item = std::result::Result<bytes::Bytes, hyper::Error>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut frames = BodyStream::new(body).try_filter_map(|f| futures::future::ready(Ok(f.into_data().ok())));
+        let mut forwarding = true;
+        let mut drained = 0u64;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while let Some(item) = frames.next().await {
+                match item {
+                    Ok(data) if forwarding => forwarding = tx.send(Ok(data)).await.is_ok(),
+                    Ok(data) => {
+                        drained += data.len() as u64;
+                        if drained > cap {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
 async fn find(state: &AppState, id: &str) -> Result<Upload> {
