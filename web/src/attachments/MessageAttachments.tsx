@@ -89,9 +89,15 @@ function FileCard({ a }: { a: Attachment }) {
 function Viewer({ a, onClose }: { a: Attachment; onClose: () => void }) {
   const { link } = useLink(a);
   useEffect(() => {
-    const key = (e: KeyboardEvent) => e.key === 'Escape' && onClose();
-    window.addEventListener('keydown', key);
-    return () => window.removeEventListener('keydown', key);
+    // Escape closes the viewer only (not the conversation behind it).
+    const key = (e: KeyboardEvent) => {
+      if (e.key !== 'Escape') return;
+      e.preventDefault();
+      e.stopPropagation();
+      onClose();
+    };
+    window.addEventListener('keydown', key, true);
+    return () => window.removeEventListener('keydown', key, true);
   }, [onClose]);
   return (
     <div className="viewer" role="dialog" aria-modal="true" aria-label={a.name} onClick={onClose}>
