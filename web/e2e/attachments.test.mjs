@@ -165,3 +165,37 @@ test('uploaded HTML and SVG files with script do nothing when opened from the co
   await agent.context.close();
   await customer.context.close();
 });
+
+test('a photo sent while offline waits in the outbox and goes once, when the connection is back', async () => {
+  const [widgetUrl, consoleUrl] = env.stack.urls;
+  const name = uniqueName('offline');
+  const customer = await newCustomer(env.browser, widgetUrl, name);
+  await send(customer.page, 'one moment');
+  const agent = await newAgent(env.browser, consoleUrl);
+  await openChat(agent, name);
+  await agent.page.locator('.msg-text', { hasText: 'one moment' }).waitFor();
+  // Uploaded while online; the connection drops before the message goes.
+  await customer.page.getByTestId('attach-input').setInputFiles([{ name: 'receipt.png', mimeType: 'image/png', buffer: PHOTO }]);
+  await customer.page.locator('[data-upload="done"]').waitFor({ timeout: 15_000 });
+  customer.pause();
+  await customer.context.setOffline(true);
+  await customer.page.locator('[data-testid="connection-banner"]').waitFor();
+  await customer.page.getByRole('button', { name: 'Send' }).click();
+  const pending = customer.page.locator('[data-outbox]', { hasText: 'receipt.png' });
+  await pending.waitFor();
+  assert.match((await pending.textContent()) ?? '', /Not sent/);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await agent.page.locator('.msg-other .attachment-thumb').count(), 0, 'nothing leaves while offline');
+  await customer.context.setOffline(false);
+  await customer.page.locator('[data-testid="connection-banner"]').waitFor({ state: 'detached', timeout: 20_000 });
+  customer.resume();
+  await agent.page.locator('.msg-other .attachment-thumb img').waitFor({ timeout: 15_000 });
+  await until(async () => (await customer.page.locator('[data-outbox]').count()) === 0, { what: 'outbox drained' });
+  await customer.page.locator('.msg-own .attachment-thumb img').waitFor();
+  await new Promise((r) => setTimeout(r, 800));
+  assert.equal(await agent.page.locator('.msg-other .attachment-thumb').count(), 1, 'sent exactly once');
+  assert.equal(await customer.page.locator('.msg-own .attachment-thumb').count(), 1);
+  assertClean(agent, customer);
+  await agent.context.close();
+  await customer.context.close();
+});
