@@ -154,6 +154,12 @@ async fn photo_and_pdf_round_trip(db: Db) {
     assert_eq!(live["message"]["text"], "");
     assert_eq!(live["message"]["attachments"][0], a);
 
+    // A second tab of the customer resuming from before it gets it from the replay stream, files included.
+    let mut tab = s.ws(1, &cust_tok).await;
+    tab.send(json!({"type":"resume","positions":{conv.as_str(): seq - 1}})).await;
+    let replayed = tab.expect(|f| f["type"] == "message" && f["message"]["seq"] == seq).await;
+    assert_eq!(replayed["message"]["attachments"][0], a);
+
     // The agent's thumbnail (bearer) and the full photo through a signed link (no token).
     let (st, h, thumb) = fetch(&s, 1, &format!("/api/attachments/{id}/thumbnail"), Some(&agent_tok)).await;
     assert_eq!(st, 200);

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { newAgent, newCustomer, send, uniqueName, webDir, withStack } from './harness.mjs';
+import { expectProblems, newAgent, newCustomer, send, uniqueName, webDir, withStack } from './harness.mjs';
 import { assertClean, until } from './util.mjs';
 
 /** Two gateways; this file also allows HTML and SVG uploads, to open them. */
@@ -197,5 +197,64 @@ test('a photo sent while offline waits in the outbox and goes once, when the con
   assert.equal(await customer.page.locator('.msg-own .attachment-thumb').count(), 1);
   assertClean(agent, customer);
   await agent.context.close();
+  await customer.context.close();
+});
+
+test('composer: paste and drop add files, a refused file says why, retry after a failure, cancel', async () => {
+  const [widgetUrl] = env.stack.urls;
+  const customer = await newCustomer(env.browser, widgetUrl, uniqueName('composer'));
+  const page = customer.page;
+  const chips = page.locator('[data-upload]');
+  // Paste an image into the message box.
+  await page.getByLabel('Message', { exact: true }).evaluate((el, bytes) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(bytes)], 'pasted.png', { type: 'image/png' }));
+    el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  }, [...PHOTO]);
+  await page.locator('[data-upload="done"]', { hasText: 'pasted.png' }).waitFor({ timeout: 15_000 });
+  // Drop a text file on the composer.
+  await page.locator('form.composer').evaluate((form) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['order 1042: 2 lattes'], 'note.txt', { type: 'text/plain' }));
+    form.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    form.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  await page.locator('[data-upload="done"]', { hasText: 'note.txt' }).waitFor();
+  // A file of a refused type: the chip says why; it can be removed.
+  await page.getByTestId('attach-input').setInputFiles([{ name: 'tool.png', mimeType: 'image/png', buffer: Buffer.concat([Buffer.from('MZ'), Buffer.alloc(64)]) }]);
+  const refused = page.locator('[data-upload="failed"]', { hasText: 'tool.png' });
+  await refused.waitFor();
+  assert.match((await refused.textContent()) ?? '', /not accepted/);
+  assert.ok(await page.getByRole('button', { name: 'Send' }).isDisabled(), 'no send while a file is not uploaded');
+  await refused.getByRole('button', { name: 'Remove tool.png' }).click();
+  expectProblems(customer, /415/);
+  // The network fails once: Retry uploads it.
+  await page.route('**/api/attachments', (r) => r.abort());
+  await page.getByTestId('attach-input').setInputFiles([{ name: 'menu.pdf', mimeType: 'application/pdf', buffer: PDF }]);
+  const broken = page.locator('[data-upload="failed"]', { hasText: 'menu.pdf' });
+  await broken.waitFor();
+  await page.unroute('**/api/attachments');
+  await broken.getByRole('button', { name: 'Retry' }).click();
+  await page.locator('[data-upload="done"]', { hasText: 'menu.pdf' }).waitFor();
+  expectProblems(customer, /request failed|ERR_FAILED/);
+  // A slow upload is cancelled: it leaves the composer.
+  await page.route('**/api/attachments', async (r) => {
+    await new Promise((res) => setTimeout(res, 3000));
+    await r.continue().catch(() => {});
+  });
+  await page.getByTestId('attach-input').setInputFiles([{ name: 'slow.txt', mimeType: 'text/plain', buffer: Buffer.from('slow') }]);
+  await page.locator('[data-upload="uploading"]', { hasText: 'slow.txt' }).waitFor();
+  await page.getByRole('button', { name: 'Cancel upload of slow.txt' }).click();
+  await until(async () => (await chips.count()) === 3, { what: 'the cancelled upload left' });
+  await page.unroute('**/api/attachments');
+  customer.problems.splice(0, customer.problems.length, ...customer.problems.filter((p) => !/slow|api\/attachments/.test(p)));
+  // Send the three: one photo and two file cards in one message.
+  await page.getByRole('button', { name: 'Send' }).click();
+  const own = page.locator('.msg-own', { has: page.locator('.attachment-thumb') });
+  await own.waitFor();
+  await own.locator('.attachment-thumb img').waitFor();
+  assert.equal(await own.locator('.attachment-file').count(), 2);
+  assert.deepEqual(await own.locator('.attachment-file-name').allTextContents(), ['note.txt', 'menu.pdf']);
+  assertClean(customer);
   await customer.context.close();
 });
