@@ -14,7 +14,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use store::attachments::Upload;
 
-use super::extract::{caller, query, with_status};
+use super::extract::{caller, query};
 use crate::domain::attachments::{self, links};
 use crate::error::{json_response, Body, GatewayError};
 use crate::state::AppState;
@@ -150,10 +150,7 @@ pub async fn link(state: &AppState, req: Request<Incoming>, id: &str) -> Result<
     let exp = schema::now_ms() / 1000 + state.cfg.attachment_link_secs as i64;
     let url = format!("/api/attachments/{id}?{}", links::sign(&state.link_key, id, "file", exp));
     let thumb = u.thumb_key.as_ref().map(|_| format!("/api/attachments/{id}/thumbnail?{}", links::sign(&state.link_key, id, "thumbnail", exp)));
-    Ok(with_status(
-        json_response(StatusCode::OK, &serde_json::json!({"url": url, "thumbnail_url": thumb, "expires_at": exp * 1000})),
-        StatusCode::OK,
-    ))
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"url": url, "thumbnail_url": thumb, "expires_at": exp * 1000})))
 }
 
 #[cfg(test)]
