@@ -66,3 +66,15 @@ pip_tool() {
   fi
   echo "$venv/bin"
 }
+
+# The S3-compatible server the attachment tests store files in (an S3 API
+# over a directory, from crates.io). 0.14.1: the newest that builds with
+# the toolchain here (0.17 needs rustc 1.96).
+S3S_FS_VERSION=0.14.1
+ensure_s3s_fs() {
+  local have
+  have="$( (command -v s3s-fs >/dev/null 2>&1 && s3s-fs --version) 2>/dev/null || true)"
+  case "$have" in *"$S3S_FS_VERSION"*) return 0 ;; esac
+  echo "installing s3s-fs $S3S_FS_VERSION (cargo install)"
+  cargo install --quiet --locked "s3s-fs@$S3S_FS_VERSION" --features binary
+}

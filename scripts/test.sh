@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 ensure_toolchain
 ensure_redis 6379 "${TMPDIR:-/tmp}/chat-test-redis"
 ensure_postgres
+ensure_s3s_fs
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 command -v promtool >/dev/null 2>&1 || apt_install prometheus
 ulimit -n 20000 2>/dev/null || true

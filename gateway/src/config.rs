@@ -202,6 +202,50 @@ pub struct Config {
     /// `CHAT_SEND_RATE` (all its sockets together send as fast as one may).
     #[arg(long, env = "CHAT_SEND_RATE_PER_IDENTITY")]
     pub send_rate_per_identity: Option<u32>,
+
+    // ---- attachments (issue 19)
+    /// Where uploaded files are kept: a directory (`data/uploads`,
+    /// `file:///var/lib/chat/uploads`) or an S3-compatible bucket
+    /// (`s3://bucket/prefix`, with the `CHAT_S3_*` settings). Several
+    /// gateways need a shared one (S3, or one volume).
+    #[arg(long, env = "CHAT_UPLOAD_URL", default_value = "data/uploads")]
+    pub upload_url: String,
+    /// S3 endpoint (e.g. `http://127.0.0.1:9000` for MinIO or another
+    /// S3-compatible server); unset: AWS.
+    #[arg(long, env = "CHAT_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "CHAT_S3_REGION")]
+    pub s3_region: Option<String>,
+    #[arg(long, env = "CHAT_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    #[arg(long, env = "CHAT_S3_SECRET_ACCESS_KEY")]
+    pub s3_secret_access_key: Option<String>,
+    /// Allow a plain `http://` S3 endpoint.
+    #[arg(long, env = "CHAT_S3_ALLOW_HTTP", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub s3_allow_http: bool,
+    /// Largest file one upload may be (bytes); larger: 413.
+    #[arg(long, env = "CHAT_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+    /// Content types an upload may have, judged from its bytes (comma separated); others: 415.
+    #[arg(
+        long,
+        env = "CHAT_UPLOAD_TYPES",
+        value_delimiter = ',',
+        default_value = "image/jpeg,image/png,image/webp,image/gif,application/pdf,text/plain"
+    )]
+    pub upload_types: Vec<String>,
+    /// An upload not sent with a message within this long is removed (seconds).
+    #[arg(long, env = "CHAT_UPLOAD_UNUSED_SECS", default_value_t = 24 * 3600)]
+    pub upload_unused_secs: u64,
+    /// How often a gateway removes unused and deleted uploads (seconds).
+    #[arg(long, env = "CHAT_UPLOAD_SWEEP_SECS", default_value_t = 600)]
+    pub upload_sweep_secs: u64,
+    /// Lifetime of a signed download link (`GET /api/attachments/{id}/link`), seconds.
+    #[arg(long, env = "CHAT_ATTACHMENT_LINK_SECS", default_value_t = 600)]
+    pub attachment_link_secs: u64,
+    /// Where an upload is spooled while it is checked (default: the system's temp directory).
+    #[arg(long, env = "CHAT_UPLOAD_TMP_DIR")]
+    pub upload_tmp_dir: Option<String>,
 }
 
 impl Config {

@@ -2,7 +2,8 @@
 //! plain message; internal details go to the log, never to the client.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::{Response, StatusCode};
 use schema::frames::{ErrorCode, FrameError};
 
@@ -14,6 +15,10 @@ pub enum GatewayError {
     Redis(#[from] redis::RedisError),
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
+    /// Anything else that failed on our side (a blob store, a temp file):
+    /// logged, and the client is told to retry.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl GatewayError {
@@ -47,6 +52,10 @@ impl GatewayError {
                 tracing::warn!(error = %e, "store error");
                 FrameError::new(ErrorCode::Unavailable, "the chat history is temporarily unavailable, retry shortly")
             }
+            GatewayError::Internal(e) => {
+                tracing::warn!(error = %e, "internal error");
+                FrameError::new(ErrorCode::Unavailable, "the service could not complete this, retry shortly")
+            }
         }
     }
 }
@@ -67,10 +76,17 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
     }
 }
 
-pub type Body = Full<Bytes>;
+/// Response bodies: whole (JSON, pages) or streamed (attachment downloads).
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A body of bytes already in memory.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
 
 pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
@@ -78,7 +94,7 @@ pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Respon
         .status(status)
         .header("content-type", "application/json")
         .header("cache-control", "no-store")
-        .body(Full::new(Bytes::from(bytes)))
+        .body(full(bytes))
         .unwrap_or_default()
 }
 

@@ -11,7 +11,7 @@
 //!   close codes).
 //! - [`state`]: the shared application state.
 //! - [`domain`]: what the product does: messages, receipts, conversations,
-//!   points, orders and their cards.
+//!   points, orders and their cards, attachments (uploads, claims, sweep).
 //! - [`auth`]: agent sessions, customer tokens (HMAC), single-use ws tickets.
 //! - [`node`]: this node among the others: inbox loop and delivery,
 //!   presence, watches, liveness (beat, reap, fence).

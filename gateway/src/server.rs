@@ -68,6 +68,15 @@ pub async fn run(
     let redis = connect_redis(&redis_target, &cfg.redis_url, Duration::from_millis(cfg.redis_timeout_ms.max(100))).await?;
     let store = store::Store::connect(&cfg.database_url).await?;
     let loyalty = crate::domain::points::open(&cfg, &store)?;
+    let s3 = blobs::S3Settings {
+        endpoint: cfg.s3_endpoint.clone(),
+        region: cfg.s3_region.clone(),
+        access_key_id: cfg.s3_access_key_id.clone(),
+        secret_access_key: cfg.s3_secret_access_key.clone(),
+        allow_http: cfg.s3_allow_http,
+    };
+    let blobs = blobs::Blobs::open(&cfg.upload_url, &s3)?;
+    let link_key = crate::domain::attachments::links::derive_key(&secret);
     let node = cfg.node_id.clone().unwrap_or_else(|| format!("g-{}", &crate::ids::random_token()[..10]));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (subs, sub_ops) = crate::hub::subs::Subs::new();
@@ -89,6 +98,9 @@ pub async fn run(
         // Until the node has joined (cleaned up what a node with its id left).
         fenced: std::sync::atomic::AtomicBool::new(true),
         seeded: std::sync::atomic::AtomicBool::new(!cfg.dev),
+        blobs,
+        link_key,
+        image_slots: tokio::sync::Semaphore::new(2),
         cfg,
     });
     tracing::info!(node = %state.node, "gateway node started");
@@ -96,6 +108,7 @@ pub async fn run(
     tokio::spawn(crate::node::delivery::relay_loops(state.clone()));
     tokio::spawn(crate::node::delivery::flush_rows(state.clone()));
     tokio::spawn(crate::node::subs::run(state.clone(), sub_ops));
+    tokio::spawn(crate::domain::attachments::sweep_loop(state.clone()));
     if state.cfg.dev {
         let s = state.clone();
         tokio::spawn(async move {

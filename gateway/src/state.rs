@@ -44,6 +44,13 @@ pub struct State {
     /// False in dev mode until the demo data is seeded (the demo agent's
     /// login works): `/readyz` waits for it.
     pub seeded: std::sync::atomic::AtomicBool,
+    /// Uploaded files (local directory or S3; `CHAT_UPLOAD_URL`).
+    pub blobs: blobs::Blobs,
+    /// Key of the signed download links (derived from the customer secret,
+    /// the same on every gateway).
+    pub link_key: Vec<u8>,
+    /// Image decodes at once (each may take tens of MiB while it runs).
+    pub image_slots: tokio::sync::Semaphore,
 }
 
 pub type AppState = Arc<State>;

@@ -20,11 +20,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::frames::{CustomerRef, Emoji, ErrorCode, MessageKind, ReplyRef, Side, UserRef};
+use crate::frames::{Attachment, CustomerRef, Emoji, ErrorCode, MessageKind, ReplyRef, Side, UserRef};
 use crate::loyalty::{Actor, PointsAction, PointsOutcome};
 
 /// Current envelope version. Bump it when a type below changes shape.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// 2: `LogEvent::Message` carries `attachments` (version 1: [`LogEventV1`]).
+pub const ENVELOPE_VERSION: u8 = 2;
 /// The first version ever written: nothing older exists to be read.
 pub const FIRST_ENVELOPE_VERSION: u8 = 1;
 /// Largest envelope a reader accepts.
@@ -59,6 +60,8 @@ pub enum LogEvent {
         client_id: Option<String>,
         /// Order card payload (JSON text) for `kind == Order`.
         order_json: Option<String>,
+        /// Files sent with the message (the gateway checked the uploader).
+        attachments: Vec<Attachment>,
     },
     Edit { conversation: String, pos: u64, seq: u64, text: String, edited_at: i64, by: UserRef },
     Delete { conversation: String, pos: u64, seq: u64, ts: i64, by: UserRef },
@@ -80,6 +83,43 @@ impl LogEvent {
             | LogEvent::React { conversation, .. }
             | LogEvent::Read { conversation, .. }
             | LogEvent::OrderCard { conversation, .. } => conversation,
+        }
+    }
+}
+
+/// [`LogEvent`] as envelope version 1 wrote it: messages had no attachments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LogEventV1 {
+    Message {
+        conversation: String,
+        customer: CustomerRef,
+        seq: u64,
+        ts: i64,
+        kind: MessageKind,
+        author: Option<UserRef>,
+        text: String,
+        reply_to: Option<ReplyRef>,
+        client_id: Option<String>,
+        order_json: Option<String>,
+    },
+    Edit { conversation: String, pos: u64, seq: u64, text: String, edited_at: i64, by: UserRef },
+    Delete { conversation: String, pos: u64, seq: u64, ts: i64, by: UserRef },
+    React { conversation: String, pos: u64, seq: u64, emoji: Emoji, on: bool, by: UserRef, ts: i64 },
+    Read { conversation: String, side: Side, delivered: u64, seen: u64, ts: i64 },
+    OrderCard { conversation: String, pos: u64, seq: u64, order_json: String, ts: i64 },
+}
+
+impl From<LogEventV1> for LogEvent {
+    fn from(e: LogEventV1) -> LogEvent {
+        match e {
+            LogEventV1::Message { conversation, customer, seq, ts, kind, author, text, reply_to, client_id, order_json } => {
+                LogEvent::Message { conversation, customer, seq, ts, kind, author, text, reply_to, client_id, order_json, attachments: Vec::new() }
+            }
+            LogEventV1::Edit { conversation, pos, seq, text, edited_at, by } => LogEvent::Edit { conversation, pos, seq, text, edited_at, by },
+            LogEventV1::Delete { conversation, pos, seq, ts, by } => LogEvent::Delete { conversation, pos, seq, ts, by },
+            LogEventV1::React { conversation, pos, seq, emoji, on, by, ts } => LogEvent::React { conversation, pos, seq, emoji, on, by, ts },
+            LogEventV1::Read { conversation, side, delivered, seen, ts } => LogEvent::Read { conversation, side, delivered, seen, ts },
+            LogEventV1::OrderCard { conversation, pos, seq, order_json, ts } => LogEvent::OrderCard { conversation, pos, seq, order_json, ts },
         }
     }
 }
@@ -161,9 +201,9 @@ pub trait Versioned: serde::de::DeserializeOwned {
     type Previous: serde::de::DeserializeOwned + Into<Self>;
 }
 
-// No type has changed shape since version 1.
+// Version 2 added message attachments; the other types did not change.
 impl Versioned for LogEvent {
-    type Previous = LogEvent;
+    type Previous = LogEventV1;
 }
 impl Versioned for Relay {
     type Previous = Relay;
@@ -225,6 +265,16 @@ mod tests {
             reply_to: Some(ReplyRef { seq: 3, excerpt: "x".into() }),
             client_id: None,
             order_json: None,
+            attachments: vec![Attachment {
+                id: "0123456789abcdef0123456789abcdef".into(),
+                name: "receipt.png".into(),
+                size: 12,
+                content_type: "image/png".into(),
+                url: "/api/attachments/0123456789abcdef0123456789abcdef".into(),
+                thumbnail_url: None,
+                width: Some(2),
+                height: Some(1),
+            }],
         };
         let b = encode(&e);
         assert_eq!(b[0], ENVELOPE_VERSION);
@@ -280,11 +330,34 @@ mod tests {
         assert_eq!(decode_at::<Relay>(&encode(&r), next), Ok(r));
         // Two versions back is too old; today's reader does not know N+1.
         let mut older = encode(&Old { a: "x".into() });
-        older[0] = ENVELOPE_VERSION.wrapping_sub(1);
+        older[0] = FIRST_ENVELOPE_VERSION - 1;
         assert_eq!(decode_at::<New>(&old, next + 1), Err(EnvelopeError::Version(ENVELOPE_VERSION)));
         assert_eq!(decode::<New>(&new), Err(EnvelopeError::Version(next)));
         // Nothing before the first version is read (there was none).
         assert_eq!(decode::<Relay>(&older), Err(EnvelopeError::Version(older[0])));
+    }
+
+    /// What a version-1 gateway logged still reads, as a message without attachments.
+    #[test]
+    fn version_1_log_events_read_without_attachments() {
+        let old = LogEventV1::Message {
+            conversation: "c1".into(),
+            customer: CustomerRef { id: "c1".into(), username: "ann".into(), avatar_url: None },
+            seq: 3,
+            ts: 1,
+            kind: MessageKind::Customer,
+            author: None,
+            text: "hi".into(),
+            reply_to: None,
+            client_id: None,
+            order_json: None,
+        };
+        let mut bytes = encode(&old);
+        bytes[0] = 1;
+        match decode::<LogEvent>(&bytes).unwrap() {
+            LogEvent::Message { text, attachments, seq, .. } => assert_eq!((text.as_str(), attachments.len(), seq), ("hi", 0, 3)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{valid_client_id, valid_id};
-use crate::limits::MAX_TEXT_CHARS;
+use crate::ids::{valid_attachment_id, valid_client_id, valid_id};
+use crate::limits::{MAX_ATTACHMENTS, MAX_TEXT_CHARS};
 
 /// Error codes a client sees. Stable: clients switch on them.
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -25,6 +25,8 @@ pub enum ErrorCode {
     Unavailable,
     Unauthorized,
     Conflict,
+    /// An upload whose content is not of an allowed type (HTTP 415).
+    UnsupportedType,
 }
 
 impl ErrorCode {
@@ -38,6 +40,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::UnsupportedType => "unsupported_type",
         }
     }
 }
@@ -157,6 +160,7 @@ pub struct RawFrame {
     pub positions: Option<HashMap<String, u64>>,
     pub epoch: Option<String>,
     pub after: Option<u64>,
+    pub attachments: Option<Vec<String>>,
 }
 
 /// A validated client frame. A client may add `rid` to any of them.
@@ -173,6 +177,10 @@ pub enum ClientFrame {
         text: String,
         #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none", default))]
         reply_to: Option<u64>,
+        /// Ids of the sender's own uploads (`POST /api/attachments`), at most
+        /// [`MAX_ATTACHMENTS`]; with at least one, `text` may be empty.
+        #[cfg_attr(test, serde(skip_serializing_if = "Vec::is_empty", default), ts(optional = nullable))]
+        attachments: Vec<String>,
     },
     Edit { conversation: String, seq: u64, text: String },
     Delete { conversation: String, seq: u64 },
@@ -292,12 +300,32 @@ impl RawFrame {
                 if !valid_client_id(&client_id) {
                     return Err(FrameError::invalid("send: `client_id` must be a UUID"));
                 }
-                let text = need(self.text, t, "text")?;
-                check_text(&text, t)?;
+                let attachments = self.attachments.unwrap_or_default();
+                if attachments.len() > MAX_ATTACHMENTS {
+                    return Err(FrameError::new(
+                        ErrorCode::TooLarge,
+                        format!("send: at most {MAX_ATTACHMENTS} attachments, got {}", attachments.len()),
+                    ));
+                }
+                if attachments.iter().any(|a| !valid_attachment_id(a)) {
+                    return Err(FrameError::invalid("send: every `attachments` entry must be an upload id"));
+                }
+                for (i, a) in attachments.iter().enumerate() {
+                    if attachments[..i].contains(a) {
+                        return Err(FrameError::invalid(format!("send: attachment `{a}` is named twice")));
+                    }
+                }
+                // A message needs text, or at least one attachment.
+                let mut text = if attachments.is_empty() { need(self.text, t, "text")? } else { self.text.unwrap_or_default() };
+                if !attachments.is_empty() && text.trim().is_empty() {
+                    text.clear();
+                } else {
+                    check_text(&text, t)?;
+                }
                 if self.reply_to == Some(0) {
                     return Err(FrameError::invalid("send: `reply_to` starts at 1"));
                 }
-                ClientFrame::Send { conversation, client_id, text, reply_to: self.reply_to }
+                ClientFrame::Send { conversation, client_id, text, reply_to: self.reply_to, attachments }
             }
             "edit" => {
                 let conversation = conversation(self.conversation, t)?;
@@ -414,6 +442,55 @@ pub struct Message {
     /// The author's `client_id`, so the sender's other tabs can match their outbox.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub client_id: Option<String>,
+    /// Files and photos sent with the message (empty when deleted).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    #[cfg_attr(test, ts(optional = nullable))]
+    pub attachments: Vec<Attachment>,
+}
+
+/// An uploaded file as messages and the upload reply carry it. `url` and
+/// `thumbnail_url` need the reader's authorization (a bearer token, or the
+/// signed link of `GET /api/attachments/{id}/link`).
+// Every field is always written (no `skip_serializing_if`): this type also
+// travels in bincode envelopes, which cannot skip fields.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    /// The uploader's file name (cleaned: no path, no control characters).
+    pub name: String,
+    pub size: u64,
+    /// What the content is (sniffed from its bytes, never from the name).
+    pub content_type: String,
+    pub url: String,
+    /// Images only: a small JPEG or PNG of at most 320x320.
+    #[serde(default)]
+    pub thumbnail_url: Option<String>,
+    /// Images only: the pixel size.
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+}
+
+impl Attachment {
+    pub fn is_image(&self) -> bool {
+        self.content_type.starts_with("image/")
+    }
+}
+
+/// What a chat-list preview and a reply quote show of a message: its text,
+/// or for a message of attachments only, "Photo" (the first is an image) or
+/// "File: <name>".
+pub fn message_excerpt(text: &str, attachments: &[Attachment]) -> String {
+    if !text.trim().is_empty() {
+        return crate::excerpt(text, crate::limits::EXCERPT_CHARS);
+    }
+    match attachments.first() {
+        Some(a) if a.is_image() => "Photo".to_string(),
+        Some(a) => crate::excerpt(&format!("File: {}", a.name), crate::limits::EXCERPT_CHARS),
+        None => String::new(),
+    }
 }
 
 /// A customer as a chat-list row shows it.
@@ -598,6 +675,44 @@ mod tests {
         assert_eq!(e.code, ErrorCode::TooLarge);
         let e = parse(r#"{"type":"react","conversation":"c","seq":1,"emoji":"poop","on":true}"#).unwrap_err();
         assert!(e.message.contains("emoji"));
+    }
+
+    #[test]
+    fn send_with_attachments() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let cid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        // Text may be empty (or absent) with at least one attachment.
+        let f = parse(&format!(r#"{{"type":"send","conversation":"c","client_id":"{cid}","attachments":["{id}"]}}"#)).unwrap();
+        assert!(matches!(f, ClientFrame::Send { ref text, ref attachments, .. } if text.is_empty() && attachments.len() == 1));
+        let f = parse(&format!(r#"{{"type":"send","conversation":"c","client_id":"{cid}","text":" ","attachments":["{id}"]}}"#)).unwrap();
+        assert!(matches!(f, ClientFrame::Send { ref text, .. } if text.is_empty()));
+        // Without attachments, text is still required.
+        let e = parse(&format!(r#"{{"type":"send","conversation":"c","client_id":"{cid}","text":"","attachments":[]}}"#)).unwrap_err();
+        assert!(e.message.contains("empty"), "{}", e.message);
+        let e = parse(&format!(r#"{{"type":"send","conversation":"c","client_id":"{cid}","attachments":["../etc"]}}"#)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Invalid);
+        let e = parse(&format!(r#"{{"type":"send","conversation":"c","client_id":"{cid}","attachments":["{id}","{id}"]}}"#)).unwrap_err();
+        assert!(e.message.contains("twice"), "{}", e.message);
+        let many: Vec<String> = (0..11).map(|i| format!("\"{i:032x}\"")).collect();
+        let e = parse(&format!(r#"{{"type":"send","conversation":"c","client_id":"{cid}","attachments":[{}]}}"#, many.join(","))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn excerpts_of_attachments() {
+        let a = |ct: &str, name: &str| Attachment {
+            id: "x".into(),
+            name: name.into(),
+            size: 1,
+            content_type: ct.into(),
+            url: String::new(),
+            thumbnail_url: None,
+            width: None,
+            height: None,
+        };
+        assert_eq!(message_excerpt("", &[a("image/png", "p.png")]), "Photo");
+        assert_eq!(message_excerpt("", &[a("application/pdf", "menu.pdf")]), "File: menu.pdf");
+        assert_eq!(message_excerpt("look", &[a("image/png", "p.png")]), "look");
     }
 
     #[test]

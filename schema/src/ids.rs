@@ -22,6 +22,11 @@ pub fn valid_client_id(s: &str) -> bool {
         })
 }
 
+/// An upload id: 32 lowercase hex digits (the gateway makes them).
+pub fn valid_attachment_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A username: 1..=64 characters, letters, digits, `_.-`, no spaces.
 pub fn valid_username(s: &str) -> bool {
     !s.is_empty()

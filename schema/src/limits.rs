@@ -24,3 +24,5 @@ pub const STAFF_EVENTS_LEN: usize = 50_000;
 pub const MAX_REPLAY: usize = 1000;
 /// Largest order of magnitude for a body of a REST request.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most attachments one message may carry.
+pub const MAX_ATTACHMENTS: usize = 10;

@@ -16,8 +16,11 @@ use schema::limits::MAX_TEXT_CHARS;
 fn check_frame(f: &ClientFrame) {
     let text_ok = |t: &str| t.chars().count() <= MAX_TEXT_CHARS && !t.trim().is_empty();
     match f {
-        ClientFrame::Send { conversation, client_id, text, reply_to } => {
-            assert!(valid_id(conversation) && valid_client_id(client_id) && text_ok(text));
+        ClientFrame::Send { conversation, client_id, text, reply_to, attachments } => {
+            // Text may be empty only when the message carries attachments.
+            let text_or_files = text_ok(text) || (text.is_empty() && !attachments.is_empty());
+            assert!(valid_id(conversation) && valid_client_id(client_id) && text_or_files);
+            assert!(attachments.len() <= schema::limits::MAX_ATTACHMENTS);
             assert_ne!(*reply_to, Some(0));
         }
         ClientFrame::Edit { conversation, seq, text } => assert!(valid_id(conversation) && *seq > 0 && text_ok(text)),
@@ -117,6 +120,7 @@ fn envelope_corpus_is_current() {
                 reply_to: Some(ReplyRef { seq: 1, excerpt: "x".into() }),
                 client_id: Some("0f8fad5b-d9cb-469f-a165-70867728950e".into()),
                 order_json: None,
+                attachments: Vec::new(),
             }),
         ),
         ("edit.bin", envelope::encode(&LogEvent::Edit { conversation: "alice".into(), pos: 3, seq: 1, text: "e".into(), edited_at: 5, by: user.clone() })),
@@ -159,6 +163,7 @@ fn log_event() -> impl Strategy<Value = LogEvent> {
             reply_to: None,
             client_id: None,
             order_json: None,
+            attachments: Vec::new(),
         }),
         (id(), any::<u64>(), any::<u64>(), "\\PC{0,50}", user()).prop_map(|(c, pos, seq, text, by)| LogEvent::Edit { conversation: c, pos, seq, text, edited_at: 1, by }),
         (id(), any::<u64>(), any::<bool>(), user()).prop_map(|(c, pos, on, by)| LogEvent::React { conversation: c, pos, seq: 1, emoji: Emoji::Heart, on, by, ts: 2 }),

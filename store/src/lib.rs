@@ -6,6 +6,8 @@
 //! - `persist`: the worker's batch writer ([`Store::persist`]): one
 //!   transaction, idempotent and order-safe under at-least-once delivery.
 //! - `password`: argon2 hashing and verification on the blocking pool.
+//! - [`attachments`]: uploads (written by the gateway, linked to their
+//!   message by the worker, swept by the gateways).
 //! - [`loyalty`]: the loyalty store trait (points ledger, vouchers, orders)
 //!   with its SQL implementation and the external service's HTTP client.
 //! - Reads (this file): history pages, message metadata, conversation state,
@@ -15,6 +17,7 @@
 //! only `TEXT`/`BIGINT` columns, so every query is written once.
 //! The worker is the only writer of history; the gateway reads.
 
+pub mod attachments;
 pub mod loyalty;
 mod migrate;
 mod password;
@@ -225,7 +228,7 @@ fn parse_user_kind(s: &str) -> Option<UserKind> {
 }
 
 const MESSAGE_COLUMNS: &str = "seq, kind, author_kind, author_id, author_name, text, reply_to_seq, reply_excerpt,
-    ts, edited_at, deleted, client_id, order_json";
+    ts, edited_at, deleted, client_id, order_json, attachments_json";
 
 fn message_from_row(row: &AnyRow) -> Result<Message> {
     let seq: i64 = row.try_get("seq")?;
@@ -265,6 +268,12 @@ fn message_from_row(row: &AnyRow) -> Result<Message> {
         reactions: BTreeMap::new(),
         order,
         client_id: row.try_get("client_id")?,
+        attachments: match row.try_get::<Option<String>, _>("attachments_json")? {
+            // A deleted message shows nothing of its files; a malformed
+            // payload is shown as none rather than failing the page.
+            Some(j) if !deleted => serde_json::from_str(&j).unwrap_or_default(),
+            _ => Vec::new(),
+        },
     })
 }
 

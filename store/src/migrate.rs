@@ -238,6 +238,41 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         "CREATE UNIQUE INDEX IF NOT EXISTS messages_client_once ON messages (conversation_id, author_kind, author_id, client_id)
          WHERE client_id IS NOT NULL AND author_id IS NOT NULL AND stub = 0",
     ],
+),
+// Numbered 30 (issue 19, attachments): the range this branch was given.
+(
+    30,
+    &[
+        // One row per upload. The gateway writes it at upload and claims it
+        // for a message at `send` (conversation_id, client_id: only its
+        // uploader, once, a retry of the same send again); the worker sets
+        // seq when it persists the message and deleted_at when the message
+        // is deleted. Rows never attached (seq NULL) a day after upload, and
+        // deleted ones, are swept with their blobs by the gateways.
+        "CREATE TABLE IF NOT EXISTS attachments (
+            id TEXT PRIMARY KEY,
+            owner_kind TEXT NOT NULL,
+            owner_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            content_type TEXT NOT NULL,
+            blob_key TEXT NOT NULL,
+            thumb_key TEXT,
+            width BIGINT,
+            height BIGINT,
+            created_at BIGINT NOT NULL,
+            conversation_id TEXT,
+            client_id TEXT,
+            seq BIGINT,
+            deleted_at BIGINT
+        )",
+        "CREATE INDEX IF NOT EXISTS attachments_created ON attachments (created_at)",
+        "CREATE INDEX IF NOT EXISTS attachments_message ON attachments (conversation_id, seq)",
+        "CREATE INDEX IF NOT EXISTS attachments_deleted ON attachments (deleted_at)",
+        // The message's attachments as the clients see them (JSON array of
+        // schema::frames::Attachment), so a history page needs no join.
+        "ALTER TABLE messages ADD COLUMN attachments_json TEXT",
+    ],
 )];
 
 /// Arbitrary constant naming this schema's advisory lock on PostgreSQL.

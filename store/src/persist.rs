@@ -91,6 +91,9 @@ struct MsgRow {
     ts: i64,
     client_id: Option<String>,
     order_json: Option<String>,
+    /// The attachments as JSON (clients' shape), and their ids.
+    attachments_json: Option<String>,
+    attachment_ids: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -161,6 +164,7 @@ impl Plan {
                     reply_to,
                     client_id,
                     order_json,
+                    attachments,
                 } => {
                     let seq = to_i64(*seq);
                     let c = p.conv(conversation, *ts);
@@ -187,13 +191,19 @@ impl Plan {
                         author_kind: author.as_ref().map(|a| user_kind_str(a.kind)),
                         author_id: author.as_ref().map(|a| clean(&a.id)),
                         author_name: author.as_ref().map(|a| clean(&a.username)),
-                        excerpt: schema::excerpt(&text, EXCERPT_CHARS),
+                        excerpt: clean(&schema::frames::message_excerpt(&text, attachments)),
                         text,
                         reply_to_seq: reply_to.as_ref().map(|r| to_i64(r.seq)),
                         reply_excerpt: reply_to.as_ref().map(|r| clean(&r.excerpt)),
                         ts: *ts,
                         client_id: client_id.as_deref().map(clean),
                         order_json: order_json.as_deref().map(clean),
+                        attachments_json: if attachments.is_empty() {
+                            None
+                        } else {
+                            serde_json::to_string(attachments).ok().map(|j| clean(&j))
+                        },
+                        attachment_ids: attachments.iter().map(|a| clean(&a.id)).collect(),
                     });
                 }
                 LogEvent::Edit { conversation, pos, seq, text, edited_at, by } => {
@@ -413,12 +423,13 @@ pub(crate) async fn persist(
         &mut tx,
         backend,
         "INSERT INTO messages (conversation_id, seq, stub, kind, author_kind, author_id, author_name, text, excerpt,
-            reply_to_seq, reply_excerpt, ts, edited_at, edit_pos, deleted, client_id, order_json)",
-        "(?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, ?, ?)",
+            reply_to_seq, reply_excerpt, ts, edited_at, edit_pos, deleted, client_id, order_json, attachments_json)",
+        "(?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, ?, ?, ?)",
         "ON CONFLICT (conversation_id, seq) DO UPDATE SET
             stub = 0, kind = excluded.kind, author_kind = excluded.author_kind, author_id = excluded.author_id,
             author_name = excluded.author_name, reply_to_seq = excluded.reply_to_seq,
             reply_excerpt = excluded.reply_excerpt, ts = excluded.ts, client_id = excluded.client_id,
+            attachments_json = excluded.attachments_json,
             order_json = CASE WHEN messages.order_pos > 0 THEN messages.order_json ELSE excluded.order_json END,
             text = CASE WHEN messages.edited_at IS NULL AND messages.deleted = 0 THEN excluded.text ELSE messages.text END,
             excerpt = CASE WHEN messages.edited_at IS NULL AND messages.deleted = 0 THEN excluded.excerpt ELSE messages.excerpt END
@@ -438,9 +449,23 @@ pub(crate) async fn persist(
                 .bind(m.ts)
                 .bind(m.client_id.as_deref())
                 .bind(m.order_json.as_deref())
+                .bind(m.attachments_json.as_deref())
         },
     )
     .await?;
+
+    // Uploads sent with these messages now belong to them (the gateway
+    // claimed them for the conversation at `send`).
+    for ((conv, seq), m) in plan.messages.iter().filter(|(_, m)| !m.attachment_ids.is_empty()) {
+        for id in &m.attachment_ids {
+            sqlx::query("UPDATE attachments SET seq = $1 WHERE id = $2 AND conversation_id = $3 AND seq IS NULL")
+                .bind(*seq)
+                .bind(id.as_str())
+                .bind(conv.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
 
     // The audit trail, before the edits and deletes change the text (the
     // messages of this batch are already in): each change's previous text
@@ -478,6 +503,22 @@ pub(crate) async fn persist(
         |q, (conv, seq)| q.bind(conv.as_str()).bind(*seq),
     )
     .await?;
+
+    // A deleted message's uploads go with it (the gateways sweep their
+    // blobs): on its delete, or on the message when its delete came first.
+    let now = schema::now_ms();
+    let with_files = plan.messages.iter().filter(|(_, m)| !m.attachment_ids.is_empty()).map(|(k, _)| k);
+    for (conv, seq) in plan.deletes.keys().chain(with_files) {
+        sqlx::query(
+            "UPDATE attachments SET deleted_at = $1 WHERE conversation_id = $2 AND seq = $3 AND deleted_at IS NULL
+               AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = $2 AND m.seq = $3 AND m.deleted = 1)",
+        )
+        .bind(now)
+        .bind(conv.as_str())
+        .bind(*seq)
+        .execute(&mut *tx)
+        .await?;
+    }
 
     let cards: Vec<_> = plan.order_cards.iter().collect();
     insert_chunked(

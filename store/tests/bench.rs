@@ -24,6 +24,7 @@ fn batch(round: u64, size: u64, convs: u64) -> Vec<LogEvent> {
                 reply_to: None,
                 client_id: Some(format!("00000000-0000-0000-0000-{n:012}")),
                 order_json: None,
+                attachments: Vec::new(),
             }
         })
         .collect()

@@ -323,6 +323,7 @@ async fn order_card_updates_persist(store: &Store) {
         reply_to: None,
         client_id: None,
         order_json: Some(card("placed")),
+        attachments: Vec::new(),
     };
     let upd = |pos: u64, status: &str| LogEvent::OrderCard {
         conversation: "k1".into(),

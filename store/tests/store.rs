@@ -72,6 +72,7 @@ fn msg(conv: &str, seq: u64, kind: MessageKind, text: &str) -> LogEvent {
         reply_to: None,
         client_id: Some(format!("00000000-0000-0000-0000-{seq:012}")),
         order_json: None,
+        attachments: Vec::new(),
     }
 }
 
@@ -223,6 +224,7 @@ async fn edits_deletes_reactions(store: &Store) {
         reply_to: Some(ReplyRef { seq: 1, excerpt: "edited once".into() }),
         client_id: None,
         order_json: None,
+        attachments: Vec::new(),
     };
     let order = LogEvent::Message {
         conversation: c.into(),
@@ -235,6 +237,7 @@ async fn edits_deletes_reactions(store: &Store) {
         reply_to: None,
         client_id: None,
         order_json: Some(r#"{"order_id":"7","status":"shipped"}"#.into()),
+        attachments: Vec::new(),
     };
     store.persist(&[reply, order]).await.expect("persist");
     let p = page_all(store, c).await;

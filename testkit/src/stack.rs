@@ -154,6 +154,9 @@ impl Stack {
             }
             None => Command::new(gateway),
         };
+        // Uploads in the stack's directory (shared by its gateways, as one
+        // volume would be), unless a test sets `CHAT_UPLOAD_URL`.
+        cmd.env("CHAT_UPLOAD_URL", self.dir.join("uploads"));
         self.common_env(&mut cmd);
         cmd.env("GATEWAY_ADDR", "127.0.0.1:0").env("CHAT_METRICS_ADDR", "127.0.0.1:0").env("CHAT_NODE_ID", self.node_id(n));
         for (k, v) in &self.gw_env {

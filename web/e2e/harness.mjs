@@ -36,10 +36,11 @@ function firstLine(child, timeoutMs, stderr) {
 }
 
 /**
- * Starts gateway + worker; returns { url, prefix, dir, stop }. `env` adds or overrides
- * variables of both processes (e.g. `CHAT_LOYALTY_URL` for an external loyalty service).
+ * Starts gateway(s) + worker; returns { url, urls, prefix, dir, stop }. `env` adds or overrides
+ * variables of both processes (e.g. `CHAT_LOYALTY_URL` for an external loyalty service);
+ * `gateways` starts that many nodes (`urls`).
  */
-export async function startStack({ env: extraEnv = {} } = {}) {
+export async function startStack({ env: extraEnv = {}, gateways = 1 } = {}) {
   for (const b of ['gateway', 'worker', 'testkit']) {
     if (!existsSync(join(binDir, b))) {
       throw new Error(`${join(binDir, b)} is missing: build with \`cargo build --release -p gateway -p worker -p testkit\` or set CHAT_BIN_DIR`);
@@ -50,7 +51,7 @@ export async function startStack({ env: extraEnv = {} } = {}) {
   }
   const prefix = `e2e-${randomBytes(6).toString('hex')}:`;
   const settings = { CHAT_WEB_DIR: join(webDir, 'dist'), ...extraEnv };
-  const args = ['stack', '--gateways', '1', '--workers', '1', '--db', 'sqlite', '--dev', '--prefix', prefix, '--bin-dir', binDir, '--grace-secs', '5'];
+  const args = ['stack', '--gateways', String(gateways), '--workers', '1', '--db', 'sqlite', '--dev', '--prefix', prefix, '--bin-dir', binDir, '--grace-secs', '5'];
   for (const [k, v] of Object.entries(settings)) args.push('--env', `${k}=${v}`);
   const env = {
     ...process.env,
@@ -65,6 +66,8 @@ export async function startStack({ env: extraEnv = {} } = {}) {
   const info = JSON.parse(await firstLine(kit, 60_000, () => stderr));
   return {
     url: info.gateways[0].url,
+    /** Every gateway's URL (`gateways` > 1: the same stack through other nodes). */
+    urls: info.gateways.map((g) => g.url),
     prefix: info.prefix,
     dir: info.dir,
     info,

@@ -168,6 +168,7 @@ fn message(conv: &str, seq: u64, kind: MessageKind, text: &str) -> LogEvent {
         reply_to: None,
         client_id: None,
         order_json: None,
+        attachments: Vec::new(),
     }
 }
 

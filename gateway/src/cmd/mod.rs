@@ -57,8 +57,8 @@ pub async fn dispatch(cx: Ctx<'_>, cf: ClientFrame, session: &mut Session) -> Re
         ClientFrame::Resume { positions, epoch } => resume::apply(&cx, positions, epoch, &mut session.watched).await,
         ClientFrame::Watch { conversation, after } => watch::watch(&cx, conversation, after, &mut session.watched).await,
         ClientFrame::Unwatch { conversation } => watch::unwatch(&cx, conversation, &mut session.watched).await,
-        ClientFrame::Send { conversation, client_id, text, reply_to } => {
-            send::apply(&cx, conversation, client_id, text, reply_to).await.map(Some)
+        ClientFrame::Send { conversation, client_id, text, reply_to, attachments } => {
+            send::apply(&cx, conversation, client_id, text, reply_to, attachments).await.map(Some)
         }
         ClientFrame::Edit { conversation, seq, text } => edit::apply(&cx, conversation, seq, Some(text)).await.map(Some),
         ClientFrame::Delete { conversation, seq } => edit::apply(&cx, conversation, seq, None).await.map(Some),

@@ -41,7 +41,7 @@ pub async fn seed(state: &AppState) -> Result<(), GatewayError> {
             let client_id = stable_uuid(&format!("seed:{name}:{i}"));
             post_message(
                 state,
-                NewMessage { conv: name, kind, author: Some(author), text, reply_to: None, client_id: &client_id, order_json: None },
+                NewMessage { conv: name, kind, author: Some(author), text, reply_to: None, client_id: &client_id, order_json: None, attachments: Vec::new() },
             )
             .await?;
         }

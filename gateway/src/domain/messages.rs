@@ -12,7 +12,7 @@ use redis::AsyncCommands;
 use redis_conn::{Call, LuaScript};
 use schema::envelope::{self, LogEvent};
 use schema::keys;
-use schema::frames::{CustomerRef, Emoji, ErrorCode, Message, MessageKind, ReplyRef, ServerFrame, UserRef};
+use schema::frames::{Attachment, CustomerRef, Emoji, ErrorCode, Message, MessageKind, ReplyRef, ServerFrame, UserRef};
 use schema::limits::EXCERPT_CHARS;
 
 use super::conversations::repair_conversation;
@@ -42,12 +42,14 @@ pub struct NewMessage<'a> {
     pub reply_to: Option<u64>,
     pub client_id: &'a str,
     pub order_json: Option<String>,
+    /// Uploads the author claimed for this message (`domain::attachments::claim`).
+    pub attachments: Vec<Attachment>,
 }
 
 impl<'a> NewMessage<'a> {
     /// A system message (no author, no reply, no order card).
     pub fn system(conv: &'a str, text: &'a str, client_id: &'a str) -> Self {
-        NewMessage { conv, kind: MessageKind::System, author: None, text, reply_to: None, client_id, order_json: None }
+        NewMessage { conv, kind: MessageKind::System, author: None, text, reply_to: None, client_id, order_json: None, attachments: Vec::new() }
     }
 }
 
@@ -124,9 +126,11 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         reactions: BTreeMap::new(),
         order,
         client_id: Some(m.client_id.to_string()),
+        attachments: m.attachments.clone(),
     };
     let template = ServerFrame::Message { conversation: m.conv.to_string(), pos: 0, message }.to_json();
-    let meta = Meta { side: Meta::side_of(m.kind).to_string(), deleted: false, excerpt: schema::excerpt(m.text, EXCERPT_CHARS) }.encode();
+    let excerpt = schema::frames::message_excerpt(m.text, &m.attachments);
+    let meta = Meta { side: Meta::side_of(m.kind).to_string(), deleted: false, excerpt }.encode();
     let k = &state.keys;
     let client_id = Some(m.client_id.to_string());
     let event = |seq: u64, ts: i64, customer: CustomerRef| LogEvent::Message {
@@ -140,6 +144,7 @@ pub async fn post_message(state: &AppState, m: NewMessage<'_>) -> Result<Posted>
         reply_to: reply.clone(),
         client_id: client_id.clone(),
         order_json: m.order_json.clone(),
+        attachments: m.attachments.clone(),
     };
     // On a single Redis the script logs the message too: the envelope goes
     // in with seq 0 and no profile, and the script adds both as fields of

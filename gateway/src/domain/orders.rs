@@ -83,6 +83,7 @@ async fn apply_locked(state: &AppState, ev: &OrderEvent) -> Result<OrderOutcome>
                 reply_to: None,
                 client_id: &client_id,
                 order_json: Some(card_json.clone()),
+                attachments: Vec::new(),
             },
         )
         .await?;

@@ -4,11 +4,10 @@
 //! `CHAT_WEB_DIR` serves a folder instead.
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use schema::frames::ErrorCode;
 
-use crate::error::{error_reply, Body};
+use crate::error::{error_reply, full, Body};
 use crate::state::AppState;
 
 fn content_type(path: &str) -> &'static str {
@@ -91,12 +90,12 @@ pub async fn static_file(state: &AppState, path: &str) -> Response<Body> {
             .header("content-type", content_type(file))
             .header("cache-control", cache)
             .header("x-content-type-options", "nosniff")
-            .body(Full::new(bytes))
+            .body(full(bytes))
             .unwrap_or_default(),
         None if rel.is_empty() || !rel.contains('.') => Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "text/html; charset=utf-8")
-            .body(Full::new(Bytes::from_static(
+            .body(full(Bytes::from_static(
                 b"<!doctype html><title>Chat</title><p>The console is not built yet: run <code>scripts/web-build.sh</code>.</p>",
             )))
             .unwrap_or_default(),

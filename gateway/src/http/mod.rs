@@ -1,13 +1,14 @@
 //! HTTP: the one route table ([`route`]) and one module per resource:
 //! agent sessions and tickets ([`auth`]), the chat list, history and
 //! profiles ([`conversations`]), the customer panel and points actions
-//! ([`loyalty`]), order events ([`orders`]), health and readiness
+//! ([`loyalty`]), order events ([`orders`]), uploads and downloads ([`attachments`]), health and readiness
 //! ([`health`]; `/metrics` has its own listener, `server.rs`) and the console ([`console`]); request extractors in
 //! [`extract`], the client's address behind trusted proxies in
 //! [`client_ip`]. Errors are `{"error":{"code","message"}}`. Every route
 //! is described in the OpenAPI document ([`openapi`], `GET
 //! /api/openapi.json`; its test fails on a route of this table that is not).
 
+pub mod attachments;
 pub mod auth;
 pub mod client_ip;
 pub mod console;
@@ -21,12 +22,11 @@ pub mod orders;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use schema::frames::ErrorCode;
 
-use crate::error::{error_reply, error_response, Body, GatewayError};
+use crate::error::{error_reply, error_response, full, Body, GatewayError};
 use crate::state::AppState;
 use crate::ws::upgrade;
 
@@ -68,6 +68,10 @@ fn security_headers(state: &AppState, path: &str, res: &mut Response<Body>) {
     let h = res.headers_mut();
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if h.contains_key(CONTENT_SECURITY_POLICY) {
+        // The handler's own policy (attachment downloads: `sandbox`) stands.
+        return;
+    }
     let html = h.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
     if !html {
         // JSON, assets: nothing to run, nothing to frame.
@@ -91,7 +95,7 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(full(Bytes::from(body.to_string())))
         .unwrap_or_default()
 }
 
@@ -145,6 +149,19 @@ async fn api(state: &AppState, req: Request<Incoming>) -> (&'static str, Respons
             ("/api/customers/{id}/points/reset", loyalty::reset_points(state, req, &id).await)
         }
         (Method::POST, ["orders", "events"]) => ("/api/orders/events", orders::order_event(state, req).await),
+        (Method::POST, ["attachments"]) => ("/api/attachments", attachments::upload(state, req).await),
+        (Method::GET | Method::HEAD, ["attachments", id]) => {
+            let id = id.to_string();
+            ("/api/attachments/{id}", attachments::download(state, req, &id, false).await)
+        }
+        (Method::GET | Method::HEAD, ["attachments", id, "thumbnail"]) => {
+            let id = id.to_string();
+            ("/api/attachments/{id}/thumbnail", attachments::download(state, req, &id, true).await)
+        }
+        (Method::GET, ["attachments", id, "link"]) => {
+            let id = id.to_string();
+            ("/api/attachments/{id}/link", attachments::link(state, req, &id).await)
+        }
         _ => {
             let known = matches!(
                 segs.as_slice(),
@@ -152,7 +169,7 @@ async fn api(state: &AppState, req: Request<Incoming>) -> (&'static str, Respons
             ) || matches!(
                 segs.as_slice(),
                 ["customers", _, "vouchers" | "orders" | "transactions" | "points"] | ["customers", _, "points", "reset"] | ["orders", "events"]
-            );
+            ) || matches!(segs.as_slice(), ["attachments"] | ["attachments", _] | ["attachments", _, "thumbnail" | "link"]);
             if known {
                 let e = GatewayError::invalid(format!("method {method} is not allowed on {path}"));
                 ("other", Ok(extract::with_status(error_response(&e), StatusCode::METHOD_NOT_ALLOWED)))

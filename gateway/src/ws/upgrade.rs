@@ -3,13 +3,12 @@
 //! calling (a single-use ticket or a bearer token).
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use schema::frames::ErrorCode;
 
 use crate::config::Config;
-use crate::error::{error_reply, error_response, Body, GatewayError};
+use crate::error::{error_reply, error_response, full, Body, GatewayError};
 use crate::state::AppState;
 
 /// Is this browser origin allowed to open a socket? No `Origin` (not a
@@ -108,7 +107,7 @@ async fn ws_authorize_and_upgrade(state: &AppState, mut req: Request<Incoming>, 
                 state.registry.release_ip(ip);
             });
             let (parts, _) = resp.into_parts();
-            Response::from_parts(parts, Full::new(Bytes::new()))
+            Response::from_parts(parts, full(Bytes::new()))
         }
         Err(e) => error_reply(ErrorCode::Invalid, &format!("bad upgrade: {e}")),
     }
@@ -120,7 +119,7 @@ pub fn echo_upgrade(state: &AppState, mut req: Request<Incoming>) -> Response<Bo
         Ok((resp, fut)) => {
             tokio::spawn(super::echo::serve_echo(state.clone(), fut));
             let (parts, _) = resp.into_parts();
-            Response::from_parts(parts, Full::new(Bytes::new()))
+            Response::from_parts(parts, full(Bytes::new()))
         }
         Err(e) => error_reply(ErrorCode::Invalid, &format!("bad upgrade: {e}")),
     }

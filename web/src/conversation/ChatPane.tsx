@@ -5,6 +5,8 @@ import type { ConversationStore } from './store';
 import { useConversation, useSocket } from './useConversation';
 import { MessageList } from './MessageList';
 import { Composer, type ComposerHandle } from './Composer';
+import { AttachmentToken } from '../attachments/context';
+import { excerptOf } from '../attachments/excerpt';
 
 // The gateway relays at most one typing frame per 1.5 s per conversation and socket.
 const TYPING_EVERY_MS = 2000;
@@ -93,6 +95,7 @@ export function ChatPane({
   const typing = state.typing && state.typing.until > Date.now() ? state.typing : null;
 
   return (
+    <AttachmentToken.Provider value={store.token}>
     <div className="chat-pane">
       <MessageList
         state={state}
@@ -134,8 +137,8 @@ export function ChatPane({
           setReplyTo(null);
           setEditing(null);
         }}
-        onSend={(text) => {
-          socket.send(id, text, replyTo ? { seq: replyTo.seq, excerpt: replyTo.text.slice(0, 140) } : undefined);
+        onSend={(text, files) => {
+          socket.send(id, text, replyTo ? { seq: replyTo.seq, excerpt: excerptOf(replyTo) } : undefined, files);
           setReplyTo(null);
           if (typingTimer.current) clearTimeout(typingTimer.current);
           typingTimer.current = null;
@@ -156,6 +159,7 @@ export function ChatPane({
         }}
       />
     </div>
+    </AttachmentToken.Provider>
   );
 }
 

@@ -1,6 +1,10 @@
 import { forwardRef, useEffect, useImperativeHandle, useRef, useState } from 'react';
-import type { Message } from '../lib/types';
+import type { Attachment, Message } from '../lib/types';
 import { SendIcon } from '../common/icons';
+import { useAttachmentToken } from '../attachments/context';
+import { PendingUploads } from '../attachments/PendingUploads';
+import { MAX_FILES, useUploads } from '../attachments/useUploads';
+import { excerptOf } from '../attachments/excerpt';
 
 export interface ComposerHandle {
   focus: () => void;
@@ -9,7 +13,7 @@ export interface ComposerHandle {
 export interface ComposerProps {
   replyTo: Message | null;
   editing: Message | null;
-  onSend: (text: string) => void;
+  onSend: (text: string, attachments: Attachment[]) => void;
   onSaveEdit: (m: Message, text: string) => void;
   onCancel: () => void;
   onTyping: () => void;
@@ -23,7 +27,10 @@ const MAX_HEIGHT = 180;
 export const Composer = forwardRef<ComposerHandle, ComposerProps>(function Composer(p, ref) {
   const [text, setText] = useState('');
   const area = useRef<HTMLTextAreaElement>(null);
+  const picker = useRef<HTMLInputElement>(null);
   const draft = useRef('');
+  const uploads = useUploads(useAttachmentToken());
+  const [dragging, setDragging] = useState(false);
 
   useImperativeHandle(ref, () => ({ focus: () => area.current?.focus() }), []);
 
@@ -59,45 +66,92 @@ export const Composer = forwardRef<ComposerHandle, ComposerProps>(function Compo
 
   const chars = [...text].length;
   const tooLong = chars > MAX_CHARS;
-  const empty = text.trim().length === 0;
+  const files = uploads.items;
+  const uploading = files.some((u) => u.status !== 'done');
+  const empty = text.trim().length === 0 && (files.length === 0 || !!p.editing);
+  const blocked = empty || tooLong || (!p.editing && uploading);
 
   const submit = () => {
-    if (empty || tooLong) return;
+    if (blocked) return;
     if (p.editing) {
       if (text !== p.editing.text) p.onSaveEdit(p.editing, text);
       else p.onCancel();
       return;
     }
-    p.onSend(text);
+    p.onSend(text, files.map((u) => u.attachment!).filter(Boolean));
     setText('');
+    uploads.clear();
+  };
+  const addFiles = (list: FileList | File[] | null | undefined) => {
+    if (!list || p.editing) return;
+    const arr = Array.from(list).slice(0, MAX_FILES - files.length);
+    if (arr.length) uploads.add(arr);
   };
 
   return (
     <form
-      className="composer"
+      className={`composer${dragging ? ' dragging' : ''}`}
       onSubmit={(e) => {
         e.preventDefault();
         submit();
+      }}
+      onDragOver={(e) => {
+        if (p.editing || !e.dataTransfer.types.includes('Files')) return;
+        e.preventDefault();
+        setDragging(true);
+      }}
+      onDragLeave={() => setDragging(false)}
+      onDrop={(e) => {
+        if (p.editing) return;
+        e.preventDefault();
+        setDragging(false);
+        addFiles(e.dataTransfer.files);
       }}
     >
       {(p.replyTo || p.editing) && (
         <div className="composer-context">
           <div className="composer-context-text">
             <strong>{p.editing ? 'Editing message' : `Replying to ${p.replyTo?.author?.username ?? 'message'}`}</strong>
-            {p.replyTo && <span className="excerpt">{p.replyTo.text.slice(0, 140)}</span>}
+            {p.replyTo && <span className="excerpt">{excerptOf(p.replyTo)}</span>}
           </div>
           <button type="button" className="icon-btn" aria-label={p.editing ? 'Cancel edit' : 'Cancel reply'} onClick={p.onCancel}>
             ×
           </button>
         </div>
       )}
+      <PendingUploads items={files} onRemove={uploads.remove} onRetry={uploads.retry} />
       <div className="composer-row">
+        {!p.editing && (
+          <>
+            <button type="button" className="icon-btn attach-btn" aria-label="Attach files" title="Attach photos or files" disabled={files.length >= MAX_FILES} onClick={() => picker.current?.click()}>
+              <span aria-hidden="true">📎</span>
+            </button>
+            <input
+              ref={picker}
+              type="file"
+              multiple
+              hidden
+              data-testid="attach-input"
+              onChange={(e) => {
+                addFiles(e.target.files);
+                e.target.value = '';
+              }}
+            />
+          </>
+        )}
         <textarea
           ref={area}
           rows={1}
           value={text}
           aria-label="Message"
           placeholder={p.placeholder ?? 'Type a message…'}
+          onPaste={(e) => {
+            const pasted = Array.from(e.clipboardData.files);
+            if (pasted.length > 0 && !p.editing) {
+              e.preventDefault();
+              addFiles(pasted);
+            }
+          }}
           onChange={(e) => {
             setText(e.target.value);
             if (e.target.value.trim() && !p.editing) p.onTyping();
@@ -113,7 +167,7 @@ export const Composer = forwardRef<ComposerHandle, ComposerProps>(function Compo
             }
           }}
         />
-        <button type="submit" className="send-btn" disabled={empty || tooLong} aria-label={p.editing ? 'Save' : 'Send'}>
+        <button type="submit" className="send-btn" disabled={blocked} aria-label={p.editing ? 'Save' : 'Send'}>
           <SendIcon />
           <span>{p.editing ? 'Save' : 'Send'}</span>
         </button>

@@ -4,6 +4,7 @@ import { EMOJIS } from '../lib/types';
 import { fullTime, timeOfDay } from '../common/format';
 import { EditIcon, ReplyIcon, SmileIcon, TrashIcon } from '../common/icons';
 import { OrderCard } from './OrderCard';
+import { MessageAttachments } from '../attachments/MessageAttachments';
 import { ReadStatus, type Delivery } from './ReadStatus';
 
 export interface BubbleProps {
@@ -71,7 +72,10 @@ export const MessageBubble = memo(function MessageBubble(p: BubbleProps) {
             ) : m.deleted ? (
               <span className="msg-text deleted">This message was deleted</span>
             ) : (
-              <span className="msg-text">{m.text}</span>
+              <>
+                {m.attachments && m.attachments.length > 0 && <MessageAttachments items={m.attachments} />}
+                {m.text && <span className="msg-text">{m.text}</span>}
+              </>
             )}
             <span className="msg-meta">
               {m.edited_at && !m.deleted && <span className="edited">edited</span>}

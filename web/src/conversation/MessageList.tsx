@@ -141,7 +141,10 @@ export function MessageList(p: MessageListProps) {
                     <span className="quote-excerpt">{it.reply_to.excerpt}</span>
                   </span>
                 )}
-                <span className="msg-text">{it.text}</span>
+                {it.attachments && it.attachments.length > 0 && (
+                  <span className="outbox-files">{it.attachments.map((a) => a.name).join(', ')}</span>
+                )}
+                {it.text && <span className="msg-text">{it.text}</span>}
                 <span className="msg-meta">
                   <ReadStatus status={status} />
                 </span>

@@ -68,7 +68,7 @@ export class ConversationStore {
   constructor(
     private readonly socket: ChatSocket,
     readonly side: Side,
-    private readonly token: () => string | null,
+    readonly token: () => string | null,
   ) {
     this.unsubs.push(
       socket.onFrame((f) => this.onFrame(f)),

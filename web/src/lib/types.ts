@@ -7,6 +7,7 @@
 import type * as Wire from './generated';
 
 export type {
+  Attachment,
   ClientFrame,
   ConversationRow,
   CustomerRef,

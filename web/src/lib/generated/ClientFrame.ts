@@ -4,4 +4,9 @@ import type { Emoji } from "./Emoji";
 /**
  * A validated client frame. A client may add `rid` to any of them.
  */
-export type ClientFrame = { "type": "send", conversation: string, client_id: string, text: string, reply_to?: number | null, } | { "type": "edit", conversation: string, seq: number, text: string, } | { "type": "delete", conversation: string, seq: number, } | { "type": "react", conversation: string, seq: number, emoji: Emoji, on: boolean, } | { "type": "typing", conversation: string, } | { "type": "delivered", conversation: string, seq: number, } | { "type": "seen", conversation: string, seq: number, } | { "type": "resume", positions: { [key in string]: number }, epoch?: string | null, } | { "type": "watch", conversation: string, after: number, } | { "type": "unwatch", conversation: string, } | { "type": "ping" };
+export type ClientFrame = { "type": "send", conversation: string, client_id: string, text: string, reply_to?: number | null, 
+/**
+ * Ids of the sender's own uploads (`POST /api/attachments`), at most
+ * [`MAX_ATTACHMENTS`]; with at least one, `text` may be empty.
+ */
+attachments?: Array<string>, } | { "type": "edit", conversation: string, seq: number, text: string, } | { "type": "delete", conversation: string, seq: number, } | { "type": "react", conversation: string, seq: number, emoji: Emoji, on: boolean, } | { "type": "typing", conversation: string, } | { "type": "delivered", conversation: string, seq: number, } | { "type": "seen", conversation: string, seq: number, } | { "type": "resume", positions: { [key in string]: number }, epoch?: string | null, } | { "type": "watch", conversation: string, after: number, } | { "type": "unwatch", conversation: string, } | { "type": "ping" };

@@ -1,6 +1,7 @@
 // Generated from schema/src/frames.rs (ts-rs). Do not edit: regenerate with
 //   UPDATE_TS_BINDINGS=1 cargo test -p schema ts_bindings
 
+export type { Attachment } from './Attachment';
 export type { ClientFrame } from './ClientFrame';
 export type { ConversationRow } from './ConversationRow';
 export type { CustomerRef } from './CustomerRef';

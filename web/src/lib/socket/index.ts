@@ -14,7 +14,7 @@
 // changes, local state is stale and is dropped), and the listeners.
 
 import { uuid } from '../api';
-import type { ClientFrame, Message, OutgoingFrame, ServerFrame, UserRef } from '../types';
+import type { Attachment, ClientFrame, Message, OutgoingFrame, ServerFrame, UserRef } from '../types';
 import { isEventFrame } from '../types';
 import { Connection, type ConnState } from './connection';
 import { Outbox, type OutboxItem } from './outbox';
@@ -205,8 +205,8 @@ export class ChatSocket {
   }
 
   /** Queues a message; it goes out now if connected, else when the connection returns. */
-  send(conversation: string, text: string, replyTo?: { seq: number; excerpt: string }): OutboxItem {
-    const item = this.box.add(conversation, text, replyTo);
+  send(conversation: string, text: string, replyTo?: { seq: number; excerpt: string }, attachments?: Attachment[]): OutboxItem {
+    const item = this.box.add(conversation, text, replyTo, attachments);
     if (this.isOpen) this.box.transmit(item, this.rawSend);
     return item;
   }
@@ -291,5 +291,6 @@ export function provisionalMessage(e: SentEvent, author: UserRef | null): Messag
     deleted: false,
     reactions: {},
     client_id: e.item.client_id,
+    attachments: e.item.attachments,
   };
 }

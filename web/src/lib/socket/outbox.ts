@@ -4,7 +4,7 @@
 // frame (same client_id) arrives. With a storage key it survives a page reload.
 
 import { uuid } from '../api';
-import type { OutgoingFrame, ReplyRef } from '../types';
+import type { Attachment, OutgoingFrame, ReplyRef } from '../types';
 
 const SEND_TIMEOUT_MS = 15_000;
 
@@ -13,6 +13,8 @@ export interface OutboxItem {
   conversation: string;
   text: string;
   reply_to?: ReplyRef;
+  /** Files already uploaded for this message (kept, like the text, across a reconnect or reload). */
+  attachments?: Attachment[];
   /** queued: waiting for a connection; sending: sent, no ack yet; failed: the server refused or did not answer. */
   status: 'queued' | 'sending' | 'failed';
   error?: string;
@@ -31,12 +33,13 @@ export class Outbox {
     this.items = this.load();
   }
 
-  add(conversation: string, text: string, replyTo?: ReplyRef): OutboxItem {
+  add(conversation: string, text: string, replyTo?: ReplyRef, attachments?: Attachment[]): OutboxItem {
     const item: OutboxItem = {
       client_id: uuid(),
       conversation,
       text,
       reply_to: replyTo,
+      attachments: attachments?.length ? attachments : undefined,
       status: 'queued',
       created: Date.now(),
     };
@@ -60,6 +63,7 @@ export class Outbox {
       text: item.text,
     };
     if (item.reply_to) frame.reply_to = item.reply_to.seq;
+    if (item.attachments?.length && frame.type === 'send') frame.attachments = item.attachments.map((a) => a.id);
     if (!send(frame)) return;
     this.update(item.client_id, { status: 'sending' });
     this.clearTimer(item.client_id);
