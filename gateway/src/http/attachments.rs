@@ -14,7 +14,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use store::attachments::Upload;
 
-use super::extract::{caller, query};
+use super::extract::{caller, query, IdParam};
+use crate::error::ErrorReply;
 use crate::domain::attachments::{self, links};
 use crate::error::{json_response, Body, GatewayError};
 use crate::state::AppState;
@@ -25,6 +26,16 @@ type Result<T> = std::result::Result<T, GatewayError>;
 const DOWNLOAD_CSP: &str = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox; frame-ancestors 'none'";
 
 /// `POST /api/attachments`: multipart, field `file`; 201 with the attachment.
+#[utoipa::path(post, path = "/api/attachments", tag = "attachments", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "One field `file`"),
+    responses(
+        (status = 200, description = "Stored: id, name, size, content_type, url, thumbnail_url"),
+        (status = 400, description = "Not multipart, or no `file` field", body = ErrorReply),
+        (status = 401, description = "No or wrong token", body = ErrorReply),
+        (status = 413, description = "Larger than CHAT_MAX_UPLOAD_BYTES", body = ErrorReply),
+        (status = 415, description = "A type CHAT_UPLOAD_TYPES does not allow, judged by content", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    ))]
 pub async fn upload(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>> {
     let who = caller(state, &req).await?;
     let ct = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -115,7 +126,29 @@ fn disposition(kind: &str, name: &str) -> String {
 }
 
 /// `GET /api/attachments/{id}` (and `/thumbnail`): the bytes, streamed.
-pub async fn download(state: &AppState, req: Request<Incoming>, id: &str, thumbnail: bool) -> Result<Response<Body>> {
+#[utoipa::path(get, path = "/api/attachments/{id}", tag = "attachments", params(IdParam), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The file (Content-Disposition attachment except raster images; sandboxed CSP)"),
+        (status = 400, description = "Not a valid id", body = ErrorReply),
+        (status = 401, description = "No or wrong token", body = ErrorReply),
+        (status = 404, description = "No such file, or not the caller's to read", body = ErrorReply),
+    ))]
+pub async fn download_file(state: &AppState, req: Request<Incoming>, id: &str) -> Result<Response<Body>> {
+    download(state, req, id, false).await
+}
+
+#[utoipa::path(get, path = "/api/attachments/{id}/thumbnail", tag = "attachments", params(IdParam), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The image's thumbnail"),
+        (status = 400, description = "Not a valid id", body = ErrorReply),
+        (status = 401, description = "No or wrong token", body = ErrorReply),
+        (status = 404, description = "No such file or thumbnail, or not the caller's to read", body = ErrorReply),
+    ))]
+pub async fn download_thumbnail(state: &AppState, req: Request<Incoming>, id: &str) -> Result<Response<Body>> {
+    download(state, req, id, true).await
+}
+
+async fn download(state: &AppState, req: Request<Incoming>, id: &str, thumbnail: bool) -> Result<Response<Body>> {
     let u = authorised(state, &req, id, if thumbnail { "thumbnail" } else { "file" }).await?;
     let (size, stream) = attachments::open(state, &u, thumbnail).await?;
     let (content_type, inline) = if thumbnail {
@@ -141,6 +174,13 @@ pub async fn download(state: &AppState, req: Request<Incoming>, id: &str, thumbn
 
 /// `GET /api/attachments/{id}/link`: signed URLs of the file and its
 /// thumbnail, valid `CHAT_ATTACHMENT_LINK_SECS`.
+#[utoipa::path(get, path = "/api/attachments/{id}/link", tag = "attachments", params(IdParam), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A short-lived signed URL of the file"),
+        (status = 400, description = "Not a valid id", body = ErrorReply),
+        (status = 401, description = "No or wrong token", body = ErrorReply),
+        (status = 404, description = "No such file, or not the caller's to read", body = ErrorReply),
+    ))]
 pub async fn link(state: &AppState, req: Request<Incoming>, id: &str) -> Result<Response<Body>> {
     let who = caller(state, &req).await?;
     let u = find(state, id).await?;

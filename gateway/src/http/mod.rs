@@ -152,11 +152,11 @@ async fn api(state: &AppState, req: Request<Incoming>) -> (&'static str, Respons
         (Method::POST, ["attachments"]) => ("/api/attachments", attachments::upload(state, req).await),
         (Method::GET | Method::HEAD, ["attachments", id]) => {
             let id = id.to_string();
-            ("/api/attachments/{id}", attachments::download(state, req, &id, false).await)
+            ("/api/attachments/{id}", attachments::download_file(state, req, &id).await)
         }
         (Method::GET | Method::HEAD, ["attachments", id, "thumbnail"]) => {
             let id = id.to_string();
-            ("/api/attachments/{id}/thumbnail", attachments::download(state, req, &id, true).await)
+            ("/api/attachments/{id}/thumbnail", attachments::download_thumbnail(state, req, &id).await)
         }
         (Method::GET, ["attachments", id, "link"]) => {
             let id = id.to_string();

@@ -3,4 +3,4 @@
 /**
  * Error codes a client sees. Stable: clients switch on them.
  */
-export type ErrorCode = "invalid" | "forbidden" | "not_found" | "too_large" | "rate_limited" | "unavailable" | "unauthorized" | "conflict";
+export type ErrorCode = "invalid" | "forbidden" | "not_found" | "too_large" | "rate_limited" | "unavailable" | "unauthorized" | "conflict" | "unsupported_type";
